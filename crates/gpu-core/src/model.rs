@@ -1,0 +1,279 @@
+//! The GPU model every provider fills and every consumer reads.
+//!
+//! Units are fixed by the type: sizes in bytes, power in milliwatts,
+//! percentages as `u8`, temperatures in degrees Celsius. A value the driver
+//! does not report is `None`, never 0: "not supported" and "zero" differ.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON schema written by `--json`, the agent API and snapshot
+/// files. Bumped on any change that an older reader would misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one provider saw on one host at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Host name of the machine the GPUs are in.
+    pub host: String,
+    /// When the snapshot was taken (RFC 3339 in JSON).
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub time: SystemTime,
+    /// Name of the provider that produced it (`nvml`, `smi`, `file:...`).
+    pub provider: String,
+    /// NVIDIA driver version, e.g. `570.124.06`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// Highest CUDA version the driver supports, e.g. `12.8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_driver_version: Option<String>,
+    /// The GPUs, in NVML index (PCI bus) order.
+    pub gpus: Vec<Gpu>,
+}
+
+/// One physical GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// NVML index: the number `nvidia-smi` shows (PCI bus order).
+    pub index: u32,
+    /// Stable identity, `GPU-xxxxxxxx-xxxx-...`.
+    pub uuid: String,
+    /// Product name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// PCI bus id, e.g. `00000000:1B:00.0`.
+    #[serde(default)]
+    pub pci_bus_id: Option<String>,
+    /// Total memory in bytes.
+    #[serde(default)]
+    pub memory_total: Option<u64>,
+    /// Used memory in bytes.
+    #[serde(default)]
+    pub memory_used: Option<u64>,
+    /// Free memory in bytes.
+    #[serde(default)]
+    pub memory_free: Option<u64>,
+    /// Percent of the last sample period in which a kernel ran.
+    #[serde(default)]
+    pub utilization_gpu: Option<u8>,
+    /// Percent of the last sample period in which memory was read or written.
+    #[serde(default)]
+    pub utilization_memory: Option<u8>,
+    /// Core temperature in degrees Celsius.
+    #[serde(default)]
+    pub temperature: Option<i32>,
+    /// Power draw in milliwatts.
+    #[serde(default)]
+    pub power_draw: Option<u32>,
+    /// Enforced power limit in milliwatts.
+    #[serde(default)]
+    pub power_limit: Option<u32>,
+    /// Performance state, 0 (P0, fastest) to 15.
+    #[serde(default)]
+    pub performance_state: Option<u8>,
+    /// Current SM clock in MHz.
+    #[serde(default)]
+    pub sm_clock: Option<u32>,
+    /// Whether MIG mode is on (`None` on GPUs without MIG support).
+    #[serde(default)]
+    pub mig_mode: Option<bool>,
+    /// Processes using the GPU; `None` when the provider could not list them.
+    #[serde(default)]
+    pub processes: Option<Vec<GpuProcess>>,
+    /// MIG instances, when MIG mode is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig_devices: Vec<MigDevice>,
+}
+
+/// One MIG (Multi-Instance GPU) device carved out of a [`Gpu`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigDevice {
+    /// Index of this MIG device within its parent GPU.
+    pub index: u32,
+    /// Stable identity, `MIG-xxxxxxxx-xxxx-...`.
+    pub uuid: String,
+    /// Profile name, e.g. `1g.10gb`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// GPU instance id.
+    #[serde(default)]
+    pub gpu_instance_id: Option<u32>,
+    /// Compute instance id.
+    #[serde(default)]
+    pub compute_instance_id: Option<u32>,
+    /// Total memory in bytes.
+    #[serde(default)]
+    pub memory_total: Option<u64>,
+    /// Used memory in bytes.
+    #[serde(default)]
+    pub memory_used: Option<u64>,
+    /// Free memory in bytes.
+    #[serde(default)]
+    pub memory_free: Option<u64>,
+    /// Processes using this MIG device; `None` when unknown.
+    #[serde(default)]
+    pub processes: Option<Vec<GpuProcess>>,
+}
+
+/// Whether a process uses the GPU for compute, graphics or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessKind {
+    /// A CUDA (compute) context.
+    Compute,
+    /// A graphics context (X server, a desktop, a game).
+    Graphics,
+    /// Both.
+    ComputeGraphics,
+}
+
+/// A process holding a context on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuProcess {
+    /// Process id as the driver reports it (host PID namespace).
+    pub pid: u32,
+    /// GPU memory the process uses, in bytes.
+    #[serde(default)]
+    pub used_memory: Option<u64>,
+    /// Executable name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Full command line, when visible in `/proc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<Vec<String>>,
+    /// Owning user name, when visible in `/proc`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// When the process started, when visible in `/proc`.
+    #[serde(default, with = "crate::timefmt::rfc3339_opt")]
+    pub start_time: Option<SystemTime>,
+    /// Compute, graphics or both, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ProcessKind>,
+}
+
+impl Gpu {
+    /// A GPU with identity only and every measurement unknown.
+    pub fn new(index: u32, uuid: impl Into<String>, name: impl Into<String>) -> Self {
+        Gpu {
+            index,
+            uuid: uuid.into(),
+            name: name.into(),
+            pci_bus_id: None,
+            memory_total: None,
+            memory_used: None,
+            memory_free: None,
+            utilization_gpu: None,
+            utilization_memory: None,
+            temperature: None,
+            power_draw: None,
+            power_limit: None,
+            performance_state: None,
+            sm_clock: None,
+            mig_mode: None,
+            processes: None,
+            mig_devices: Vec::new(),
+        }
+    }
+
+    /// True when MIG mode is on: CUDA then sees only the MIG devices, never the whole GPU.
+    pub fn mig_enabled(&self) -> bool {
+        self.mig_mode == Some(true) || !self.mig_devices.is_empty()
+    }
+}
+
+impl GpuProcess {
+    /// A process known only by its pid.
+    pub fn new(pid: u32) -> Self {
+        GpuProcess {
+            pid,
+            used_memory: None,
+            name: None,
+            command_line: None,
+            user: None,
+            start_time: None,
+            kind: None,
+        }
+    }
+}
+
+impl Snapshot {
+    /// An empty snapshot of `host` taken now by `provider`.
+    pub fn new(host: impl Into<String>, provider: impl Into<String>) -> Self {
+        Snapshot {
+            schema_version: SCHEMA_VERSION,
+            host: host.into(),
+            time: SystemTime::now(),
+            provider: provider.into(),
+            driver_version: None,
+            cuda_driver_version: None,
+            gpus: Vec::new(),
+        }
+    }
+
+    /// Checks what the rest of gpusel relies on: a supported schema version and
+    /// unique GPU indices and UUIDs (identity is the UUID).
+    pub fn validate(&self) -> Result<(), SnapshotError> {
+        if self.schema_version == 0 || self.schema_version > SCHEMA_VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                found: self.schema_version,
+            });
+        }
+        let mut uuids = std::collections::HashSet::new();
+        let mut indices = std::collections::HashSet::new();
+        for gpu in &self.gpus {
+            if gpu.uuid.trim().is_empty() {
+                return Err(SnapshotError::MissingUuid { index: gpu.index });
+            }
+            if !indices.insert(gpu.index) {
+                return Err(SnapshotError::DuplicateIndex { index: gpu.index });
+            }
+            if !uuids.insert(gpu.uuid.to_ascii_lowercase()) {
+                return Err(SnapshotError::DuplicateUuid {
+                    uuid: gpu.uuid.clone(),
+                });
+            }
+            for mig in &gpu.mig_devices {
+                if !uuids.insert(mig.uuid.to_ascii_lowercase()) {
+                    return Err(SnapshotError::DuplicateUuid {
+                        uuid: mig.uuid.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot that breaks the rules of the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The schema version is not one this build reads.
+    #[error(
+        "snapshot schema version {found} is not supported (this gpusel reads version {SCHEMA_VERSION}); upgrade gpusel or re-record the snapshot"
+    )]
+    UnsupportedVersion {
+        /// The version the snapshot declares.
+        found: u32,
+    },
+    /// Two GPUs share an index.
+    #[error("two GPUs have index {index}; each GPU needs its own index")]
+    DuplicateIndex {
+        /// The repeated index.
+        index: u32,
+    },
+    /// Two devices share a UUID.
+    #[error("two devices have UUID {uuid}; UUIDs identify GPUs and must be unique")]
+    DuplicateUuid {
+        /// The repeated UUID.
+        uuid: String,
+    },
+    /// A GPU has an empty UUID.
+    #[error("GPU {index} has an empty uuid; every GPU needs its UUID")]
+    MissingUuid {
+        /// Index of the GPU without UUID.
+        index: u32,
+    },
+}

@@ -1,0 +1,125 @@
+//! Why a device was not chosen: data, not log text, so `--explain`, `--json`
+//! and the library all see the same thing.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::size::{format_bytes, format_power};
+
+/// One reason a device cannot be given to the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// `CUDA_VISIBLE_DEVICES` (from Slurm, Kubernetes or the user) hides it.
+    HiddenByCudaVisibleDevices,
+    /// `--devices` names other devices.
+    NotRequested,
+    /// `--exclude` names it.
+    Excluded,
+    /// The name does not contain the `--name` pattern.
+    NameMismatch {
+        /// The device name.
+        name: String,
+        /// The pattern asked for.
+        pattern: String,
+    },
+    /// Less free memory than `--mem`.
+    NotEnoughMemory {
+        /// Free bytes.
+        free: u64,
+        /// Bytes asked for.
+        required: u64,
+    },
+    /// A filter needs a value the provider does not report.
+    Unknown {
+        /// Which value: `free memory`, `utilization`, `processes`, `power draw`...
+        what: String,
+    },
+    /// GPU utilization above `--max-util`.
+    Utilization {
+        /// Measured %.
+        value: u8,
+        /// Allowed %.
+        max: u8,
+    },
+    /// Memory-bandwidth utilization above `--max-mem-util`.
+    MemoryUtilization {
+        /// Measured %.
+        value: u8,
+        /// Allowed %.
+        max: u8,
+    },
+    /// More processes than `--max-processes`.
+    Processes {
+        /// Processes on the device.
+        count: usize,
+        /// Allowed.
+        max: usize,
+    },
+    /// Power draw above `--max-power`.
+    Power {
+        /// Draw in mW.
+        draw: u32,
+        /// Allowed in mW.
+        max: u32,
+    },
+    /// The library caller's custom predicate said no.
+    Predicate {
+        /// The label the predicate was registered with.
+        label: String,
+    },
+    /// MIG mode is on: only its MIG devices can be used, and it has none.
+    MigWithoutInstances,
+    /// A process can use only one MIG device, and more devices were asked for.
+    MigNeedsSingleDevice {
+        /// Devices asked for.
+        count: usize,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::HiddenByCudaVisibleDevices => write!(f, "hidden by CUDA_VISIBLE_DEVICES"),
+            Reason::NotRequested => write!(f, "not named by --devices"),
+            Reason::Excluded => write!(f, "excluded by --exclude"),
+            Reason::NameMismatch { name, pattern } => {
+                write!(f, "name '{name}' does not contain '{pattern}'")
+            }
+            Reason::NotEnoughMemory { free, required } => write!(
+                f,
+                "{} free < {} needed",
+                format_bytes(*free),
+                format_bytes(*required)
+            ),
+            Reason::Unknown { what } => {
+                write!(f, "{what} unknown (the provider does not report it)")
+            }
+            Reason::Utilization { value, max } => {
+                write!(f, "utilization {value}% > {max}% allowed")
+            }
+            Reason::MemoryUtilization { value, max } => {
+                write!(f, "memory utilization {value}% > {max}% allowed")
+            }
+            Reason::Processes { count, max } => {
+                let s = if *count == 1 { "" } else { "es" };
+                write!(f, "{count} process{s} > {max} allowed")
+            }
+            Reason::Power { draw, max } => write!(
+                f,
+                "power draw {} > {} allowed",
+                format_power(*draw),
+                format_power(*max)
+            ),
+            Reason::Predicate { label } => write!(f, "rejected by custom filter '{label}'"),
+            Reason::MigWithoutInstances => {
+                write!(f, "MIG mode is on but no MIG devices are configured")
+            }
+            Reason::MigNeedsSingleDevice { count } => write!(
+                f,
+                "MIG device, and a process can use only one (asked for {count} devices)"
+            ),
+        }
+    }
+}

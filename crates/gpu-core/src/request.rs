@@ -1,0 +1,396 @@
+//! What the job needs: every filter of the tools gpusel replaces.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::device::Device;
+use crate::reason::Reason;
+
+/// A device named on the command line: an NVML index (`3`), a MIG device
+/// (`3:1`), or a UUID or unique UUID prefix (`GPU-5f2c`, `MIG-8a1b`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeviceSpec {
+    /// NVML index of a GPU (also matches its MIG devices).
+    Index(u32),
+    /// GPU index and MIG device index.
+    Mig(u32, u32),
+    /// UUID or UUID prefix, compared without regard to case.
+    Uuid(String),
+}
+
+/// A device spec that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid device '{input}': write a GPU index (3), a MIG device (3:1) or a UUID (GPU-5f2c..., MIG-8a1b...)"
+)]
+pub struct DeviceSpecError {
+    /// What the user wrote.
+    pub input: String,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceSpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let err = || DeviceSpecError {
+            input: s.to_string(),
+        };
+        let upper = t.get(..4).map(str::to_ascii_uppercase);
+        if matches!(upper.as_deref(), Some("GPU-") | Some("MIG-")) {
+            if t.len() == 4 || !t.is_ascii() || t.contains(char::is_whitespace) {
+                return Err(err());
+            }
+            return Ok(DeviceSpec::Uuid(t.to_string()));
+        }
+        if let Some((g, m)) = t.split_once(':') {
+            let g = g.parse().map_err(|_| err())?;
+            let m = m.parse().map_err(|_| err())?;
+            return Ok(DeviceSpec::Mig(g, m));
+        }
+        t.parse().map(DeviceSpec::Index).map_err(|_| err())
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Index(i) => write!(f, "{i}"),
+            DeviceSpec::Mig(g, m) => write!(f, "{g}:{m}"),
+            DeviceSpec::Uuid(u) => f.write_str(u),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Parses a comma-separated list (`0,2,GPU-5f2c`).
+    pub fn parse_list(s: &str) -> Result<Vec<DeviceSpec>, DeviceSpecError> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(str::parse)
+            .collect()
+    }
+
+    /// Whether this spec names `device`.
+    pub fn matches(&self, device: &Device<'_>) -> bool {
+        match self {
+            DeviceSpec::Index(i) => device.gpu.index == *i,
+            DeviceSpec::Mig(g, m) => {
+                device.gpu.index == *g && device.mig.is_some_and(|mig| mig.index == *m)
+            }
+            DeviceSpec::Uuid(prefix) => {
+                let p = prefix.to_ascii_lowercase();
+                device.uuid().to_ascii_lowercase().starts_with(&p)
+                    || (device.is_mig() && device.gpu.uuid.to_ascii_lowercase().starts_with(&p))
+            }
+        }
+    }
+}
+
+/// A custom filter from library code: `true` keeps the device.
+pub type PredicateFn = dyn Fn(&Device<'_>) -> bool + Send + Sync;
+
+/// A labelled custom filter; the label is what `--explain` shows when it rejects.
+#[derive(Clone)]
+pub struct Predicate {
+    /// Shown in the rejection reason.
+    pub label: String,
+    /// The test itself.
+    pub test: Arc<PredicateFn>,
+}
+
+impl fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Predicate")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a job asks of its GPUs. Unset filters (`None`) do not filter,
+/// unless the strategy brings a default (see
+/// [`SelectStrategy::apply_defaults`](crate::SelectStrategy::apply_defaults)).
+///
+/// A filter that is set rejects a device whose value the provider does not
+/// report (`Reason::Unknown`): gpusel does not guess that an unmeasured GPU is
+/// idle. The one exception is utilization on MIG devices, which NVML never
+/// reports per instance; there the process count and memory decide.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// How many devices.
+    pub count: NonZeroUsize,
+    /// Minimum free memory, bytes.
+    pub min_free_memory: Option<u64>,
+    /// Maximum GPU utilization, %.
+    pub max_utilization: Option<u8>,
+    /// Maximum memory-bandwidth utilization, %.
+    pub max_memory_utilization: Option<u8>,
+    /// Maximum number of processes already on the device.
+    pub max_processes: Option<usize>,
+    /// Maximum power draw, mW.
+    pub max_power: Option<u32>,
+    /// Case-insensitive substring of the device name.
+    pub name: Option<String>,
+    /// Only these devices (empty: any).
+    pub devices: Vec<DeviceSpec>,
+    /// Never these devices.
+    pub exclude: Vec<DeviceSpec>,
+    /// Custom filters from library code.
+    pub predicates: Vec<Predicate>,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            count: NonZeroUsize::MIN,
+            min_free_memory: None,
+            max_utilization: None,
+            max_memory_utilization: None,
+            max_processes: None,
+            max_power: None,
+            name: None,
+            devices: Vec::new(),
+            exclude: Vec::new(),
+            predicates: Vec::new(),
+        }
+    }
+}
+
+impl Request {
+    /// One device, no filters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many devices to select.
+    pub fn count(mut self, count: NonZeroUsize) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Requires at least `bytes` of free memory.
+    pub fn min_free_memory(mut self, bytes: u64) -> Self {
+        self.min_free_memory = Some(bytes);
+        self
+    }
+
+    /// Allows at most `percent` GPU utilization.
+    pub fn max_utilization(mut self, percent: u8) -> Self {
+        self.max_utilization = Some(percent);
+        self
+    }
+
+    /// Allows at most `percent` memory-bandwidth utilization.
+    pub fn max_memory_utilization(mut self, percent: u8) -> Self {
+        self.max_memory_utilization = Some(percent);
+        self
+    }
+
+    /// Allows at most `n` processes already on the device.
+    pub fn max_processes(mut self, n: usize) -> Self {
+        self.max_processes = Some(n);
+        self
+    }
+
+    /// Allows at most `milliwatts` of power draw.
+    pub fn max_power(mut self, milliwatts: u32) -> Self {
+        self.max_power = Some(milliwatts);
+        self
+    }
+
+    /// Requires `pattern` in the device name (case-insensitive).
+    pub fn name(mut self, pattern: impl Into<String>) -> Self {
+        self.name = Some(pattern.into());
+        self
+    }
+
+    /// Restricts selection to these devices.
+    pub fn devices(mut self, devices: Vec<DeviceSpec>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// Never selects these devices.
+    pub fn exclude(mut self, devices: Vec<DeviceSpec>) -> Self {
+        self.exclude = devices;
+        self
+    }
+
+    /// Adds a custom filter; `label` names it in rejection reasons.
+    pub fn predicate(
+        mut self,
+        label: impl Into<String>,
+        test: impl Fn(&Device<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.predicates.push(Predicate {
+            label: label.into(),
+            test: Arc::new(test),
+        });
+        self
+    }
+
+    /// Every reason `device` fails this request; empty means it qualifies.
+    pub fn evaluate(&self, device: &Device<'_>) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        if !self.devices.is_empty() && !self.devices.iter().any(|s| s.matches(device)) {
+            reasons.push(Reason::NotRequested);
+        }
+        if self.exclude.iter().any(|s| s.matches(device)) {
+            reasons.push(Reason::Excluded);
+        }
+        if let Some(pattern) = &self.name {
+            let name = device.name();
+            if !name.to_lowercase().contains(&pattern.to_lowercase()) {
+                reasons.push(Reason::NameMismatch {
+                    name,
+                    pattern: pattern.clone(),
+                });
+            }
+        }
+        if let Some(required) = self.min_free_memory {
+            match device.memory_free() {
+                Some(free) if free < required => {
+                    reasons.push(Reason::NotEnoughMemory { free, required })
+                }
+                Some(_) => {}
+                None => reasons.push(unknown("free memory")),
+            }
+        }
+        if !device.is_mig() {
+            if let Some(max) = self.max_utilization {
+                match device.utilization_gpu() {
+                    Some(value) if value > max => reasons.push(Reason::Utilization { value, max }),
+                    Some(_) => {}
+                    None => reasons.push(unknown("utilization")),
+                }
+            }
+            if let Some(max) = self.max_memory_utilization {
+                match device.utilization_memory() {
+                    Some(value) if value > max => {
+                        reasons.push(Reason::MemoryUtilization { value, max })
+                    }
+                    Some(_) => {}
+                    None => reasons.push(unknown("memory utilization")),
+                }
+            }
+        }
+        if let Some(max) = self.max_processes {
+            match device.processes() {
+                Some(p) if p.len() > max => reasons.push(Reason::Processes {
+                    count: p.len(),
+                    max,
+                }),
+                Some(_) => {}
+                None => reasons.push(unknown("process list")),
+            }
+        }
+        if let Some(max) = self.max_power {
+            match device.power_draw() {
+                Some(draw) if draw > max => reasons.push(Reason::Power { draw, max }),
+                Some(_) => {}
+                None => reasons.push(unknown("power draw")),
+            }
+        }
+        for p in &self.predicates {
+            if !(p.test)(device) {
+                reasons.push(Reason::Predicate {
+                    label: p.label.clone(),
+                });
+            }
+        }
+        reasons
+    }
+}
+
+fn unknown(what: &str) -> Reason {
+    Reason::Unknown {
+        what: what.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Gpu, GpuProcess};
+
+    fn gpu() -> Gpu {
+        let mut g = Gpu::new(2, "GPU-abcd-1234", "NVIDIA A100-SXM4-80GB");
+        g.memory_free = Some(10 << 30);
+        g.utilization_gpu = Some(35);
+        g.utilization_memory = Some(0);
+        g.processes = Some(vec![GpuProcess::new(1), GpuProcess::new(2)]);
+        g.power_draw = Some(250_000);
+        g
+    }
+
+    #[test]
+    fn specs_parse() {
+        assert_eq!("3".parse(), Ok(DeviceSpec::Index(3)));
+        assert_eq!("3:1".parse(), Ok(DeviceSpec::Mig(3, 1)));
+        assert_eq!("gpu-ab".parse(), Ok(DeviceSpec::Uuid("gpu-ab".into())));
+        assert!("x".parse::<DeviceSpec>().is_err());
+        assert!("GPU-".parse::<DeviceSpec>().is_err());
+        assert!("-1".parse::<DeviceSpec>().is_err());
+        assert_eq!(
+            DeviceSpec::parse_list("0, 2,GPU-ab").unwrap().len(),
+            3,
+            "list with spaces"
+        );
+    }
+
+    #[test]
+    fn every_failing_filter_gives_its_reason() {
+        let g = gpu();
+        let d = Device::whole(&g);
+        let r = Request::new()
+            .min_free_memory(20 << 30)
+            .max_utilization(0)
+            .max_memory_utilization(0)
+            .max_processes(0)
+            .max_power(80_000)
+            .name("H100")
+            .devices(vec![DeviceSpec::Index(0)])
+            .exclude(vec![DeviceSpec::Uuid("GPU-ABCD".into())])
+            .predicate("needs NVLink", |_| false);
+        let text: Vec<String> = r.evaluate(&d).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "not named by --devices",
+                "excluded by --exclude",
+                "name 'NVIDIA A100-SXM4-80GB' does not contain 'H100'",
+                "10 GiB free < 20 GiB needed",
+                "utilization 35% > 0% allowed",
+                "2 processes > 0 allowed",
+                "power draw 250 W > 80 W allowed",
+                "rejected by custom filter 'needs NVLink'",
+            ]
+        );
+    }
+
+    #[test]
+    fn passing_and_unknown() {
+        let g = gpu();
+        let d = Device::whole(&g);
+        let r = Request::new()
+            .min_free_memory(1 << 30)
+            .max_utilization(50)
+            .name("a100")
+            .devices(vec![DeviceSpec::Index(2)]);
+        assert!(r.evaluate(&d).is_empty());
+        let bare = Gpu::new(0, "GPU-1", "X");
+        let r = Request::new().min_free_memory(1).max_processes(0);
+        assert_eq!(
+            r.evaluate(&Device::whole(&bare))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "free memory unknown (the provider does not report it)",
+                "process list unknown (the provider does not report it)"
+            ]
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The one path every caller takes: visible set, filters, strategy, result.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cvd::{CvdProblem, PCI_BUS_ID, Visible};
+use crate::device::{Device, DeviceLabel};
+use crate::model::{SCHEMA_VERSION, Snapshot};
+use crate::reason::Reason;
+use crate::request::{DeviceSpec, Request};
+use crate::strategy::{SelectStrategy, StrategyError};
+
+/// How the selection is written into `CUDA_VISIBLE_DEVICES`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Write UUIDs (`GPU-...`) instead of indices or the original tokens.
+    pub uuids: bool,
+}
+
+/// The verdict on one device: chosen, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `3` or `3:1`.
+    pub device: String,
+    /// The device's UUID.
+    pub uuid: String,
+    /// The device's name.
+    pub name: String,
+    /// True when this device is part of the selection.
+    pub selected: bool,
+    /// Why it cannot be used; empty for a device that qualifies.
+    pub reasons: Vec<Reason>,
+}
+
+/// One chosen device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectedDevice {
+    /// NVML index of the GPU (the parent, for a MIG device).
+    pub index: u32,
+    /// MIG device index, for a MIG device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_index: Option<u32>,
+    /// UUID of the device.
+    pub uuid: String,
+    /// Name of the device.
+    pub name: String,
+    /// What goes into `CUDA_VISIBLE_DEVICES` for it.
+    pub token: String,
+}
+
+/// The result every mode renders: the devices, and the environment to give the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Host the devices are on.
+    pub host: String,
+    /// Strategy that ranked them.
+    pub strategy: String,
+    /// The chosen devices, in `CUDA_VISIBLE_DEVICES` order.
+    pub devices: Vec<SelectedDevice>,
+    /// Value for `CUDA_VISIBLE_DEVICES`.
+    pub cuda_visible_devices: String,
+    /// Value for `CUDA_DEVICE_ORDER`, set when indices are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_device_order: Option<String>,
+    /// The verdict on every device.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Selection {
+    /// The environment variables to set for the job, in order.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(
+            crate::cvd::CUDA_VISIBLE_DEVICES,
+            self.cuda_visible_devices.clone(),
+        )];
+        if let Some(order) = &self.cuda_device_order {
+            env.push((crate::cvd::CUDA_DEVICE_ORDER, order.clone()));
+        }
+        env
+    }
+}
+
+/// Why no selection could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// The strategy cannot work with the request.
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    /// `--devices` names a device this machine does not have.
+    #[error("--devices {spec}: no such device on this machine (it has {known}); see `gpusel list`")]
+    UnknownDevice {
+        /// The spec that matched nothing.
+        spec: String,
+        /// The devices there are, e.g. `0-7`.
+        known: String,
+    },
+    /// Fewer devices qualify than asked for.
+    #[error("{}", no_match_headline(*requested, *eligible, *visible, cuda_visible_devices.as_deref(), cvd_problem.as_ref()))]
+    NoMatch {
+        /// Devices asked for.
+        requested: usize,
+        /// Devices that qualify.
+        eligible: usize,
+        /// Devices visible under `CUDA_VISIBLE_DEVICES`.
+        visible: usize,
+        /// The `CUDA_VISIBLE_DEVICES` value in force, if any.
+        cuda_visible_devices: Option<String>,
+        /// What made part of it ineffective, if anything.
+        cvd_problem: Option<CvdProblem>,
+        /// The verdict on every device.
+        verdicts: Vec<Verdict>,
+    },
+}
+
+fn no_match_headline(
+    requested: usize,
+    eligible: usize,
+    visible: usize,
+    cvd: Option<&str>,
+    problem: Option<&CvdProblem>,
+) -> String {
+    let gpus = |n: usize| if n == 1 { "device" } else { "devices" };
+    if visible == 0 {
+        return match (cvd, problem) {
+            (Some(v), Some(p)) => {
+                format!("CUDA_VISIBLE_DEVICES='{v}' leaves no device visible: {p}; fix or unset it")
+            }
+            (Some(v), None) => format!(
+                "CUDA_VISIBLE_DEVICES='{v}' hides every device; unset it to select among all"
+            ),
+            _ => "this machine has no GPU".to_string(),
+        };
+    }
+    let scope = match cvd {
+        Some(v) => format!(" (CUDA_VISIBLE_DEVICES='{v}')"),
+        None => String::new(),
+    };
+    if requested > visible {
+        return format!(
+            "asked for {requested} {}, but only {visible} {} visible{scope}",
+            gpus(requested),
+            if visible == 1 { "is" } else { "are" }
+        );
+    }
+    format!(
+        "no GPU satisfies the request: need {requested} {}, {eligible} of {visible} visible qualify{scope}",
+        gpus(requested)
+    )
+}
+
+/// Runs the pipeline on a snapshot: restrict to `visible`, apply the
+/// strategy's defaults and every filter, rank, take `count`, and write the
+/// environment. Pure: no I/O, no environment reads; `rng` drives random choices.
+pub fn select(
+    snapshot: &Snapshot,
+    request: &Request,
+    strategy: &dyn SelectStrategy,
+    visible: &Visible,
+    write: WriteOptions,
+    rng: &mut fastrand::Rng,
+) -> Result<Selection, SelectError> {
+    let mut request = request.clone();
+    strategy.apply_defaults(&mut request);
+    strategy.validate(&request)?;
+    let count = request.count.get();
+
+    let devices = Device::all(&snapshot.gpus);
+    check_specs_exist(&request.devices, snapshot, &devices)?;
+
+    let mut verdicts = Vec::with_capacity(devices.len() + 1);
+    let mut candidates = Vec::new();
+    let mut visible_count = 0;
+    for gpu in snapshot
+        .gpus
+        .iter()
+        .filter(|g| g.mig_enabled() && g.mig_devices.is_empty())
+    {
+        verdicts.push(Verdict {
+            device: gpu.index.to_string(),
+            uuid: gpu.uuid.clone(),
+            name: gpu.name.clone(),
+            selected: false,
+            reasons: vec![Reason::MigWithoutInstances],
+        });
+    }
+    for device in &devices {
+        let mut reasons = Vec::new();
+        let parent = device.is_mig().then_some(device.gpu.uuid.as_str());
+        if visible.contains(device.uuid(), parent) {
+            visible_count += 1;
+        } else {
+            reasons.push(Reason::HiddenByCudaVisibleDevices);
+        }
+        reasons.extend(request.evaluate(device));
+        if device.is_mig() && count > 1 {
+            reasons.push(Reason::MigNeedsSingleDevice { count });
+        }
+        if reasons.is_empty() {
+            candidates.push(*device);
+        }
+        verdicts.push(Verdict {
+            device: device.label().to_string(),
+            uuid: device.uuid().to_string(),
+            name: device.name(),
+            selected: false,
+            reasons,
+        });
+    }
+    verdicts.sort_by_key(|v| label_key(&v.device));
+
+    if candidates.len() < count {
+        return Err(SelectError::NoMatch {
+            requested: count,
+            eligible: candidates.len(),
+            visible: visible_count,
+            cuda_visible_devices: visible.value.clone(),
+            cvd_problem: visible.problem.clone(),
+            verdicts,
+        });
+    }
+
+    let order = strategy.rank(&candidates, &request, rng);
+    let mut taken = Vec::with_capacity(count);
+    let mut seen = HashSet::new();
+    // A well-behaved strategy returns a permutation; a third-party one that
+    // does not is padded in candidate order rather than trusted.
+    for pos in order.into_iter().chain(0..candidates.len()) {
+        if taken.len() == count {
+            break;
+        }
+        if pos < candidates.len() && seen.insert(pos) {
+            taken.push(candidates[pos]);
+        }
+    }
+
+    // Keep the order the devices had: CUDA_VISIBLE_DEVICES order when it was
+    // set, index order otherwise.
+    taken.sort_by_key(|d| {
+        let pos = visible.entries.as_ref().and_then(|entries| {
+            entries.iter().position(|e| {
+                e.uuid.eq_ignore_ascii_case(d.uuid())
+                    || (d.is_mig() && e.uuid.eq_ignore_ascii_case(&d.gpu.uuid))
+            })
+        });
+        (pos, d.label())
+    });
+
+    let chosen: Vec<SelectedDevice> = taken
+        .iter()
+        .map(|d| SelectedDevice {
+            index: d.gpu.index,
+            mig_index: d.mig.map(|m| m.index),
+            uuid: d.uuid().to_string(),
+            name: d.name(),
+            token: token_for(d, visible, write),
+        })
+        .collect();
+    for v in &mut verdicts {
+        v.selected = chosen.iter().any(|c| c.uuid == v.uuid);
+    }
+    let cuda_visible_devices = chosen
+        .iter()
+        .map(|c| c.token.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let writes_ordinals = chosen.iter().any(|c| {
+        c.token
+            .starts_with(|ch: char| ch.is_ascii_digit() || ch == '+')
+    });
+    Ok(Selection {
+        schema_version: SCHEMA_VERSION,
+        host: snapshot.host.clone(),
+        strategy: strategy.name().to_string(),
+        devices: chosen,
+        cuda_visible_devices,
+        cuda_device_order: writes_ordinals.then(|| PCI_BUS_ID.to_string()),
+        verdicts,
+    })
+}
+
+fn token_for(device: &Device<'_>, visible: &Visible, write: WriteOptions) -> String {
+    // MIG devices can only be named by UUID.
+    if write.uuids || device.is_mig() {
+        return device.uuid().to_string();
+    }
+    match visible.token_for(device.uuid()) {
+        Some(token) => token.to_string(),
+        None => device.gpu.index.to_string(),
+    }
+}
+
+fn label_key(label: &str) -> (u32, Option<u32>) {
+    let mut parts = label.splitn(2, ':');
+    let gpu = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(u32::MAX);
+    let mig = parts.next().and_then(|p| p.parse().ok());
+    (gpu, mig)
+}
+
+fn check_specs_exist(
+    specs: &[DeviceSpec],
+    snapshot: &Snapshot,
+    devices: &[Device<'_>],
+) -> Result<(), SelectError> {
+    for spec in specs {
+        let exists = devices.iter().any(|d| spec.matches(d))
+            || snapshot
+                .gpus
+                .iter()
+                .any(|g| spec.matches(&Device::whole(g)));
+        if !exists {
+            return Err(SelectError::UnknownDevice {
+                spec: spec.to_string(),
+                known: describe_indices(snapshot),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn describe_indices(snapshot: &Snapshot) -> String {
+    let mut idx: Vec<u32> = snapshot.gpus.iter().map(|g| g.index).collect();
+    idx.sort_unstable();
+    match (idx.first(), idx.last()) {
+        (None, _) | (_, None) => "no GPU".into(),
+        (Some(a), Some(b)) if a == b => format!("GPU {a}"),
+        (Some(a), Some(b)) if (b - a) as usize + 1 == idx.len() => format!("GPUs {a}-{b}"),
+        _ => format!(
+            "GPUs {}",
+            idx.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        ),
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GPU {} ({}): ", self.device, self.name)?;
+        if self.selected {
+            f.write_str("selected")
+        } else if self.reasons.is_empty() {
+            f.write_str("qualifies")
+        } else {
+            let text: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
+            f.write_str(&text.join("; "))
+        }
+    }
+}
+
+/// Sorts labels like `DeviceLabel`'s order; used by renderers.
+pub fn parse_label(label: &str) -> Option<DeviceLabel> {
+    let (gpu, mig) = label_key(label);
+    (gpu != u32::MAX).then_some(DeviceLabel { gpu, mig })
+}

@@ -1,0 +1,167 @@
+//! Human sizes for `--mem` and friends: `800MiB`, `20GiB`, `1.5GB`, `512M`.
+
+use thiserror::Error;
+
+/// A size that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SizeError {
+    /// Not a number with a unit.
+    #[error(
+        "invalid size '{input}': {reason}; write a number and a unit, e.g. 800MiB, 20GiB, 1.5GB or 512M"
+    )]
+    Invalid {
+        /// What the user wrote.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A bare number: too easy to mean MiB and get bytes.
+    #[error(
+        "size '{input}' has no unit; write e.g. {input}MiB or {input}GiB (a bare number would mean bytes)"
+    )]
+    NoUnit {
+        /// What the user wrote.
+        input: String,
+    },
+}
+
+/// Parses a memory size into bytes.
+///
+/// `KiB`/`MiB`/`GiB`/`TiB` are powers of 1024; `KB`/`MB`/`GB`/`TB` and the
+/// short `K`/`M`/`G`/`T` are powers of 1000, as in SI and Kubernetes. Case is
+/// ignored, a space before the unit is allowed, fractions are allowed (`1.5GB`).
+/// A bare number is refused, because `--mem 800` almost always means MiB.
+pub fn parse_size(input: &str) -> Result<u64, SizeError> {
+    let text = input.trim();
+    if text.is_empty() {
+        return Err(SizeError::Invalid {
+            input: input.to_string(),
+            reason: "it is empty".into(),
+        });
+    }
+    if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(SizeError::NoUnit {
+            input: text.to_string(),
+        });
+    }
+    parse_size::parse_size(text).map_err(|e| SizeError::Invalid {
+        input: input.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Formats bytes for people: `79.6 GiB`, `512 MiB`, `0 B`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A power limit that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid power '{input}': write watts, e.g. 80W, 250 or 87.5W")]
+pub struct PowerError {
+    /// What the user wrote.
+    pub input: String,
+}
+
+/// Parses a power in watts (`80W`, `250`, `87.5w`, `0.3kW`) into milliwatts.
+pub fn parse_power(input: &str) -> Result<u32, PowerError> {
+    let err = || PowerError {
+        input: input.to_string(),
+    };
+    let text = input.trim().to_ascii_lowercase();
+    let (number, scale) = if let Some(n) = text.strip_suffix("kw") {
+        (n, 1_000_000.0)
+    } else if let Some(n) = text.strip_suffix("mw") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('w') {
+        (n, 1000.0)
+    } else {
+        (text.as_str(), 1000.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| err())?;
+    let mw = value * scale;
+    if !mw.is_finite() || mw < 0.0 || mw > f64::from(u32::MAX) {
+        return Err(err());
+    }
+    Ok(mw.round() as u32)
+}
+
+/// Formats milliwatts as watts: `250 W`, `87.5 W`.
+pub fn format_power(mw: u32) -> String {
+    if mw % 1000 == 0 {
+        format!("{} W", mw / 1000)
+    } else {
+        format!("{:.1} W", f64::from(mw) / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_from_the_issue() {
+        assert_eq!(parse_size("800MiB"), Ok(800 << 20));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("512M"), Ok(512_000_000));
+        assert_eq!(parse_size("4 gib"), Ok(4 << 30));
+    }
+
+    #[test]
+    fn garbage_is_named_in_the_error() {
+        let e = parse_size("lots").unwrap_err().to_string();
+        assert!(e.contains("'lots'") && e.contains("800MiB"), "{e}");
+        let e = parse_size("800").unwrap_err().to_string();
+        assert!(e.contains("800MiB"), "{e}");
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-5GiB").is_err());
+        assert!(parse_size("1e999GiB").is_err());
+    }
+
+    #[test]
+    fn power() {
+        assert_eq!(parse_power("80W"), Ok(80_000));
+        assert_eq!(parse_power("250"), Ok(250_000));
+        assert_eq!(parse_power("87.5w"), Ok(87_500));
+        assert_eq!(parse_power("0.3kW"), Ok(300_000));
+        assert!(parse_power("hot").is_err());
+        assert!(parse_power("-1W").is_err());
+        assert!(parse_power("inf").is_err());
+        assert_eq!(format_power(87_500), "87.5 W");
+        assert_eq!(format_power(250_000), "250 W");
+    }
+
+    #[test]
+    fn format() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(512 << 20), "512 MiB");
+        assert_eq!(format_bytes(81_559_420_928), "76.0 GiB");
+        assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
+    }
+
+    proptest! {
+        #[test]
+        fn size_parser_never_panics(s in "\\PC{0,24}") {
+            let _ = parse_size(&s);
+            let _ = parse_power(&s);
+        }
+
+        #[test]
+        fn mib_round_trips(n in 1u64..1_000_000) {
+            prop_assert_eq!(parse_size(&format!("{n}MiB")), Ok(n << 20));
+        }
+    }
+}

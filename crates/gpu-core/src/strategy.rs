@@ -1,0 +1,44 @@
+//! How to order the devices that passed every filter.
+
+use crate::device::Device;
+use crate::request::Request;
+
+/// A request that a strategy cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("strategy '{strategy}': {message}")]
+pub struct StrategyError {
+    /// The strategy's name.
+    pub strategy: String,
+    /// What is missing and how to give it.
+    pub message: String,
+}
+
+/// Orders candidate devices. Implementations live in the `strategies` crate or
+/// in third-party code; a strategy knows nothing of providers.
+pub trait SelectStrategy: Send + Sync {
+    /// The name used on the command line (`best-fit`).
+    fn name(&self) -> &str;
+
+    /// Fills filters the user left unset with this strategy's defaults (the
+    /// idle strategy asks for zero utilization and no processes). Filters the
+    /// user set are never overridden.
+    fn apply_defaults(&self, request: &mut Request) {
+        let _ = request;
+    }
+
+    /// Refuses a request this strategy cannot rank for, with what to add.
+    fn validate(&self, request: &Request) -> Result<(), StrategyError> {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Returns positions into `candidates`, best first. Every candidate passed
+    /// the request's filters. The pipeline ignores out-of-range and repeated
+    /// positions, and takes the first `count`.
+    fn rank(
+        &self,
+        candidates: &[Device<'_>],
+        request: &Request,
+        rng: &mut fastrand::Rng,
+    ) -> Vec<usize>;
+}
