@@ -1,1 +1,115 @@
-fn main() {}
+//! `gpusel`: pick idle NVIDIA GPUs for a job. The only crate that prints.
+
+mod args;
+mod choose;
+mod failure;
+mod list;
+mod out;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use gpu_core::ProviderRegistry;
+
+use crate::args::{Cli, Sub};
+use crate::choose::Mode;
+use crate::failure::{EXIT_RUN_FAILED, EXIT_USAGE, Failure};
+
+fn main() -> ExitCode {
+    // Known before parsing, so that even a usage error in `-- CMD` mode gets
+    // the run-mode exit code.
+    let running = std::env::args_os().any(|a| a == "--");
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            if let Some(problem) = args::misplaced_select_flags(&matches).first() {
+                out::eprint_line("error: ", problem);
+                return ExitCode::from(EXIT_USAGE as u8);
+            }
+            cli
+        }
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ if running => EXIT_RUN_FAILED,
+                _ => EXIT_USAGE,
+            };
+            return ExitCode::from(code as u8);
+        }
+    };
+    init_logging(cli.global.verbose);
+    let running = !cli.command.is_empty() || running && cli.sub.is_none();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            out::eprint_line("error: ", &failure.to_string());
+            ExitCode::from(failure.exit_code(running) as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
+    let registry = ProviderRegistry::with_builtin();
+    let provider = registry.open(&cli.global.provider)?;
+    match cli.sub {
+        Some(Sub::List) => {
+            let snapshot = rt.block_on(provider.snapshot())?;
+            if cli.global.json {
+                out::print_json(&snapshot)
+            } else {
+                out::print(&list::render(&snapshot))
+            }
+        }
+        Some(Sub::Env(args)) => choose::run(
+            provider.as_ref(),
+            &rt,
+            &args,
+            Mode::Env,
+            cli.global.json,
+            &[],
+        ),
+        None => {
+            let mode = if cli.command.is_empty() {
+                Mode::Print
+            } else {
+                Mode::Run
+            };
+            choose::run(
+                provider.as_ref(),
+                &rt,
+                &cli.select,
+                mode,
+                cli.global.json,
+                &cli.command,
+            )
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(verbose >= 2)
+        .init();
+}

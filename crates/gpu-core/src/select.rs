@@ -190,14 +190,15 @@ pub fn select(
     for device in &devices {
         let mut reasons = Vec::new();
         let parent = device.is_mig().then_some(device.gpu.uuid.as_str());
+        // A hidden device is out of reach whatever its state: one reason is enough.
         if visible.contains(device.uuid(), parent) {
             visible_count += 1;
+            reasons.extend(request.evaluate(device));
+            if device.is_mig() && count > 1 {
+                reasons.push(Reason::MigNeedsSingleDevice { count });
+            }
         } else {
             reasons.push(Reason::HiddenByCudaVisibleDevices);
-        }
-        reasons.extend(request.evaluate(device));
-        if device.is_mig() && count > 1 {
-            reasons.push(Reason::MigNeedsSingleDevice { count });
         }
         if reasons.is_empty() {
             candidates.push(*device);
@@ -218,7 +219,7 @@ pub fn select(
             eligible: candidates.len(),
             visible: visible_count,
             cuda_visible_devices: visible.value.clone(),
-            cvd_problem: visible.problem.clone(),
+            cvd_problem: visible.warning().cloned(),
             verdicts,
         });
     }

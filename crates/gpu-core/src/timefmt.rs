@@ -41,3 +41,8 @@ pub mod rfc3339_opt {
         Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
     }
 }
+
+/// Formats `time` as the schema writes it: RFC 3339, UTC, whole seconds.
+pub fn format(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}

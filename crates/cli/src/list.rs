@@ -1,0 +1,148 @@
+//! `gpusel list`: a table of the GPUs the provider sees.
+
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use gpu_core::{Gpu, GpuProcess, MigDevice, Snapshot, format_bytes, format_power};
+
+/// Renders the snapshot as a header line and a table.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut header = format!("{}  ({} GPUs", snapshot.host, snapshot.gpus.len());
+    if let Some(v) = &snapshot.driver_version {
+        header.push_str(&format!(", driver {v}"));
+    }
+    if let Some(v) = &snapshot.cuda_driver_version {
+        header.push_str(&format!(", CUDA {v}"));
+    }
+    header.push_str(&format!(
+        ", {} at {})\n",
+        snapshot.provider,
+        gpu_core::timefmt::format(snapshot.time)
+    ));
+
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "GPU",
+            "NAME",
+            "MEMORY",
+            "UTIL",
+            "MEM%",
+            "TEMP",
+            "POWER",
+            "PROCESSES",
+        ]);
+    for gpu in &snapshot.gpus {
+        table.add_row(gpu_row(gpu));
+        for mig in &gpu.mig_devices {
+            table.add_row(mig_row(gpu, mig));
+        }
+    }
+    for (idx, col) in table.column_iter_mut().enumerate() {
+        col.set_padding((0, 2));
+        if (2..=6).contains(&idx) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut text = header;
+    for line in table.to_string().lines() {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn or_dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+fn memory(used: Option<u64>, total: Option<u64>) -> String {
+    match (used, total) {
+        (Some(u), Some(t)) => format!("{} / {}", format_bytes(u), format_bytes(t)),
+        (None, Some(t)) => format!("? / {}", format_bytes(t)),
+        (Some(u), None) => format!("{} / ?", format_bytes(u)),
+        (None, None) => "-".into(),
+    }
+}
+
+fn processes(list: Option<&[GpuProcess]>) -> String {
+    let Some(list) = list else {
+        return "?".into();
+    };
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter()
+        .map(|p| {
+            let who = p.user.as_deref().unwrap_or("?");
+            let what = p
+                .name
+                .as_deref()
+                .map(|n| format!(" {}", sanitize(n)))
+                .unwrap_or_default();
+            let mem = p
+                .used_memory
+                .map(|m| format!(" {}", format_bytes(m)))
+                .unwrap_or_default();
+            format!("{}:{}{what}{mem}", sanitize(who), p.pid)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Drops control characters so a hostile process name cannot drive the terminal.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(40)
+        .collect()
+}
+
+fn gpu_row(gpu: &Gpu) -> Vec<String> {
+    let power = match (gpu.power_draw, gpu.power_limit) {
+        (Some(d), Some(l)) => format!("{} / {}", format_power(d), format_power(l)),
+        (Some(d), None) => format_power(d),
+        _ => "-".into(),
+    };
+    vec![
+        gpu.index.to_string(),
+        sanitize(&gpu.name),
+        memory(gpu.memory_used, gpu.memory_total),
+        or_dash(gpu.utilization_gpu, |u| format!("{u}%")),
+        or_dash(gpu.utilization_memory, |u| format!("{u}%")),
+        or_dash(gpu.temperature, |t| format!("{t}C")),
+        power,
+        if gpu.mig_enabled() {
+            "MIG".into()
+        } else {
+            processes(gpu.processes.as_deref())
+        },
+    ]
+}
+
+fn mig_row(gpu: &Gpu, mig: &MigDevice) -> Vec<String> {
+    vec![
+        format!("{}:{}", gpu.index, mig.index),
+        format!("  MIG {}", sanitize(mig.profile.as_deref().unwrap_or("?"))),
+        memory(mig.memory_used, mig.memory_total),
+        "-".into(),
+        "-".into(),
+        String::new(),
+        String::new(),
+        processes(mig.processes.as_deref()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_defused() {
+        assert_eq!(sanitize("\x1b[2Jevil\n"), "?[2Jevil?");
+        let mut p = GpuProcess::new(7);
+        p.name = Some("py\x07thon".into());
+        p.user = Some("bob".into());
+        assert_eq!(processes(Some(&[p])), "bob:7 py?thon");
+    }
+}
