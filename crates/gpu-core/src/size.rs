@@ -99,7 +99,7 @@ pub fn parse_power(input: &str) -> Result<u32, PowerError> {
 
 /// Formats milliwatts as watts: `250 W`, `87.5 W`.
 pub fn format_power(mw: u32) -> String {
-    if mw % 1000 == 0 {
+    if mw.is_multiple_of(1000) {
         format!("{} W", mw / 1000)
     } else {
         format!("{:.1} W", f64::from(mw) / 1000.0)

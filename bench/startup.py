@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Whole-process start-to-exec time of `gpusel -- true` on an 8-GPU snapshot.
+
+Compares, over many runs (median and p90 of wall time):
+  baseline   `true` started directly
+  print      `gpusel --provider file:examples/lab-8xa100.json`      (select, print)
+  exec       `gpusel --provider file:examples/lab-8xa100.json -- true` (select, exec)
+  list       `gpusel --provider file:examples/lab-8xa100.json list`
+The difference exec - baseline is what gpusel adds before the job starts.
+
+    cargo build --release && python3 bench/startup.py
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SNAPSHOT = os.path.join(ROOT, "examples", "lab-8xa100.json")
+
+
+def measure(argv, runs, env):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append((time.perf_counter() - start) * 1000)
+        if result.returncode != 0:
+            sys.exit(f"{argv} failed with {result.returncode}: {result.stderr.decode(errors='replace')}")
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.9) - 1 if len(times) >= 10 else -1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "gpusel"))
+    args = parser.parse_args()
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"{args.binary} not found: run `cargo build --release` first, or pass --binary")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "RUST_LOG"))}
+    true = "/bin/true" if os.path.exists("/bin/true") else "true"
+    provider = f"file:{SNAPSHOT}"
+    cases = [
+        ("baseline: true", [true]),
+        ("gpusel (print)", [args.binary, "--provider", provider]),
+        ("gpusel -- true", [args.binary, "--provider", provider, "--", true]),
+        ("gpusel list", [args.binary, "--provider", provider, "list"]),
+    ]
+    print(f"{args.runs} runs each, binary {args.binary}")
+    results = {}
+    for name, argv in cases:
+        median, p90 = measure(argv, args.runs, env)
+        results[name] = median
+        print(f"  {name:<16} median {median:7.2f} ms   p90 {p90:7.2f} ms")
+    overhead = results["gpusel -- true"] - results["baseline: true"]
+    print(f"  gpusel adds {overhead:.2f} ms before the job starts (median exec - median baseline)")
+
+
+if __name__ == "__main__":
+    main()
