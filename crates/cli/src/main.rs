@@ -42,7 +42,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.global.verbose);
-    let running = !cli.command.is_empty() || running && cli.sub.is_none();
+    if running && cli.command.is_empty() && cli.sub.is_none() {
+        out::eprint_line("error: ", "nothing after `--`: give the command to run, e.g. gpusel -- python train.py");
+        return ExitCode::from(EXIT_RUN_FAILED as u8);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
