@@ -112,4 +112,40 @@ mod tests {
         std::fs::write(&path, serde_json::to_string(&snap).unwrap()).unwrap();
         assert_eq!(FileProvider::new(&path).snapshot().await.unwrap(), snap);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn bad_json_is_an_error_never_a_panic(text in "\\PC{0,200}") {
+            let _ = parse_snapshot(&text, Path::new("x.json"));
+        }
+
+        #[test]
+        fn truncated_or_mutated_snapshots_never_panic(cut in 0usize..4000, byte in 0u8..128, at in 0usize..4000) {
+            let example = include_str!("../../../examples/lab-8xa100.json");
+            let mut bytes = example.as_bytes()[..cut.min(example.len())].to_vec();
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = byte;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_snapshot(&text, Path::new("x.json"));
+        }
+    }
+
+    #[test]
+    fn the_bundled_examples_are_valid() {
+        for text in [
+            include_str!("../../../examples/lab-8xa100.json"),
+            include_str!("../../../examples/mig-2xh100.json"),
+        ] {
+            let snap = parse_snapshot(text, Path::new("example")).unwrap();
+            for gpu in &snap.gpus {
+                if let (Some(t), Some(u), Some(f)) =
+                    (gpu.memory_total, gpu.memory_used, gpu.memory_free)
+                {
+                    assert_eq!(t, u + f, "GPU {} memory adds up", gpu.index);
+                }
+            }
+        }
+    }
 }
