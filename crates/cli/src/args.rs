@@ -185,10 +185,12 @@ pub fn misplaced_select_flags(matches: &clap::ArgMatches) -> Vec<String> {
         .filter(|a| select_ids.iter().any(|id| id == a.get_id().as_str()))
         .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
         .map(|a| {
-            format!(
-                "--{} must come after `{sub}`",
-                a.get_long().unwrap_or_default()
-            )
+            let flag = a.get_long().unwrap_or_default();
+            if sub == "env" {
+                format!("--{flag} must come after `{sub}`: gpusel {sub} --{flag} ...")
+            } else {
+                format!("--{flag} has no meaning for `{sub}`")
+            }
         })
         .collect()
 }

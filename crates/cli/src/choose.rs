@@ -67,7 +67,22 @@ pub fn run(
     );
 
     let visible = Visible::from_env(&snapshot.gpus);
-    if let Some(problem) = visible.warning() {
+    let mut rng = match args.seed {
+        Some(seed) => gpu_core::fastrand::Rng::with_seed(seed),
+        None => gpu_core::fastrand::Rng::new(),
+    };
+    let write = WriteOptions { uuids: args.uuid };
+    let result = gpu_core::select(
+        &snapshot,
+        &request,
+        strategy.as_ref(),
+        &visible,
+        write,
+        &mut rng,
+    );
+    // When nothing is visible the error itself explains the variable; say it once.
+    let explained_by_error = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
+    if let (Some(problem), false) = (visible.warning(), explained_by_error) {
         out::eprint_line(
             "warning: ",
             &format!(
@@ -76,19 +91,7 @@ pub fn run(
             ),
         );
     }
-    let mut rng = match args.seed {
-        Some(seed) => gpu_core::fastrand::Rng::with_seed(seed),
-        None => gpu_core::fastrand::Rng::new(),
-    };
-    let write = WriteOptions { uuids: args.uuid };
-    let selection = match gpu_core::select(
-        &snapshot,
-        &request,
-        strategy.as_ref(),
-        &visible,
-        write,
-        &mut rng,
-    ) {
+    let selection = match result {
         Ok(s) => s,
         Err(SelectError::NoMatch { .. }) if args.silent => return Ok(()),
         Err(e) => return Err(no_match(e, &args.strategy, args.explain)),
@@ -129,15 +132,17 @@ fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
                 })
                 .map(ToString::to_string)
                 .collect();
+            // Hint only where it helps: a GPU that load alone keeps out.
             let idle_defaults = verdicts.iter().any(|v| {
-                v.reasons.iter().any(|r| {
-                    matches!(
-                        r,
-                        gpu_core::Reason::Utilization { max: 0, .. }
-                            | gpu_core::Reason::MemoryUtilization { max: 0, .. }
-                            | gpu_core::Reason::Processes { max: 0, .. }
-                    )
-                })
+                !v.reasons.is_empty()
+                    && v.reasons.iter().all(|r| {
+                        matches!(
+                            r,
+                            gpu_core::Reason::Utilization { max: 0, .. }
+                                | gpu_core::Reason::MemoryUtilization { max: 0, .. }
+                                | gpu_core::Reason::Processes { max: 0, .. }
+                        )
+                    })
             });
             if strategy == "idle-random" && idle_defaults {
                 details.push(

@@ -32,18 +32,25 @@ fn main() -> ExitCode {
             cli
         }
         Err(e) => {
-            let _ = e.print();
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ if running => EXIT_RUN_FAILED,
-                _ => EXIT_USAGE,
-            };
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Same shape as gpusel's own errors: `gpusel: error: ...`.
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            out::eprint_line("error: ", text.trim_end());
+            let code = if running { EXIT_RUN_FAILED } else { EXIT_USAGE };
             return ExitCode::from(code as u8);
         }
     };
     init_logging(cli.global.verbose);
     if running && cli.command.is_empty() && cli.sub.is_none() {
-        out::eprint_line("error: ", "nothing after `--`: give the command to run, e.g. gpusel -- python train.py");
+        out::eprint_line(
+            "error: ",
+            "nothing after `--`: give the command to run, e.g. gpusel -- python train.py",
+        );
         return ExitCode::from(EXIT_RUN_FAILED as u8);
     }
     match run(cli) {

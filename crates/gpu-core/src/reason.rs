@@ -87,12 +87,15 @@ impl fmt::Display for Reason {
             Reason::NameMismatch { name, pattern } => {
                 write!(f, "name '{name}' does not contain '{pattern}'")
             }
-            Reason::NotEnoughMemory { free, required } => write!(
-                f,
-                "{} free < {} needed",
-                format_bytes(*free),
-                format_bytes(*required)
-            ),
+            Reason::NotEnoughMemory { free, required } => {
+                let (free_text, required_text) = (format_bytes(*free), format_bytes(*required));
+                if free_text == required_text {
+                    // Rounding would make it read "80 GiB free < 80 GiB needed".
+                    write!(f, "{free} bytes free < {required} bytes needed")
+                } else {
+                    write!(f, "{free_text} free < {required_text} needed")
+                }
+            }
             Reason::Unknown { what } => {
                 write!(f, "{what} unknown (the provider does not report it)")
             }

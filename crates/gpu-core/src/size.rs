@@ -59,11 +59,14 @@ pub fn format_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 || value >= 100.0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
+    // One decimal, dropped when it is 0 after rounding (29.996 GiB is "30 GiB").
+    let text = if unit == 0 || value >= 100.0 {
+        format!("{value:.0}")
     } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+        format!("{value:.1}")
+    };
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {}", UNITS[unit])
 }
 
 /// A power limit that could not be read.
@@ -148,7 +151,9 @@ mod tests {
     fn format() {
         assert_eq!(format_bytes(0), "0 B");
         assert_eq!(format_bytes(512 << 20), "512 MiB");
-        assert_eq!(format_bytes(81_559_420_928), "76.0 GiB");
+        assert_eq!(format_bytes(81_559_420_928), "76 GiB");
+        assert_eq!(format_bytes((30 << 30) - (4 << 20)), "30 GiB");
+        assert_eq!(format_bytes(62 * (1 << 30) + (512 << 20)), "62.5 GiB");
         assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
     }
 

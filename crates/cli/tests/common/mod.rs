@@ -1,0 +1,247 @@
+//! Shared helpers for the end-to-end tests: they run the real `gpusel`
+//! binary with a clean environment against the snapshots in `examples/`.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::borrow::BorrowMut;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// 8 A100s: 1, 3, 5, 7 idle; 0, 4, 6 busy; 2 has one process at 0%.
+pub const LAB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/lab-8xa100.json"
+);
+/// 2 H100s: GPU 0 in MIG mode (0:0 busy, 0:1 and 0:2 idle), GPU 1 idle.
+pub const MIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/mig-2xh100.json"
+);
+
+/// The GPUs of [`LAB`] that idle-random may choose.
+pub const LAB_IDLE: [&str; 4] = ["1", "3", "5", "7"];
+/// UUID of GPU 7 in [`LAB`].
+pub const LAB_GPU7_UUID: &str = "GPU-d6a0f4b8-7c2e-4a1d-9f3b-7c9d1f3b5c87";
+/// UUIDs of the idle MIG devices 0:1 and 0:2 in [`MIG`].
+pub const MIG_IDLE_UUIDS: [&str; 2] = [
+    "MIG-8b6d0f2a-3e5c-5b7d-a1e3-4f6b8d0a2c22",
+    "MIG-c0e2a4b6-5f7d-5c9e-b3f5-6a8c0e2b4d33",
+];
+
+/// A child for `-- CMD` that prints what it received, one line:
+/// `CUDA_VISIBLE_DEVICES|CUDA_DEVICE_ORDER (or unset)|pid`.
+pub const REPORT: [&str; 3] = [
+    "sh",
+    "-c",
+    r#"printf "%s|%s|%s\n" "$CUDA_VISIBLE_DEVICES" "${CUDA_DEVICE_ORDER-unset}" "$$""#,
+];
+
+/// Variables the tests' own environment must not leak into gpusel.
+const CLEAN_ENV: [&str; 6] = [
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "GPUSEL_PROVIDER",
+    "GPUSEL_STRATEGY",
+    "GPUSEL_SEED",
+    "RUST_LOG",
+];
+
+/// Path of the binary under test.
+pub fn bin() -> &'static Path {
+    assert_cmd::cargo::cargo_bin!("gpusel")
+}
+
+/// `file:PATH` for `--provider`.
+pub fn provider(path: impl AsRef<Path>) -> String {
+    format!("file:{}", path.as_ref().display())
+}
+
+/// `gpusel` with none of the variables it reads set, and no provider.
+pub fn gpusel() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("gpusel");
+    for name in CLEAN_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// The same as [`gpusel`], as a `std::process::Command` (to spawn it).
+pub fn gpusel_std() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    for name in CLEAN_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// `gpusel -p file:PATH`.
+pub fn gpusel_on(snapshot: impl AsRef<Path>) -> assert_cmd::Command {
+    let mut cmd = gpusel();
+    cmd.arg("-p").arg(provider(snapshot));
+    cmd
+}
+
+/// `gpusel -p file:examples/lab-8xa100.json`.
+pub fn lab() -> assert_cmd::Command {
+    gpusel_on(LAB)
+}
+
+/// `gpusel -p file:examples/mig-2xh100.json`.
+pub fn mig() -> assert_cmd::Command {
+    gpusel_on(MIG)
+}
+
+/// What a run of gpusel showed the user.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Out {
+            code: o.status.code(),
+            stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+impl Out {
+    /// Asserts exit code `code` and that nothing panicked; returns `self`.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit code: {self:#?}");
+        self.no_panic()
+    }
+
+    /// Asserts success with an empty stderr; returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        self.code(0);
+        assert_eq!(self.stderr, "", "unexpected stderr: {self:#?}");
+        &self.stdout
+    }
+
+    /// Asserts stderr has no panic message.
+    #[track_caller]
+    pub fn no_panic(&self) -> &Self {
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
+            "gpusel panicked: {self:#?}"
+        );
+        self
+    }
+
+    /// Asserts stderr contains `needle`.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {self:#?}"
+        );
+        self
+    }
+
+    /// Asserts stdout is empty.
+    #[track_caller]
+    pub fn no_stdout(&self) -> &Self {
+        assert_eq!(self.stdout, "", "unexpected stdout: {self:#?}");
+        self
+    }
+
+    /// Asserts stderr holds exactly one error line, that it names `value`,
+    /// and returns that line.
+    #[track_caller]
+    pub fn one_error_naming(&self, value: &str) -> &str {
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "expected one error line: {self:#?}");
+        assert!(
+            errors[0].contains(value),
+            "the error line does not name {value:?}: {self:#?}"
+        );
+        errors[0]
+    }
+}
+
+/// Runs `cmd` and returns what it showed.
+pub fn out(mut cmd: impl BorrowMut<assert_cmd::Command>) -> Out {
+    cmd.borrow_mut()
+        .output()
+        .expect("gpusel can be started")
+        .into()
+}
+
+/// Runs `gpusel -p file:LAB ARGS`.
+pub fn lab_out<I, S>(args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    out(lab().args(args))
+}
+
+/// Runs `gpusel -p file:MIG ARGS`.
+pub fn mig_out<I, S>(args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    out(mig().args(args))
+}
+
+/// Writes `text` to `name` in `dir` and returns the path.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write the snapshot");
+    path
+}
+
+/// A snapshot of `host` holding `gpus` (JSON values), as gpusel writes them.
+pub fn snapshot_json(host: &str, gpus: Vec<serde_json::Value>) -> String {
+    serde_json::json!({
+        "schema_version": 1,
+        "host": host,
+        "time": "2026-11-22T10:00:00Z",
+        "provider": "test",
+        "gpus": gpus,
+    })
+    .to_string()
+}
+
+/// An idle 80 GiB A100 with index `index`.
+pub fn idle_gpu(index: u32) -> serde_json::Value {
+    serde_json::json!({
+        "index": index,
+        "uuid": format!("GPU-{index:08x}-0000-4000-8000-{index:012x}"),
+        "name": "NVIDIA A100-SXM4-80GB",
+        "memory_total": 85899345920u64,
+        "memory_used": 4194304u64,
+        "memory_free": 85895151616u64,
+        "utilization_gpu": 0,
+        "utilization_memory": 0,
+        "power_draw": 60000,
+        "power_limit": 400000,
+        "processes": [],
+    })
+}
+
+/// The set of GPUs a `0,2`-style output names.
+pub fn tokens(stdout: &str) -> Vec<&str> {
+    let line = stdout
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("output does not end in a newline: {stdout:?}"));
+    assert!(!line.contains('\n'), "more than one line: {stdout:?}");
+    line.split(',').collect()
+}

@@ -1,0 +1,283 @@
+//! Bad input: each gives its exit code and one clear error line naming the
+//! bad value, and never a panic. Plus `--help`.
+
+mod common;
+
+use common::*;
+
+// ---- bad flag values: exit 2 ----------------------------------------------------------
+
+#[test]
+fn mem_without_a_number() {
+    lab_out(["--mem", "lots"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'lots'");
+}
+
+#[test]
+fn mem_without_a_unit_suggests_one() {
+    let out = lab_out(["--mem", "800"]);
+    out.code(2).no_stdout();
+    let line = out.one_error_naming("'800'");
+    assert!(line.contains("800MiB"), "{line}");
+}
+
+#[test]
+fn count_zero() {
+    lab_out(["--count", "0"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'0'");
+}
+
+#[test]
+fn count_not_a_number() {
+    lab_out(["--count", "abc"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'abc'");
+}
+
+#[test]
+fn more_gpus_than_the_machine_has() {
+    lab_out(["-n", "9"])
+        .code(3)
+        .no_stdout()
+        .one_error_naming("only 8 are visible");
+}
+
+#[test]
+fn max_util_over_100() {
+    lab_out(["--max-util", "101"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'101'");
+}
+
+#[test]
+fn max_power_without_a_number() {
+    lab_out(["--max-power", "lots"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'lots'");
+}
+
+#[test]
+fn devices_not_a_device() {
+    lab_out(["--devices", "foo"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("'foo'");
+}
+
+#[test]
+fn unknown_strategy_lists_the_strategies() {
+    let out = lab_out(["--strategy", "fastest"]);
+    out.code(2).no_stdout().one_error_naming("'fastest'");
+    for name in [
+        "idle-random",
+        "best-fit",
+        "worst-fit",
+        "random",
+        "least-used",
+    ] {
+        out.stderr_has(name);
+    }
+}
+
+#[test]
+fn unknown_strategy_from_the_environment() {
+    let out = out(lab().env("GPUSEL_STRATEGY", "fastest"));
+    out.code(2).no_stdout().one_error_naming("'fastest'");
+}
+
+#[test]
+fn best_fit_needs_mem() {
+    lab_out(["--strategy", "best-fit"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("--mem");
+}
+
+#[test]
+fn unknown_provider_lists_the_providers() {
+    let out = out(gpusel().args(["--provider", "nope"]));
+    out.code(2).no_stdout().one_error_naming("'nope'");
+    out.stderr_has("file:PATH");
+}
+
+#[test]
+fn unknown_flag() {
+    lab_out(["--fastest"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("--fastest");
+}
+
+// ---- provider failures: exit 4 -----------------------------------------------------------
+
+#[test]
+fn missing_snapshot_file() {
+    out(gpusel().args(["--provider", "file:/does/not/exist"]))
+        .code(4)
+        .no_stdout()
+        .one_error_naming("/does/not/exist");
+}
+
+#[test]
+fn malformed_snapshot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "bad.json", r#"{"gpus": ["#);
+    let out = out(gpusel_on(&path));
+    out.code(4).no_stdout();
+    let line = out.one_error_naming("bad.json");
+    assert!(line.contains("not a gpusel snapshot"), "{line}");
+}
+
+#[test]
+fn snapshot_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "array.json", "[1, 2, 3]");
+    out(gpusel_on(&path))
+        .code(4)
+        .no_stdout()
+        .one_error_naming("not a gpusel snapshot");
+}
+
+#[test]
+fn snapshot_from_a_newer_gpusel() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = snapshot_json("h", vec![idle_gpu(0)])
+        .replace(r#""schema_version":1"#, r#""schema_version":99"#);
+    assert!(text.contains("99"), "{text}");
+    let path = write_file(&dir, "future.json", &text);
+    let out = out(gpusel_on(&path));
+    out.code(4).no_stdout();
+    let line = out.one_error_naming("99");
+    assert!(line.contains("upgrade gpusel"), "{line}");
+}
+
+#[test]
+fn snapshot_with_duplicate_uuids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut second = idle_gpu(1);
+    second["uuid"] = idle_gpu(0)["uuid"].clone();
+    let path = write_file(
+        &dir,
+        "dup.json",
+        &snapshot_json("h", vec![idle_gpu(0), second]),
+    );
+    let uuid = idle_gpu(0)["uuid"].as_str().unwrap().to_string();
+    out(gpusel_on(&path))
+        .code(4)
+        .no_stdout()
+        .one_error_naming(&uuid);
+}
+
+#[test]
+fn snapshot_with_duplicate_uuids_differing_in_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut second = idle_gpu(1);
+    second["uuid"] = idle_gpu(0)["uuid"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .into();
+    let path = write_file(
+        &dir,
+        "dup.json",
+        &snapshot_json("h", vec![idle_gpu(0), second]),
+    );
+    out(gpusel_on(&path))
+        .code(4)
+        .no_stdout()
+        .one_error_naming("UUID");
+}
+
+#[test]
+fn empty_snapshot_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "empty.json", "");
+    out(gpusel_on(&path))
+        .code(4)
+        .no_stdout()
+        .one_error_naming("empty.json");
+}
+
+#[test]
+fn snapshot_path_is_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    out(gpusel_on(dir.path()))
+        .code(4)
+        .no_stdout()
+        .one_error_naming(&dir.path().display().to_string());
+}
+
+#[test]
+fn default_provider_without_a_gpu_provider() {
+    for args in [&[][..], &["list"][..], &["env"][..]] {
+        let out = out(gpusel().args(args));
+        out.code(4)
+            .no_stdout()
+            .one_error_naming("--provider file:PATH");
+    }
+}
+
+#[test]
+fn provider_from_the_environment() {
+    let out = out(gpusel()
+        .env("GPUSEL_PROVIDER", provider(LAB))
+        .args(["--devices", "3"]));
+    assert_eq!(out.ok(), "3\n");
+}
+
+#[test]
+fn snapshot_without_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "none.json", &snapshot_json("h", vec![]));
+    out(gpusel_on(&path))
+        .code(3)
+        .no_stdout()
+        .one_error_naming("no GPU");
+}
+
+#[test]
+fn snapshot_with_only_identity_fields() {
+    // Unknown measurements never count as idle: idle-random refuses, and the
+    // reason says what is unknown.
+    let dir = tempfile::tempdir().unwrap();
+    let gpu = serde_json::json!({"index": 0, "uuid": "GPU-1234", "name": "Tesla T4"});
+    let path = write_file(&dir, "bare.json", &snapshot_json("h", vec![gpu]));
+    out(gpusel_on(&path)).code(3).stderr_has("unknown");
+    assert_eq!(
+        out(gpusel_on(&path).args(["--strategy", "random"])).ok(),
+        "0\n"
+    );
+}
+
+// ---- --help -----------------------------------------------------------------------------
+
+#[test]
+fn help_lists_strategies_and_exit_codes() {
+    let out = out(gpusel().arg("--help"));
+    let help = out.ok();
+    for name in [
+        "idle-random",
+        "best-fit",
+        "worst-fit",
+        "random",
+        "least-used",
+    ] {
+        assert!(help.contains(name), "--help lacks {name}");
+    }
+    for code in ["125", "126", "127", "Exit codes"] {
+        assert!(help.contains(code), "--help lacks {code}");
+    }
+}
+
+#[test]
+fn version() {
+    let out = out(gpusel().arg("--version"));
+    assert!(out.ok().starts_with("gpusel "), "{out:#?}");
+}
