@@ -38,6 +38,8 @@
 //! assert_eq!(selection.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod cvd;
 mod device;
 mod file_provider;

@@ -2,6 +2,8 @@
 //! filter. Each is a [`SelectStrategy`]; [`StrategyKind`] names them for the
 //! command line.
 
+#![warn(missing_docs)]
+
 use std::cmp::{Ordering, Reverse};
 
 use gpu_core::fastrand::Rng;
