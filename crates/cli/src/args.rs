@@ -1,6 +1,7 @@
 //! Command-line definition (clap derive). `--help` is the manual.
 
 use std::ffi::OsString;
+use std::num::NonZeroUsize;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
@@ -114,7 +115,7 @@ pub struct SelectArgs {
 
     /// Number of GPUs to select.
     #[arg(long, short = 'n', default_value = "1", value_name = "N", value_parser = parse_count)]
-    pub count: usize,
+    pub count: NonZeroUsize,
 
     /// Minimum free memory per GPU: 800MiB, 20GiB, 1.5GB, 512M. MiB/GiB are
     /// powers of 1024, MB/GB and M/G powers of 1000.
@@ -201,10 +202,9 @@ fn strategy_parser() -> PossibleValuesParser {
     )
 }
 
-fn parse_count(s: &str) -> Result<usize, String> {
+fn parse_count(s: &str) -> Result<NonZeroUsize, String> {
     match s.trim().parse::<usize>() {
-        Ok(0) => Err("the count must be at least 1".into()),
-        Ok(n) => Ok(n),
+        Ok(n) => NonZeroUsize::new(n).ok_or_else(|| "the count must be at least 1".into()),
         Err(_) => Err(format!(
             "'{s}' is not a count; write a whole number, e.g. 2"
         )),
@@ -251,6 +251,7 @@ mod tests {
         assert_eq!(parse_percent("10%"), Ok(10));
         assert!(parse_percent("101").is_err());
         assert!(parse_count("0").unwrap_err().contains("at least 1"));
+        assert_eq!(parse_count("3").map(|n| n.get()), Ok(3));
         assert!(parse_devices(",").is_err());
     }
 }

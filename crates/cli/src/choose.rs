@@ -1,7 +1,6 @@
 //! The selection modes: print, `env`, and `-- CMD` (exec).
 
 use std::ffi::OsString;
-use std::num::NonZeroUsize;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -25,11 +24,9 @@ pub enum Mode {
 }
 
 /// Builds the library request from the flags.
-pub fn request_from(args: &SelectArgs) -> Result<Request, Failure> {
-    let count = NonZeroUsize::new(args.count)
-        .ok_or_else(|| Failure::Usage("--count must be at least 1".into()))?;
-    Ok(Request {
-        count,
+pub fn request_from(args: &SelectArgs) -> Request {
+    Request {
+        count: args.count,
         min_free_memory: args.mem,
         max_utilization: args.max_util,
         max_memory_utilization: args.max_mem_util,
@@ -39,7 +36,7 @@ pub fn request_from(args: &SelectArgs) -> Result<Request, Failure> {
         devices: args.devices.concat(),
         exclude: args.exclude.concat(),
         predicates: Vec::new(),
-    })
+    }
 }
 
 /// Takes a snapshot, selects, and delivers the result in `mode`.
@@ -56,7 +53,7 @@ pub fn run(
             "--silent cannot be used with `-- CMD`: without a GPU there is nothing to run the command on".into(),
         ));
     }
-    let request = request_from(args)?;
+    let request = request_from(args);
     let strategy =
         strategies::by_name(&args.strategy).map_err(|e| Failure::Usage(e.to_string()))?;
     let snapshot: Snapshot = rt.block_on(provider.snapshot())?;

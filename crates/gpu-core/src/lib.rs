@@ -64,9 +64,7 @@ pub use provider::{GpuInfoProvider, ProviderError};
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
 pub use request::{DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
-pub use select::{
-    SelectError, SelectedDevice, Selection, Verdict, WriteOptions, parse_label, select,
-};
+pub use select::{SelectError, SelectedDevice, Selection, Verdict, WriteOptions, select};
 pub use size::{PowerError, SizeError, format_bytes, format_power, parse_power, parse_size};
 pub use strategy::{SelectStrategy, StrategyError};
 

@@ -171,7 +171,7 @@ pub fn select(
     let devices = Device::all(&snapshot.gpus);
     check_specs_exist(&request.devices, snapshot, &devices)?;
 
-    let mut verdicts = Vec::with_capacity(devices.len() + 1);
+    let mut labelled: Vec<(DeviceLabel, Verdict)> = Vec::with_capacity(devices.len() + 1);
     let mut candidates = Vec::new();
     let mut visible_count = 0;
     for gpu in snapshot
@@ -179,13 +179,20 @@ pub fn select(
         .iter()
         .filter(|g| g.mig_enabled() && g.mig_devices.is_empty())
     {
-        verdicts.push(Verdict {
-            device: gpu.index.to_string(),
-            uuid: gpu.uuid.clone(),
-            name: gpu.name.clone(),
-            selected: false,
-            reasons: vec![Reason::MigWithoutInstances],
-        });
+        let label = DeviceLabel {
+            gpu: gpu.index,
+            mig: None,
+        };
+        labelled.push((
+            label,
+            Verdict {
+                device: label.to_string(),
+                uuid: gpu.uuid.clone(),
+                name: gpu.name.clone(),
+                selected: false,
+                reasons: vec![Reason::MigWithoutInstances],
+            },
+        ));
     }
     for device in &devices {
         let mut reasons = Vec::new();
@@ -203,15 +210,19 @@ pub fn select(
         if reasons.is_empty() {
             candidates.push(*device);
         }
-        verdicts.push(Verdict {
-            device: device.label().to_string(),
-            uuid: device.uuid().to_string(),
-            name: device.name(),
-            selected: false,
-            reasons,
-        });
+        labelled.push((
+            device.label(),
+            Verdict {
+                device: device.label().to_string(),
+                uuid: device.uuid().to_string(),
+                name: device.name(),
+                selected: false,
+                reasons,
+            },
+        ));
     }
-    verdicts.sort_by_key(|v| label_key(&v.device));
+    labelled.sort_by_key(|(label, _)| *label);
+    let mut verdicts: Vec<Verdict> = labelled.into_iter().map(|(_, v)| v).collect();
 
     if candidates.len() < count {
         return Err(SelectError::NoMatch {
@@ -294,16 +305,6 @@ fn token_for(device: &Device<'_>, visible: &Visible, write: WriteOptions) -> Str
     }
 }
 
-fn label_key(label: &str) -> (u32, Option<u32>) {
-    let mut parts = label.splitn(2, ':');
-    let gpu = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(u32::MAX);
-    let mig = parts.next().and_then(|p| p.parse().ok());
-    (gpu, mig)
-}
-
 fn check_specs_exist(
     specs: &[DeviceSpec],
     snapshot: &Snapshot,
@@ -351,10 +352,4 @@ impl fmt::Display for Verdict {
             f.write_str(&text.join("; "))
         }
     }
-}
-
-/// Sorts labels like `DeviceLabel`'s order; used by renderers.
-pub fn parse_label(label: &str) -> Option<DeviceLabel> {
-    let (gpu, mig) = label_key(label);
-    (gpu != u32::MAX).then_some(DeviceLabel { gpu, mig })
 }

@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use gpu_core::fastrand::Rng;
 use gpu_core::{
     Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Reason, Request, SelectError, Selection,
-    Snapshot, Verdict, Visible, WriteOptions, parse_label, select,
+    Snapshot, Verdict, Visible, WriteOptions, select,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -24,6 +24,15 @@ use strategies::StrategyKind;
 use strum::IntoEnumIterator;
 
 const GIB: u64 = 1 << 30;
+
+/// `"3"` -> (3, None), `"3:1"` -> (3, Some(1)): the order verdicts must come in.
+fn label_order(label: &str) -> (u32, Option<u32>) {
+    let (gpu, mig) = match label.split_once(':') {
+        Some((g, m)) => (g, Some(m.parse().expect("MIG index"))),
+        None => (label, None),
+    };
+    (gpu.parse().expect("GPU index"), mig)
+}
 const GPU_NAMES: [&str; 3] = [
     "NVIDIA A100-SXM4-80GB",
     "NVIDIA H100 80GB HBM3",
@@ -424,7 +433,7 @@ fn check_verdicts(
     prop_assert_eq!(uuids.len(), verdicts.len(), "one verdict per device");
     for w in verdicts.windows(2) {
         prop_assert!(
-            parse_label(&w[0].device) <= parse_label(&w[1].device),
+            label_order(&w[0].device) <= label_order(&w[1].device),
             "verdicts out of order: {} before {}",
             w[0].device,
             w[1].device
