@@ -97,9 +97,8 @@ pub fn run(
         explain(&selection.verdicts, &selection.strategy);
     }
     match mode {
-        Mode::Print if json => out::print_json(&selection),
+        Mode::Print | Mode::Env if json => out::print_json(&selection),
         Mode::Print => out::print(&format!("{}\n", selection.cuda_visible_devices)),
-        Mode::Env if json => out::print_json(&selection),
         Mode::Env => out::print(&export_lines(&selection)),
         Mode::Run => exec(&selection, command),
     }

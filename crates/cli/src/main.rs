@@ -14,7 +14,7 @@ use gpu_core::ProviderRegistry;
 
 use crate::args::{Cli, Sub};
 use crate::choose::Mode;
-use crate::failure::{EXIT_RUN_FAILED, EXIT_USAGE, Failure};
+use crate::failure::Failure;
 
 fn main() -> ExitCode {
     // Known before parsing, so that even a usage error in `-- CMD` mode gets
@@ -24,13 +24,10 @@ fn main() -> ExitCode {
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
     let cli = match parsed {
-        Ok((cli, matches)) => {
-            if let Some(problem) = args::misplaced_select_flags(&matches).first() {
-                out::eprint_line("error: ", problem);
-                return ExitCode::from(EXIT_USAGE as u8);
-            }
-            cli
-        }
+        Ok((cli, matches)) => match args::misplaced_select_flags(&matches).first() {
+            Some(problem) => return fail(Failure::Usage(problem.clone()), running),
+            None => cli,
+        },
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -40,26 +37,24 @@ fn main() -> ExitCode {
             // Same shape as gpusel's own errors: `gpusel: error: ...`.
             let text = e.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
-            out::eprint_line("error: ", text.trim_end());
-            let code = if running { EXIT_RUN_FAILED } else { EXIT_USAGE };
-            return ExitCode::from(code as u8);
+            return fail(Failure::Usage(text.trim_end().to_string()), running);
         }
     };
     init_logging(cli.global.verbose);
     if running && cli.command.is_empty() && cli.sub.is_none() {
-        out::eprint_line(
-            "error: ",
-            "nothing after `--`: give the command to run, e.g. gpusel -- python train.py",
-        );
-        return ExitCode::from(EXIT_RUN_FAILED as u8);
+        let message = "nothing after `--`: give the command to run, e.g. gpusel -- python train.py";
+        return fail(Failure::Usage(message.into()), running);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            out::eprint_line("error: ", &failure.to_string());
-            ExitCode::from(failure.exit_code(running) as u8)
-        }
+        Err(failure) => fail(failure, running),
     }
+}
+
+/// Prints `gpusel: error: ...` and returns the failure's exit code.
+fn fail(failure: Failure, running: bool) -> ExitCode {
+    out::eprint_line("error: ", &failure.to_string());
+    ExitCode::from(failure.exit_code(running) as u8)
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

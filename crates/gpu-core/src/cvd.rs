@@ -134,13 +134,16 @@ impl Visible {
     /// Whether the device with `uuid` (whose parent GPU is `parent_uuid`, for
     /// a MIG device) is visible.
     pub fn contains(&self, uuid: &str, parent_uuid: Option<&str>) -> bool {
-        match &self.entries {
-            None => true,
-            Some(entries) => entries.iter().any(|e| {
-                e.uuid.eq_ignore_ascii_case(uuid)
-                    || parent_uuid.is_some_and(|p| e.uuid.eq_ignore_ascii_case(p))
-            }),
-        }
+        self.entries.is_none() || self.position(uuid, parent_uuid).is_some()
+    }
+
+    /// Where the device with `uuid` (or its parent GPU `parent_uuid`) stands
+    /// in the variable's list; `None` when unset or not listed.
+    pub fn position(&self, uuid: &str, parent_uuid: Option<&str>) -> Option<usize> {
+        self.entries.as_ref()?.iter().position(|e| {
+            e.uuid.eq_ignore_ascii_case(uuid)
+                || parent_uuid.is_some_and(|p| e.uuid.eq_ignore_ascii_case(p))
+        })
     }
 
     /// The token that made `uuid` visible, to write it back unchanged.

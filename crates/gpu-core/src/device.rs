@@ -78,6 +78,11 @@ impl<'a> Device<'a> {
         }
     }
 
+    /// For a MIG device, the UUID of the GPU it is part of.
+    pub fn parent_uuid(&self) -> Option<&'a str> {
+        self.mig.map(|_| self.gpu.uuid.as_str())
+    }
+
     /// True for a MIG device.
     pub fn is_mig(&self) -> bool {
         self.mig.is_some()

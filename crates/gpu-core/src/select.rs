@@ -196,9 +196,8 @@ pub fn select(
     }
     for device in &devices {
         let mut reasons = Vec::new();
-        let parent = device.is_mig().then_some(device.gpu.uuid.as_str());
         // A hidden device is out of reach whatever its state: one reason is enough.
-        if visible.contains(device.uuid(), parent) {
+        if visible.contains(device.uuid(), device.parent_uuid()) {
             visible_count += 1;
             reasons.extend(request.evaluate(device));
             if device.is_mig() && count > 1 {
@@ -251,15 +250,7 @@ pub fn select(
 
     // Keep the order the devices had: CUDA_VISIBLE_DEVICES order when it was
     // set, index order otherwise.
-    taken.sort_by_key(|d| {
-        let pos = visible.entries.as_ref().and_then(|entries| {
-            entries.iter().position(|e| {
-                e.uuid.eq_ignore_ascii_case(d.uuid())
-                    || (d.is_mig() && e.uuid.eq_ignore_ascii_case(&d.gpu.uuid))
-            })
-        });
-        (pos, d.label())
-    });
+    taken.sort_by_key(|d| (visible.position(d.uuid(), d.parent_uuid()), d.label()));
 
     let chosen: Vec<SelectedDevice> = taken
         .iter()

@@ -7,7 +7,7 @@ pub mod rfc3339 {
 
     /// Writes `time` as RFC 3339 with second precision.
     pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_seconds(*time))
+        s.serialize_str(&super::format(*time))
     }
 
     /// Reads an RFC 3339 timestamp.
