@@ -5,12 +5,12 @@ mod choose;
 mod failure;
 mod list;
 mod out;
+mod providers;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use gpu_core::ProviderRegistry;
 
 use crate::args::{Cli, Sub};
 use crate::choose::Mode;
@@ -61,7 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
-    let registry = ProviderRegistry::with_builtin();
+    let registry = providers::registry();
     let provider = registry.open(&cli.global.provider)?;
     match cli.sub {
         Some(Sub::List) => {

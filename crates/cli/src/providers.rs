@@ -1,0 +1,13 @@
+//! The providers this binary knows, in the order `--provider auto` tries them.
+
+use gpu_core::ProviderRegistry;
+
+/// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
+/// in registration order: NVML first, then nvidia-smi.
+pub fn registry() -> ProviderRegistry {
+    #[allow(unused_mut)]
+    let mut registry = ProviderRegistry::with_builtin();
+    // NVML (issue 3) registers here, first, as the default.
+    // nvidia-smi (issue 4) registers here, after NVML.
+    registry
+}
