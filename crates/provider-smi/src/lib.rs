@@ -43,7 +43,7 @@ use gpu_core::{GpuInfoProvider, ProcReader, ProviderError, Snapshot};
 
 use crate::exec::{Finished, RunError};
 
-pub use crate::parse::{GPU_FIELDS, PROCESS_FIELDS};
+pub use crate::parse::{GPU_FIELDS, NEWER_GPU_FIELDS, PROCESS_FIELDS};
 
 /// Name of the provider in `--provider`, logs and snapshots.
 pub const NAME: &str = "smi";
@@ -196,25 +196,37 @@ impl SmiProvider {
     pub fn read(&self) -> Result<Snapshot, SmiError> {
         let deadline = Instant::now() + self.timeout;
         let time = SystemTime::now();
-        let query_gpu = [
-            format!("--query-gpu={}", GPU_FIELDS.join(",")),
-            FORMAT.to_string(),
-        ];
         let query_apps = [
             format!("--query-compute-apps={}", PROCESS_FIELDS.join(",")),
             FORMAT.to_string(),
         ];
         // Both start before either is awaited: a snapshot costs one
         // nvidia-smi start-up, not two.
-        let gpus_run = self.start(&query_gpu)?;
+        let gpus_run = self.start(&gpu_query(&GPU_FIELDS))?;
         let apps_run = self.start(&query_apps)?;
-        let gpus_out = self.finish(gpus_run, deadline)?;
+        let mut fields = GPU_FIELDS.to_vec();
+        let mut gpu_result = success(self.finish(gpus_run, deadline)?, "--query-gpu");
+        if let Err(SmiError::Exit { message, .. }) = &gpu_result
+            && NEWER_GPU_FIELDS
+                .iter()
+                .any(|f| message.contains(&format!("\"{f}\" is not a valid field")))
+        {
+            tracing::debug!(error = %message, "old driver: querying without the MIG fields");
+            fields.retain(|f| !NEWER_GPU_FIELDS.contains(f));
+            let retry = self.start(&gpu_query(&fields))?;
+            gpu_result = success(self.finish(retry, deadline)?, "--query-gpu");
+        }
         let apps_out = self.finish(apps_run, deadline)?;
 
-        let gpu_text = success(gpus_out, "--query-gpu")?;
-        let rows = parse::gpus(&gpu_text);
+        let rows = parse::gpus(&gpu_result?, &fields);
         for line in &rows.skipped {
-            tracing::warn!(line = %line, "nvidia-smi --query-gpu: not a GPU row, ignored");
+            // Drivers print warnings (a corrupted infoROM) before the CSV;
+            // anything else may be a GPU row this parser misread.
+            if line.trim_start().starts_with("WARNING") {
+                tracing::info!(line = %line, "nvidia-smi warns");
+            } else {
+                tracing::warn!(line = %line, "nvidia-smi --query-gpu: not a GPU row, ignored");
+            }
         }
         if rows.gpus.is_empty()
             && let Some(first) = rows.skipped.first()
@@ -260,6 +272,13 @@ impl SmiProvider {
 }
 
 const FORMAT: &str = "--format=csv,noheader,nounits";
+
+fn gpu_query(fields: &[&str]) -> [String; 2] {
+    [
+        format!("--query-gpu={}", fields.join(",")),
+        FORMAT.to_string(),
+    ]
+}
 
 #[async_trait]
 impl GpuInfoProvider for SmiProvider {

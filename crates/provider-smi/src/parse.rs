@@ -26,8 +26,9 @@ pub const GPU_FIELDS: [&str; 16] = [
     "mig.mode.current",
     "driver_version",
 ];
-/// Column of the GPU name, the one that may hold commas.
-const GPU_NAME_COLUMN: usize = 2;
+/// Fields that drivers older than R450 reject (`Field "mig.mode.current" is
+/// not a valid field to query.`); the query is retried without them.
+pub const NEWER_GPU_FIELDS: [&str; 1] = ["mig.mode.current"];
 
 /// The `--query-compute-apps` fields, in the order the row parser reads them.
 pub const PROCESS_FIELDS: [&str; 4] = ["pid", "process_name", "used_memory", "gpu_uuid"];
@@ -46,14 +47,15 @@ pub struct GpuRows {
     pub skipped: Vec<String>,
 }
 
-/// Parses `--query-gpu=GPU_FIELDS` output.
-pub fn gpus(text: &str) -> GpuRows {
+/// Parses the output of `--query-gpu=FIELDS`, where `fields` is
+/// [`GPU_FIELDS`] or a subset of it in the same order.
+pub fn gpus(text: &str, fields: &[&str]) -> GpuRows {
     let mut rows = GpuRows::default();
     for line in text.lines() {
         if line.trim().is_empty() {
             continue;
         }
-        match gpu_row(line) {
+        match gpu_row(line, fields) {
             Some((gpu, driver)) => {
                 if rows.driver_version.is_none() {
                     rows.driver_version = driver;
@@ -66,9 +68,15 @@ pub fn gpus(text: &str) -> GpuRows {
     rows
 }
 
-fn gpu_row(line: &str) -> Option<(Gpu, Option<String>)> {
-    let f = split_row(line, GPU_FIELDS.len(), GPU_NAME_COLUMN)?;
-    let field = |i: usize| f.get(i).and_then(|v| value(v));
+fn gpu_row(line: &str, fields: &[&str]) -> Option<(Gpu, Option<String>)> {
+    let name_column = fields.iter().position(|f| *f == "name")?;
+    let f = split_row(line, fields.len(), name_column)?;
+    // By name, so that a query without some fields still parses.
+    let field = |i: usize| {
+        let name = GPU_FIELDS.get(i)?;
+        let column = fields.iter().position(|f| f == name)?;
+        f.get(column).and_then(|v| value(v))
+    };
     // A row without a numeric index and a GPU UUID is not a GPU row (a
     // warning that happens to hold many commas); everything else may be unknown.
     let index: u32 = field(0)?.parse().ok()?;
@@ -204,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_recorded_row_fills_every_field_in_model_units() {
-        let rows = gpus(H100_ROW);
+        let rows = gpus(H100_ROW, &GPU_FIELDS);
         assert!(rows.skipped.is_empty());
         assert_eq!(rows.driver_version.as_deref(), Some("590.48.01"));
         let [gpu] = rows.gpus.as_slice() else {
@@ -243,12 +251,26 @@ mod tests {
             assert_eq!(value(marker), None, "{marker:?}");
         }
         let row = "1, GPU-1, NVIDIA GeForce GTX 1080, [N/A], [N/A], [Insufficient Permissions], [Unknown Error], [Not Supported], [Not Supported], N/A, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A]";
-        let rows = gpus(row);
+        let rows = gpus(row, &GPU_FIELDS);
         let gpu = &rows.gpus[0];
         let mut expected = Gpu::new(1, "GPU-1", "NVIDIA GeForce GTX 1080");
         expected.processes = None;
         assert_eq!(gpu, &expected);
         assert_eq!(rows.driver_version, None);
+    }
+
+    #[test]
+    fn an_old_driver_without_mig_fields_parses() {
+        let fields: Vec<&str> = GPU_FIELDS
+            .into_iter()
+            .filter(|f| !NEWER_GPU_FIELDS.contains(f))
+            .collect();
+        let row = H100_ROW.replace(", Disabled,", ",");
+        let rows = gpus(&row, &fields);
+        assert!(rows.skipped.is_empty(), "{rows:?}");
+        assert_eq!(rows.gpus[0].mig_mode, None);
+        assert_eq!(rows.gpus[0].sm_clock, Some(1980));
+        assert_eq!(rows.driver_version.as_deref(), Some("590.48.01"));
     }
 
     #[test]
@@ -279,7 +301,7 @@ mod tests {
     #[test]
     fn a_warning_line_first_is_skipped_not_a_gpu() {
         let text = format!("WARNING: infoROM is corrupted at gpu 0000:00:09.0\n{H100_ROW}\n");
-        let rows = gpus(&text);
+        let rows = gpus(&text, &GPU_FIELDS);
         assert_eq!(rows.gpus.len(), 1);
         assert_eq!(
             rows.skipped,
@@ -292,7 +314,7 @@ mod tests {
         let short = "0, GPU-0, NVIDIA A100, 00000000:07:00.0, 81920";
         let no_index = H100_ROW.replacen("0, ", "x, ", 1);
         let no_uuid = H100_ROW.replace("GPU-00000000", "[N/A]");
-        let rows = gpus(&format!("{short}\n{no_index}\n{no_uuid}\n"));
+        let rows = gpus(&format!("{short}\n{no_index}\n{no_uuid}\n"), &GPU_FIELDS);
         assert!(rows.gpus.is_empty());
         assert_eq!(rows.skipped.len(), 3);
     }
@@ -302,7 +324,7 @@ mod tests {
         let row = H100_ROW.replace("NVIDIA H100 80GB HBM3", "NVIDIA H100, rev 2");
         let quoted = H100_ROW.replace("NVIDIA H100 80GB HBM3", "\"NVIDIA H100, rev 2\"");
         for text in [row, quoted] {
-            let gpu = &gpus(&text).gpus[0];
+            let gpu = &gpus(&text, &GPU_FIELDS).gpus[0];
             assert_eq!(gpu.name, "NVIDIA H100, rev 2");
             assert_eq!(gpu.pci_bus_id.as_deref(), Some("00000000:00:09.0"));
             assert_eq!(gpu.sm_clock, Some(1980));
@@ -349,7 +371,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_output_never_panics(text in "(?s).{0,400}") {
-            let rows = gpus(&text);
+            let rows = gpus(&text, &GPU_FIELDS);
             for gpu in &rows.gpus {
                 prop_assert!(gpu.uuid.starts_with("GPU-"));
             }
@@ -376,7 +398,7 @@ mod tests {
             )
         ) {
             let text: String = lines.iter().map(|l| l.join(", ") + "\n").collect();
-            let rows = gpus(&text);
+            let rows = gpus(&text, &GPU_FIELDS);
             prop_assert_eq!(rows.gpus.len() + rows.skipped.len(), text.lines().filter(|l| !l.trim().is_empty()).count());
             let _ = processes(&text);
         }
