@@ -136,7 +136,10 @@ fn garbage_only_is_an_error_not_an_empty_machine() {
     let s = scenario(dir.path(), "Something, changed\n", "");
     let e = read(s.to_str().unwrap()).unwrap_err();
     assert!(matches!(e, SmiError::Unreadable { .. }), "{e}");
-    assert!(e.to_string().contains("first line: \"Something, changed"), "{e}");
+    assert!(
+        e.to_string().contains("first line: \"Something, changed"),
+        "{e}"
+    );
 }
 
 #[test]
