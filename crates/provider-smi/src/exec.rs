@@ -59,43 +59,64 @@ pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
         .spawn()
         .map_err(RunError::Spawn)?;
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let (tx, exit) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    Ok(Running {
-        pgid,
-        exit,
-        stdout,
-        stderr,
-        done: false,
-    })
+    let threads = (move || {
+        let stdout = drain(child.stdout.take())?;
+        let stderr = drain(child.stderr.take())?;
+        let (tx, exit) = channel();
+        thread(move || {
+            let _ = tx.send(child.wait());
+        })?;
+        Ok((stdout, stderr, exit))
+    })();
+    match threads {
+        Ok((stdout, stderr, exit)) => Ok(Running {
+            pgid,
+            exit,
+            stdout,
+            stderr,
+            done: false,
+        }),
+        Err(e) => {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            Err(RunError::Spawn(e))
+        }
+    }
+}
+
+/// A thread, or the OS's reason for refusing one (`std::thread::spawn`
+/// would panic instead).
+fn thread(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("nvidia-smi".into())
+        .spawn(f)
+        .map(drop)
 }
 
 /// Reads a pipe to its end on a thread; the bytes arrive on the receiver.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> Receiver<Vec<u8>> {
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::io::Result<Receiver<Vec<u8>>> {
     let (tx, rx) = channel();
-    std::thread::spawn(move || {
+    thread(move || {
         let mut buf = Vec::new();
         if let Some(mut pipe) = pipe {
             let _ = pipe.read_to_end(&mut buf);
         }
         let _ = tx.send(buf);
-    });
-    rx
+    })?;
+    Ok(rx)
 }
 
 impl Running {
     /// Waits until the program has exited and closed its output, or until
     /// `deadline`, when it is killed.
     pub fn finish(mut self, deadline: Instant) -> Result<Finished, RunError> {
-        let stdout = until(&self.stdout, deadline);
-        let stderr = until(&self.stderr, deadline);
-        let status = until(&self.exit, deadline);
-        match (stdout, stderr, status) {
-            (Ok(out), Ok(err), Ok(Ok(status))) => {
+        let outcome = (|| {
+            let out = until(&self.stdout, deadline)?;
+            let err = until(&self.stderr, deadline)?;
+            let status = until(&self.exit, deadline)?;
+            Ok((out, err, status))
+        })();
+        match outcome {
+            Ok((out, err, Ok(status))) => {
                 self.done = true;
                 Ok(Finished {
                     status,
@@ -103,11 +124,11 @@ impl Running {
                     stderr: String::from_utf8_lossy(&err).into_owned(),
                 })
             }
-            (_, _, Ok(Err(e))) => Err(RunError::Spawn(e)),
-            (_, _, Err(RecvTimeoutError::Disconnected)) => Err(RunError::Spawn(
-                std::io::Error::other("the thread waiting for nvidia-smi stopped"),
-            )),
-            _ => Err(RunError::Timeout),
+            Ok((_, _, Err(e))) => Err(RunError::Spawn(e)),
+            Err(RecvTimeoutError::Timeout) => Err(RunError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(RunError::Spawn(std::io::Error::other(
+                "a thread reading nvidia-smi stopped",
+            ))),
         }
     }
 }
