@@ -194,7 +194,11 @@ impl SmiProvider {
     /// Takes a snapshot. Blocks the calling thread for as long as nvidia-smi
     /// runs (at most the timeout).
     pub fn read(&self) -> Result<Snapshot, SmiError> {
-        let deadline = Instant::now() + self.timeout;
+        let now = Instant::now();
+        // A timeout too long to add is no timeout at all; a year will do.
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         let time = SystemTime::now();
         let query_apps = [
             format!("--query-compute-apps={}", PROCESS_FIELDS.join(",")),
@@ -424,6 +428,24 @@ mod tests {
             let e = parse_timeout(bad).unwrap_err();
             assert!(e.to_string().contains("is not a duration"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn an_absurd_timeout_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = dir.path().join("nvidia-smi");
+        std::fs::write(&smi, "#!/bin/sh\necho 'No devices were found'\nexit 6\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let timeout = parse_timeout("1e15").unwrap();
+        let e = SmiProvider::new(&smi)
+            .with_timeout(timeout)
+            .read()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nvidia-smi --query-gpu failed (exit code 6): No devices were found"
+        );
     }
 
     #[test]
