@@ -234,10 +234,7 @@ fn auto_falls_back_to_smi_and_says_so() {
     let out = out(gpusel_with_fake(SMI_LAB).args(["-vv", "list", "--json"]));
     out.code(0);
     assert_eq!(json(&out.stdout)["provider"], "smi");
-    assert!(
-        out.stderr.contains("using provider") && out.stderr.contains("smi"),
-        "{out:?}"
-    );
+    out.stderr_has("auto: using provider provider=smi");
 }
 
 // ---- other scenarios ------------------------------------------------------------------
