@@ -78,8 +78,9 @@ pub enum Sub {
 /// Options every mode takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where GPU state comes from: `auto`, or `file:PATH` to read a snapshot
-    /// written by `gpusel list --json`.
+    /// Where GPU state comes from: `auto` (NVML, then nvidia-smi), `nvml[:LIB]`,
+    /// `smi[:PATH]`, or `file:PATH` to replay a snapshot written by
+    /// `gpusel list --json`.
     #[arg(
         long,
         short = 'p',

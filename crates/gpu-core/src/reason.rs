@@ -117,7 +117,10 @@ impl fmt::Display for Reason {
             ),
             Reason::Predicate { label } => write!(f, "rejected by custom filter '{label}'"),
             Reason::MigWithoutInstances => {
-                write!(f, "MIG mode is on but no MIG devices are configured")
+                write!(
+                    f,
+                    "MIG mode is on and no MIG device is listed (none is configured, or this provider cannot list them; --provider nvml can)"
+                )
             }
             Reason::MigNeedsSingleDevice { count } => write!(
                 f,
