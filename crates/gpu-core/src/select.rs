@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cvd::{CvdProblem, PCI_BUS_ID, Visible};
 use crate::device::{Device, DeviceLabel};
+use crate::holder::Holder;
+use crate::lease::{Lease, LeaseError, LeaseState, LockDir};
 use crate::model::{SCHEMA_VERSION, Snapshot};
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
@@ -50,8 +52,10 @@ pub struct SelectedDevice {
     pub token: String,
 }
 
-/// The result every mode renders: the devices, and the environment to give the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The result every mode renders: the devices, and the environment to give
+/// the job. A selection made by [`select_leased`] holds the devices' leases
+/// until it is dropped.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -68,9 +72,23 @@ pub struct Selection {
     pub cuda_device_order: Option<String>,
     /// The verdict on every device.
     pub verdicts: Vec<Verdict>,
+    /// Held for as long as the selection lives.
+    #[serde(skip)]
+    leases: Vec<Lease>,
 }
 
 impl Selection {
+    /// The leases this selection holds (none from [`select`]).
+    pub fn leases(&self) -> &[Lease] {
+        &self.leases
+    }
+
+    /// Keeps every lease open across `exec`, for the program exec'd to hold
+    /// them until it exits (see [`Lease::keep_across_exec`]).
+    pub fn keep_leases_across_exec(&self) -> Result<(), LeaseError> {
+        self.leases.iter().try_for_each(Lease::keep_across_exec)
+    }
+
     /// The environment variables to set for the job, in order.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![(
@@ -87,6 +105,9 @@ impl Selection {
 /// Why no selection could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
+    /// The lock directory cannot be used.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// The strategy cannot work with the request.
     #[error(transparent)]
     Strategy(#[from] StrategyError),
@@ -154,7 +175,8 @@ fn no_match_headline(
 
 /// Runs the pipeline on a snapshot: restrict to `visible`, apply the
 /// strategy's defaults and every filter, rank, take `count`, and write the
-/// environment. Pure: no I/O, no environment reads; `rng` drives random choices.
+/// environment. Pure: no I/O, no environment reads, no leases (see
+/// [`select_leased`]); `rng` drives random choices.
 pub fn select(
     snapshot: &Snapshot,
     request: &Request,
@@ -162,6 +184,68 @@ pub fn select(
     visible: &Visible,
     write: WriteOptions,
     rng: &mut fastrand::Rng,
+) -> Result<Selection, SelectError> {
+    pipeline(snapshot, request, strategy, visible, write, rng, None)
+}
+
+/// A lock directory and the holder to record in it: what [`select_leased`]
+/// needs to lease devices.
+#[derive(Debug)]
+pub struct Leaser {
+    /// Where the leases live.
+    pub dir: LockDir,
+    /// Who takes them.
+    pub holder: Holder,
+}
+
+impl Leaser {
+    /// Opens (creating if missing) the lock directory at `path`, for this
+    /// process about to run `command`.
+    pub fn open(
+        path: impl Into<std::path::PathBuf>,
+        command: Vec<String>,
+    ) -> Result<Self, LeaseError> {
+        Ok(Leaser {
+            dir: LockDir::open(path)?,
+            holder: Holder::current(command),
+        })
+    }
+}
+
+/// [`select`], then leases: devices leased by others are passed over
+/// ([`Reason::Leased`]), and candidates are leased in rank order, skipping
+/// any that a concurrent gpusel takes first, until `count` are held. All or
+/// nothing: when fewer can be leased, those taken are released and the
+/// error is [`SelectError::NoMatch`]. The [`Selection`] owns the leases;
+/// dropping it releases them.
+pub fn select_leased(
+    snapshot: &Snapshot,
+    request: &Request,
+    strategy: &dyn SelectStrategy,
+    visible: &Visible,
+    write: WriteOptions,
+    rng: &mut fastrand::Rng,
+    leaser: &Leaser,
+) -> Result<Selection, SelectError> {
+    pipeline(
+        snapshot,
+        request,
+        strategy,
+        visible,
+        write,
+        rng,
+        Some(leaser),
+    )
+}
+
+fn pipeline(
+    snapshot: &Snapshot,
+    request: &Request,
+    strategy: &dyn SelectStrategy,
+    visible: &Visible,
+    write: WriteOptions,
+    rng: &mut fastrand::Rng,
+    leaser: Option<&Leaser>,
 ) -> Result<Selection, SelectError> {
     let mut request = request.clone();
     strategy.apply_defaults(&mut request);
@@ -236,6 +320,8 @@ pub fn select(
 
     let order = strategy.rank(&candidates, &request, rng);
     let mut taken = Vec::with_capacity(count);
+    let mut leases = Vec::new();
+    let mut passed_over = 0;
     let mut seen = HashSet::new();
     // A well-behaved strategy returns a permutation; a third-party one that
     // does not is padded in candidate order rather than trusted.
@@ -243,9 +329,46 @@ pub fn select(
         if taken.len() == count {
             break;
         }
-        if pos < candidates.len() && seen.insert(pos) {
-            taken.push(candidates[pos]);
+        if pos >= candidates.len() || !seen.insert(pos) {
+            continue;
         }
+        let device = candidates[pos];
+        let Some(leaser) = leaser else {
+            taken.push(device);
+            continue;
+        };
+        let reason = match leaser.dir.try_lease(device.uuid(), &leaser.holder) {
+            Ok(Some(lease)) => {
+                taken.push(device);
+                leases.push(lease);
+                continue;
+            }
+            Ok(None) => Reason::Leased {
+                by: match leaser.dir.state(device.uuid()) {
+                    Ok(LeaseState::Leased(by)) => by,
+                    _ => None,
+                },
+            },
+            // One bad lock file must not make every other GPU unusable.
+            Err(e) => Reason::LeaseUnavailable {
+                message: e.to_string(),
+            },
+        };
+        passed_over += 1;
+        if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
+            v.reasons.push(reason);
+        }
+    }
+    if taken.len() < count {
+        // All or nothing: `leases` drops here, releasing what was taken.
+        return Err(SelectError::NoMatch {
+            requested: count,
+            eligible: candidates.len() - passed_over,
+            visible: visible_count,
+            cuda_visible_devices: visible.value.clone(),
+            cvd_problem: visible.warning().cloned(),
+            verdicts,
+        });
     }
 
     // Keep the order the devices had: CUDA_VISIBLE_DEVICES order when it was
@@ -282,6 +405,7 @@ pub fn select(
         cuda_visible_devices,
         cuda_device_order: writes_ordinals.then(|| PCI_BUS_ID.to_string()),
         verdicts,
+        leases,
     })
 }
 
