@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use gpu_core::Verdict;
+use gpu_core::{Reason, Verdict};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::out;
@@ -42,9 +42,20 @@ impl Status {
         let devices = if self.count == 1 { "device" } else { "devices" };
         let reasons: Vec<String> = verdicts
             .iter()
+            // Only what can change while waiting: a GPU the request rules
+            // out for good would only hide the ones worth watching.
             .filter(|v| {
-                !(v.reasons.is_empty()
-                    || v.reasons == [gpu_core::Reason::HiddenByCudaVisibleDevices])
+                !v.reasons.is_empty()
+                    && !v.reasons.iter().any(|r| {
+                        matches!(
+                            r,
+                            Reason::HiddenByCudaVisibleDevices
+                                | Reason::NotRequested
+                                | Reason::Excluded
+                                | Reason::Banned { .. }
+                                | Reason::NameMismatch { .. }
+                        )
+                    })
             })
             .map(|v| format!("  {v}"))
             .collect();
