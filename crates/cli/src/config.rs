@@ -123,8 +123,8 @@ struct FileBan {
 #[serde(deny_unknown_fields)]
 struct FileFilters {
     mem: Option<toml::Spanned<String>>,
-    max_util: Option<u8>,
-    max_mem_util: Option<u8>,
+    max_util: Option<toml::Spanned<i64>>,
+    max_mem_util: Option<toml::Spanned<i64>>,
     max_processes: Option<usize>,
     max_power: Option<toml::Spanned<String>>,
 }
@@ -156,7 +156,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn bad_value(path: &Path, text: &str, value: &toml::Spanned<String>, message: String) -> Failure {
+fn bad_value<T>(path: &Path, text: &str, value: &toml::Spanned<T>, message: String) -> Failure {
     let (line, col) = line_col(text, value.span().start);
     Failure::Usage(format!(
         "config file {}, line {line}, column {col}: {message}",
@@ -263,21 +263,25 @@ impl Config {
             self.filters.max_power = Some(Setting::new(mw, src()));
         }
         for (value, slot, key) in [
-            (f.max_util, &mut self.filters.max_util, "max_util"),
+            (&f.max_util, &mut self.filters.max_util, "max_util"),
             (
-                f.max_mem_util,
+                &f.max_mem_util,
                 &mut self.filters.max_mem_util,
                 "max_mem_util",
             ),
         ] {
             if let Some(v) = value {
-                if v > 100 {
-                    return Err(Failure::Usage(format!(
-                        "config file {}: filters.{key} = {v} is not a percentage; write 0 to 100",
-                        path.display()
-                    )));
-                }
-                *slot = Some(Setting::new(v, src()));
+                let pct = u8::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| {
+                        let message = format!(
+                            "filters.{key} = {} is not a percentage; write 0 to 100",
+                            v.get_ref()
+                        );
+                        bad_value(path, text, v, message)
+                    })?;
+                *slot = Some(Setting::new(pct, src()));
             }
         }
         if let Some(n) = f.max_processes {
