@@ -77,6 +77,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: boxing SelectArgs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Print `export` lines for the chosen GPUs, for `eval "$(gpusel env)"`.

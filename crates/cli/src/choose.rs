@@ -157,20 +157,16 @@ pub fn run(
         }
         match result {
             Ok(s) => break s,
-            Err(SelectError::NoMatch {
-                requested,
-                visible: seen,
-                ref verdicts,
-                ..
-            }) if waiting && requested <= seen => {
+            Err(e) if waiting && worth_waiting(&e) => {
                 let waited = start.elapsed();
                 let left = args.timeout.map(|t| t.saturating_sub(waited));
                 if left == Some(Duration::ZERO) {
                     status.finish();
-                    let e = result.err().expect("matched an error");
                     return Err(timed_out(e, waited, &strategy_name, args.explain));
                 }
-                status.update(waited, verdicts);
+                if let SelectError::NoMatch { verdicts, .. } = &e {
+                    status.update(waited, verdicts);
+                }
                 std::thread::sleep(left.map_or(interval, |l| l.min(interval)));
             }
             Err(SelectError::NoMatch { .. }) if args.silent => {
@@ -193,6 +189,12 @@ pub fn run(
         Mode::Env => out::print(&export_lines(&selection)),
         Mode::Run => exec(&selection, command),
     }
+}
+
+/// Whether waiting can help: not when more devices are asked for than are
+/// visible at all.
+fn worth_waiting(error: &SelectError) -> bool {
+    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
 }
 
 /// The no-match failure, headed by how long gpusel waited.

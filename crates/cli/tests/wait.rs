@@ -93,7 +93,7 @@ fn a_waiter_takes_a_gpu_when_its_holder_exits() {
         }
     });
     assert!(leased, "the holder never leased GPU 0");
-    let waiter = gpusel_std_on(&path)
+    let mut waiter = gpusel_std_on(&path)
         .env("GPUSEL_LOCK_DIR", &locks)
         .args([
             "--wait",
@@ -108,7 +108,7 @@ fn a_waiter_takes_a_gpu_when_its_holder_exits() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(waiter.stderr.unwrap());
+    let mut stderr = BufReader::new(waiter.stderr.take().unwrap());
     let mut line = String::new();
     let mut seen = String::new();
     while !seen.contains("leased by") {
@@ -124,10 +124,11 @@ fn a_waiter_takes_a_gpu_when_its_holder_exits() {
     drop(holder.stdin.take());
     holder.wait().unwrap();
     let mut stdout = String::new();
-    BufReader::new(waiter.stdout.unwrap())
+    BufReader::new(waiter.stdout.take().unwrap())
         .read_line(&mut stdout)
         .unwrap();
     assert_eq!(stdout, "got 0\n");
+    assert!(waiter.wait().unwrap().success());
 }
 
 #[test]
