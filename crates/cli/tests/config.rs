@@ -241,3 +241,15 @@ fn unknown_strategy_from_a_config_file_names_the_file() {
     out.code(2)
         .one_error_naming(&files.system().display().to_string());
 }
+
+#[test]
+fn the_example_site_config_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/site-config.toml"
+    );
+    let out = out(lab().env("GPUSEL_SYSTEM_CONFIG", example).arg("config"));
+    let stdout = out.ok();
+    assert!(stdout.contains("name contains 'T400'"), "{stdout}");
+    assert!(stdout.contains("filters.max_power      250 W"), "{stdout}");
+}

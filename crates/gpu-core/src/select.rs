@@ -308,9 +308,22 @@ fn pipeline(
     let mut verdicts: Vec<Verdict> = labelled.into_iter().map(|(_, v)| v).collect();
 
     if candidates.len() < count {
+        // Too few even before leasing; still say which of them others hold,
+        // so that the reasons (and a waiter's status) are complete.
+        let mut eligible = candidates.len();
+        if let Some(leaser) = leaser {
+            for device in &candidates {
+                if let Ok(LeaseState::Leased(by)) = leaser.dir.state(device.uuid()) {
+                    eligible -= 1;
+                    if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
+                        v.reasons.push(Reason::Leased { by });
+                    }
+                }
+            }
+        }
         return Err(SelectError::NoMatch {
             requested: count,
-            eligible: candidates.len(),
+            eligible,
             visible: visible_count,
             cuda_visible_devices: visible.value.clone(),
             cvd_problem: visible.warning().cloned(),
