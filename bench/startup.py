@@ -26,16 +26,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "examples", "lab-8xa100.json")
 
 
-def measure(argv, runs, env):
-    times = []
+def run_once(argv, env):
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.perf_counter() - start) * 1000
+    if result.returncode != 0:
+        sys.exit(f"{argv} failed with {result.returncode}: {result.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def measure_all(cases, runs, env):
+    """Round-robin over the cases, so that load from elsewhere on the machine
+    falls on all of them alike; returns {name: (median, p90)}."""
+    times = {name: [] for name, _ in cases}
     for _ in range(runs):
-        start = time.perf_counter()
-        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append((time.perf_counter() - start) * 1000)
-        if result.returncode != 0:
-            sys.exit(f"{argv} failed with {result.returncode}: {result.stderr.decode(errors='replace')}")
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.9) - 1 if len(times) >= 10 else -1]
+        for name, argv in cases:
+            times[name].append(run_once(argv, env))
+    out = {}
+    for name, t in times.items():
+        t.sort()
+        out[name] = (statistics.median(t), t[int(len(t) * 0.9) - 1 if len(t) >= 10 else -1])
+    return out
 
 
 def main():
@@ -61,8 +72,7 @@ def main():
     ]
     print(f"{args.runs} runs each, binary {args.binary}")
     results = {}
-    for name, argv in cases:
-        median, p90 = measure(argv, args.runs, env)
+    for name, (median, p90) in measure_all(cases, args.runs, env).items():
         results[name] = median
         print(f"  {name:<18} median {median:7.2f} ms   p90 {p90:7.2f} ms")
     overhead = results["gpusel -- true"] - results["baseline: true"]
