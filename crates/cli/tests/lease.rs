@@ -461,4 +461,17 @@ fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
     let stdout = out.ok();
     assert!(stdout.starts_with("0\n"), "{stdout}");
     assert!(stdout.contains(&format!("{OTHER}:")), "{stdout}");
+
+    // A lock directory the other user created is theirs; root refuses it,
+    // since its owner could delete root's lock files.
+    // In a sticky, world-writable parent, as /run/lock is.
+    let parent = tmp.path().join("run-lock");
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = parent.join("gpusel");
+    let t = theirs.display().to_string();
+    let made = as_other(&binary, &["-p", &p, "--lock-dir", &t, "-d", "1"]);
+    assert_eq!(made.ok(), "1\n");
+    let out = run(on(&snapshot, &theirs).args(["-d", "1"]));
+    out.code(5).one_error_naming(&format!("chown root {t}"));
 }

@@ -32,6 +32,11 @@
 //! followed) and `O_NONBLOCK` (a FIFO planted in its place cannot hang
 //! gpusel), and must be a regular file.
 //!
+//! The directory should belong to root: created by the first user who runs
+//! gpusel, it belongs to that user, who could delete the others' lock files,
+//! so everyone else refuses it until an administrator `chown`s it (or a
+//! systemd-tmpfiles entry creates it at boot, see `examples/`).
+//!
 //! `/run/lock` rather than `/tmp`: `/run/lock` is one tmpfs for the whole
 //! machine (mode 1777 on Debian, Ubuntu, Fedora; `/var/lock` links to it), and
 //! systemd's `PrivateTmp=yes` gives a service its own `/tmp` but leaves
@@ -81,9 +86,9 @@ pub enum LeaseError {
         /// The path.
         path: PathBuf,
     },
-    /// Owned by another user: that user could swap the lock files.
+    /// Owned by another user: that user could delete everyone's lock files.
     #[error(
-        "lock directory {} is owned by uid {owner}, neither root nor you (uid {me}), who could replace the lock files; use a directory owned by root or by you (--lock-dir)", path.display()
+        "lock directory {} is owned by uid {owner}, neither root nor you (uid {me}), so its owner could delete your leases; an administrator fixes it for everyone with `chown root {}` (a systemd-tmpfiles entry `d {} 1777 root root -` recreates it so at boot), or use another with --lock-dir", path.display(), path.display(), path.display()
     )]
     BadOwner {
         /// The directory.
