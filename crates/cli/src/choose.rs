@@ -162,7 +162,8 @@ pub fn run(
                 let left = args.timeout.map(|t| t.saturating_sub(waited));
                 if left == Some(Duration::ZERO) {
                     status.finish();
-                    return Err(timed_out(e, waited, &strategy_name, args.explain));
+                    let timeout = args.timeout.unwrap_or(waited);
+                    return Err(timed_out(e, timeout, &strategy_name, args.explain));
                 }
                 if let SelectError::NoMatch { verdicts, .. } = &e {
                     status.update(waited, verdicts);
@@ -197,15 +198,13 @@ fn worth_waiting(error: &SelectError) -> bool {
     matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
 }
 
-/// The no-match failure, headed by how long gpusel waited.
-fn timed_out(error: SelectError, waited: Duration, strategy: &str, explain_all: bool) -> Failure {
+/// The no-match failure, headed by the timeout that ran out.
+fn timed_out(error: SelectError, timeout: Duration, strategy: &str, explain_all: bool) -> Failure {
     match no_match(error, strategy, explain_all) {
         Failure::NoGpu { message, details } => Failure::NoGpu {
             message: format!(
                 "timed out after {} waiting: {message}",
-                humantime::format_duration(
-                    Duration::from_secs(waited.as_secs_f64().round() as u64)
-                )
+                humantime::format_duration(timeout)
             ),
             details,
         },

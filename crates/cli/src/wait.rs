@@ -64,7 +64,7 @@ impl Status {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 let style = ProgressStyle::with_template(
-                    "gpusel: {spinner} waited {elapsed} for {prefix}\n{wide_msg}",
+                    "gpusel: {spinner} waited {elapsed} for {prefix}\n{msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_spinner());
                 bar.set_style(style);

@@ -141,7 +141,7 @@ fn timeout_exits_3_with_the_reasons() {
     );
     let out = out(gpusel_on(&path).args(["--timeout", "300ms", "--interval", "100ms"]));
     out.code(3).no_stdout();
-    let error = out.one_error_naming("timed out after");
+    let error = out.one_error_naming("timed out after 300ms waiting");
     assert!(error.contains("no GPU satisfies the request"), "{error}");
     assert!(
         out.stderr
