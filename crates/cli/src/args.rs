@@ -82,6 +82,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Print `export` lines for the chosen GPUs, for `eval "$(gpusel env)"`.
+    /// Holds no lease once it exits: prefer `gpusel -- CMD`.
     Env(SelectArgs),
     /// Show the GPUs the provider sees, and who leases them.
     List,

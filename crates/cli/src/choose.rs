@@ -91,8 +91,11 @@ pub fn run(
     let leaser = if args.no_lease {
         None
     } else {
+        // Lossy: an argument that is not UTF-8 must not stop the job.
         let holder_command: Vec<String> = if command.is_empty() {
-            std::env::args().collect()
+            std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
         } else {
             command
                 .iter()

@@ -481,3 +481,103 @@ impl fmt::Display for Verdict {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gpu;
+
+    struct InOrder;
+    impl SelectStrategy for InOrder {
+        fn name(&self) -> &str {
+            "in-order"
+        }
+        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+            (0..c.len()).collect()
+        }
+    }
+
+    fn two_gpus() -> Snapshot {
+        let mut snapshot = Snapshot::new("h", "test");
+        snapshot.gpus = vec![Gpu::new(0, "GPU-a", "T4"), Gpu::new(1, "GPU-b", "T4")];
+        snapshot
+    }
+
+    #[test]
+    fn leasing_skips_taken_devices_and_is_all_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaser = Leaser::open(tmp.path().join("locks"), vec!["job".into()]).unwrap();
+        let rival = Leaser::open(tmp.path().join("locks"), vec!["rival".into()]).unwrap();
+        let snapshot = two_gpus();
+        let visible = Visible::parse(None, &snapshot.gpus);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let held = rival
+            .dir
+            .try_lease("GPU-a", &rival.holder)
+            .unwrap()
+            .unwrap();
+
+        let one = Request::new();
+        let got = select_leased(
+            &snapshot,
+            &one,
+            &InOrder,
+            &visible,
+            WriteOptions::default(),
+            &mut rng,
+            &leaser,
+        )
+        .unwrap();
+        assert_eq!(got.cuda_visible_devices, "1", "GPU 0 is the rival's");
+        assert_eq!(got.leases().len(), 1);
+        let reasons = &got.verdicts[0].reasons;
+        assert!(
+            matches!(&reasons[..], [Reason::Leased { by: Some(h) }] if h.command == ["rival"]),
+            "{reasons:?}"
+        );
+        drop(got);
+
+        let two = Request::new().count(std::num::NonZeroUsize::new(2).unwrap());
+        let err = select_leased(
+            &snapshot,
+            &two,
+            &InOrder,
+            &visible,
+            WriteOptions::default(),
+            &mut rng,
+            &leaser,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, SelectError::NoMatch { eligible: 1, .. }),
+            "{err:?}"
+        );
+        // GPU 1 was leased on the way and released with the failure.
+        assert_eq!(leaser.dir.state("GPU-b").unwrap(), LeaseState::Free);
+
+        drop(held);
+        let both = select_leased(
+            &snapshot,
+            &two,
+            &InOrder,
+            &visible,
+            WriteOptions::default(),
+            &mut rng,
+            &leaser,
+        )
+        .unwrap();
+        assert_eq!(both.cuda_visible_devices, "0,1");
+        // The pure pipeline ignores leases.
+        assert!(
+            select(
+                &snapshot,
+                &two,
+                &InOrder,
+                &visible,
+                WriteOptions::default(),
+                &mut rng
+            )
+            .is_ok()
+        );
+    }
+}
