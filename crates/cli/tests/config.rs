@@ -157,12 +157,12 @@ fn bans_and_default_filters_apply() {
         "{out:#?}"
     );
     // A ban holds even when the GPU is asked for by name.
-    let denied = out_of(files.gpusel().args(["--devices", "1"]));
+    let denied = common::out(files.gpusel().args(["--devices", "1"]));
     denied
         .code(3)
         .stderr_has("banned by the site configuration");
     // GPUSEL_BAN adds to the file's bans.
-    let more = out_of(
+    let more = common::out(
         files
             .gpusel()
             .env("GPUSEL_BAN", "3,5")
@@ -171,7 +171,7 @@ fn bans_and_default_filters_apply() {
     more.code(3)
         .stderr_has("banned by the site configuration ($GPUSEL_BAN)");
     // The config's mem filter is a default: a flag replaces it.
-    let mem = out_of(files.gpusel().args([
+    let mem = common::out(files.gpusel().args([
         "--explain",
         "--strategy",
         "random",
@@ -187,10 +187,6 @@ fn bans_and_default_filters_apply() {
             .contains("GPU 4 (NVIDIA A100-SXM4-80GB): 9 GiB free < 10 GiB needed"),
         "{mem:#?}"
     );
-}
-
-fn out_of(cmd: &mut assert_cmd::Command) -> Out {
-    cmd.output().unwrap().into()
 }
 
 #[test]
@@ -219,17 +215,17 @@ fn bad_toml_names_the_file_line_and_column() {
     assert!(error.contains("line 2, column"), "{error}");
 
     let files = Files::new("[filters]\nmem = \"lots\"\n", None);
-    let out = out_of(&mut files.gpusel());
+    let out = common::out(&mut files.gpusel());
     out.code(2);
     let error = out.one_error_naming("line 2, column 7");
     assert!(error.contains("filters.mem"), "{error}");
 
     let files = Files::new("colour = \"blue\"\n", None);
-    let out = out_of(&mut files.gpusel());
+    let out = common::out(&mut files.gpusel());
     out.code(2).one_error_naming("unknown field `colour`");
 
     let files = Files::new("[filters]\nmax_util = 300\n", None);
-    out_of(&mut files.gpusel())
+    common::out(&mut files.gpusel())
         .code(2)
         .one_error_naming("max_util");
 }

@@ -242,10 +242,10 @@ fn a_symlinked_lock_dir_is_refused() {
     let out = run(on(Path::new(LAB), &link).args(["--", "true"]));
     out.code(125).one_error_naming("symbolic link");
     // The flag says the same as the variable, and --no-lease gets past it.
-    let out = out_of(gpusel_on(LAB).arg("--lock-dir").arg(&link));
+    let out = common::out(gpusel_on(LAB).arg("--lock-dir").arg(&link));
     out.code(5).one_error_naming(&link.display().to_string());
     assert!(
-        out_of(
+        common::out(
             gpusel_on(LAB)
                 .arg("--lock-dir")
                 .arg(&link)
@@ -280,10 +280,6 @@ fn a_missing_lock_dir_is_created_sticky_and_world_writable() {
     );
     let mode = std::fs::metadata(&locks).unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o1777, "{mode:o}");
-}
-
-fn out_of(cmd: &mut assert_cmd::Command) -> Out {
-    cmd.output().expect("gpusel can be started").into()
 }
 
 // ---- a second user ----------------------------------------------------------------

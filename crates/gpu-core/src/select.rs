@@ -517,17 +517,19 @@ mod tests {
             .unwrap()
             .unwrap();
 
-        let one = Request::new();
-        let got = select_leased(
-            &snapshot,
-            &one,
-            &InOrder,
-            &visible,
-            WriteOptions::default(),
-            &mut rng,
-            &leaser,
-        )
-        .unwrap();
+        let pick = |request: &Request, rng: &mut fastrand::Rng| {
+            select_leased(
+                &snapshot,
+                request,
+                &InOrder,
+                &visible,
+                WriteOptions::default(),
+                rng,
+                &leaser,
+            )
+        };
+
+        let got = pick(&Request::new(), &mut rng).unwrap();
         assert_eq!(got.cuda_visible_devices, "1", "GPU 0 is the rival's");
         assert_eq!(got.leases().len(), 1);
         let reasons = &got.verdicts[0].reasons;
@@ -538,16 +540,7 @@ mod tests {
         drop(got);
 
         let two = Request::new().count(std::num::NonZeroUsize::new(2).unwrap());
-        let err = select_leased(
-            &snapshot,
-            &two,
-            &InOrder,
-            &visible,
-            WriteOptions::default(),
-            &mut rng,
-            &leaser,
-        )
-        .unwrap_err();
+        let err = pick(&two, &mut rng).unwrap_err();
         assert!(
             matches!(err, SelectError::NoMatch { eligible: 1, .. }),
             "{err:?}"
@@ -556,17 +549,7 @@ mod tests {
         assert_eq!(leaser.dir.state("GPU-b").unwrap(), LeaseState::Free);
 
         drop(held);
-        let both = select_leased(
-            &snapshot,
-            &two,
-            &InOrder,
-            &visible,
-            WriteOptions::default(),
-            &mut rng,
-            &leaser,
-        )
-        .unwrap();
-        assert_eq!(both.cuda_visible_devices, "0,1");
+        assert_eq!(pick(&two, &mut rng).unwrap().cuda_visible_devices, "0,1");
         // The pure pipeline ignores leases.
         assert!(
             select(
