@@ -11,7 +11,7 @@ use gpu_core::{
 };
 
 use crate::args::SelectArgs;
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::failure::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, Failure};
 use crate::out;
 use crate::wait;
@@ -50,17 +50,14 @@ pub fn request_from(args: &SelectArgs, config: &Config) -> Request {
     }
 }
 
-/// The strategy's name and where it comes from.
-fn strategy_name(args: &SelectArgs, config: &Config) -> (String, Option<String>) {
+/// The strategy's name, and where it comes from when not from a flag.
+fn strategy_name<'a>(args: &SelectArgs, config: &'a Config) -> (String, Option<&'a Source>) {
     if args.least_used {
         return ("least-used".into(), None);
     }
     match &args.strategy {
         Some(s) => (s.clone(), None),
-        None => (
-            config.strategy.value.clone(),
-            Some(config.strategy.source.to_string()),
-        ),
+        None => (config.strategy.value.clone(), Some(&config.strategy.source)),
     }
 }
 
@@ -84,24 +81,23 @@ pub fn run(
     let (strategy_name, from) = strategy_name(args, config);
     let strategy = strategies::by_name(&strategy_name).map_err(|e| {
         Failure::Usage(match from {
-            Some(source) if source != "default" => format!("{e} (set by {source})"),
+            Some(source) if *source != Source::Default => format!("{e} (set by {source})"),
             _ => e.to_string(),
         })
     })?;
     let leaser = if args.no_lease {
         None
     } else {
-        // Lossy: an argument that is not UTF-8 must not stop the job.
-        let holder_command: Vec<String> = if command.is_empty() {
-            std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect()
+        let argv: Vec<OsString> = if command.is_empty() {
+            std::env::args_os().collect()
         } else {
-            command
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect()
+            command.to_vec()
         };
+        // Lossy: an argument that is not UTF-8 must not stop the job.
+        let holder_command = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         Some(
             Leaser::open(config.lock_dir.value.clone(), holder_command)
                 .map_err(|e| Failure::Lease(e.to_string()))?,
