@@ -22,7 +22,7 @@ Pick idle NVIDIA GPUs for a job, set CUDA_VISIBLE_DEVICES, and run it.
 
 If CUDA_VISIBLE_DEVICES is already set (Slurm, Kubernetes, you), gpusel chooses only among those devices and writes back a subset of the same tokens. Otherwise it writes NVML indices (the numbers nvidia-smi shows) and sets CUDA_DEVICE_ORDER=PCI_BUS_ID so that CUDA numbers the GPUs the same way; --uuid writes GPU UUIDs instead.
 
-Leases: `gpusel -- CMD` leases the GPUs it chooses (an exclusive lock per GPU in /run/lock/gpusel, shared by every user and by systemd services, unlike /tmp under PrivateTmp=yes) and hands the lease to CMD across exec, so no other gpusel is given those GPUs until CMD exits, however it exits. GPUs leased by others are never chosen. The printing and `env` modes can only report a choice: their lease ends when gpusel exits, before your job starts, so two people who run them at the same moment can still be told the same GPU. Use `gpusel -- CMD` wherever you can.
+Leases: `gpusel -- CMD` leases the GPUs it chooses (an exclusive lock per GPU in /run/lock, shared by every user and by systemd services, unlike /tmp under PrivateTmp=yes) and hands the lease to CMD across exec, so no other gpusel is given those GPUs until CMD exits, however it exits. GPUs leased by others are never chosen. The printing and `env` modes can only report a choice: their lease ends when gpusel exits, before your job starts, so two people who run them at the same moment can still be told the same GPU. Use `gpusel -- CMD` wherever you can.
 
 Waiting: --wait polls every --interval until the request can be met; --timeout bounds the wait (exit 3 when it runs out).
 
@@ -101,7 +101,7 @@ pub struct GlobalArgs {
     pub provider: Option<String>,
 
     /// Directory of the lease lock files, shared by every user of the
-    /// machine. Default: /run/lock/gpusel (or the config's lock_dir, or
+    /// machine. Default: /run/lock (or the config's lock_dir, or
     /// GPUSEL_LOCK_DIR): /run/lock is one machine-wide tmpfs that systemd's
     /// PrivateTmp= does not hide, unlike /tmp. Created mode 1777 (sticky, like
     /// /tmp) when missing; refused when it is a symlink, owned by another

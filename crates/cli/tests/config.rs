@@ -201,7 +201,7 @@ fn config_lock_dir_is_used() {
     assert_eq!(out.ok(), "3\n");
     assert!(
         locks
-            .join("gpu-c8d2b6e0-4a9f-4b1c-a7e3-3e5f7b9d1e43.lock")
+            .join("gpusel-gpu-c8d2b6e0-4a9f-4b1c-a7e3-3e5f7b9d1e43.lock")
             .exists()
     );
 }

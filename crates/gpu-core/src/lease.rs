@@ -3,10 +3,11 @@
 //! # Design
 //!
 //! One lock directory, shared by every user of the machine
-//! ([`DEFAULT_LOCK_DIR`], `/run/lock/gpusel`). In it, per device (a GPU by its
-//! UUID, a MIG device by its MIG UUID):
+//! ([`DEFAULT_LOCK_DIR`], `/run/lock`). In it, per device (a GPU by its
+//! UUID, a MIG device by its MIG UUID; every name starts `gpusel-` so that the
+//! directory can be a shared one):
 //!
-//! - `<uuid>.lock`: the lease itself. A lease is an exclusive, non-blocking
+//! - `gpusel-<uuid>.lock`: the lease itself. A lease is an exclusive, non-blocking
 //!   `flock` on it. The file is created (mode 0644) by the first user who
 //!   needs it and opened **read-only** by everyone else: `flock` needs no write
 //!   access, so no user can write into another's lock file. Lock files are
@@ -14,7 +15,7 @@
 //!   two processes lock two different files of the same name. The kernel
 //!   drops the lock when the last descriptor closes, so a job killed with
 //!   SIGKILL leaves no stale lease, and no daemon or TTL is needed.
-//! - `<uuid>.<uid>.holder`: who holds the lease (a [`Holder`] as JSON),
+//! - `gpusel-<uuid>.<uid>.holder`: who holds the lease (a [`Holder`] as JSON),
 //!   written by the holder into a file of its own uid, which only that user
 //!   can write, and exclusively `flock`ed by the holder for as long as it
 //!   holds the lease. A reader trusts a record only if the lease is held, the
@@ -32,10 +33,13 @@
 //! followed) and `O_NONBLOCK` (a FIFO planted in its place cannot hang
 //! gpusel), and must be a regular file.
 //!
-//! The directory should belong to root: created by the first user who runs
-//! gpusel, it belongs to that user, who could delete the others' lock files,
-//! so everyone else refuses it until an administrator `chown`s it (or a
-//! systemd-tmpfiles entry creates it at boot, see `examples/`).
+//! The directory must belong to root or to the current user: a directory of
+//! another user's could have its files deleted by that user. That is why the
+//! default is `/run/lock` itself, which the system creates root-owned and
+//! sticky, rather than a `gpusel` directory under it, which the first user to
+//! run gpusel would own and everyone else would then have to refuse. A site
+//! that wants a directory of its own creates it as root (a systemd-tmpfiles
+//! entry is in `examples/`).
 //!
 //! `/run/lock` rather than `/tmp`: `/run/lock` is one tmpfs for the whole
 //! machine (mode 1777 on Debian, Ubuntu, Fedora; `/var/lock` links to it), and
@@ -62,7 +66,7 @@ use crate::holder::{Holder, LeaseStatus};
 
 /// Where leases live unless configured otherwise: machine-wide, shared by
 /// every user and every systemd service (see the [module docs](self)).
-pub const DEFAULT_LOCK_DIR: &str = "/run/lock/gpusel";
+pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
 /// Largest holder record read; a bigger file is not a record gpusel wrote.
 const MAX_RECORD: u64 = 64 * 1024;
@@ -211,14 +215,17 @@ fn is(st: &FileStat, kind: SFlag) -> bool {
 }
 
 /// A file name for a device: UUIDs are ASCII, but a snapshot file could hold
-/// anything, and the name must never leave the directory.
+/// anything, and the name must never leave the directory. The prefix keeps
+/// gpusel's files apart from others' in a shared directory like `/run/lock`.
 fn key(uuid: &str) -> String {
-    uuid.chars()
+    let name: String = uuid
+        .chars()
         .map(|c| match c.to_ascii_lowercase() {
             c @ ('a'..='z' | '0'..='9' | '-') => c,
             _ => '_',
         })
-        .collect()
+        .collect();
+    format!("gpusel-{name}")
 }
 
 impl LockDir {
@@ -525,11 +532,11 @@ mod tests {
         let dir = LockDir::open(tmp.path().join("locks")).unwrap();
         let target = tmp.path().join("victim");
         std::fs::write(&target, "keep").unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join("gpu-x.lock")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("gpusel-gpu-x.lock")).unwrap();
         let e = dir.try_lease("GPU-X", &me(1)).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         nix::unistd::mkfifo(
-            &dir.path().join("gpu-y.lock"),
+            &dir.path().join("gpusel-gpu-y.lock"),
             Mode::from_bits_truncate(0o644),
         )
         .unwrap();
@@ -540,6 +547,6 @@ mod tests {
 
     #[test]
     fn names_never_leave_the_directory() {
-        assert_eq!(key("GPU-AB/../x"), "gpu-ab____x");
+        assert_eq!(key("GPU-AB/../x"), "gpusel-gpu-ab____x");
     }
 }
