@@ -33,7 +33,7 @@ pub enum InitError {
     },
     /// The kernel driver is not running.
     #[error(
-        "no NVIDIA driver found: is this a GPU machine? (check that the nvidia kernel module is loaded) try --provider smi"
+        "no NVIDIA driver found: is this a GPU machine? try --provider smi, or load the nvidia kernel module"
     )]
     DriverNotLoaded,
     /// The library and the kernel module are of different versions.

@@ -15,8 +15,8 @@
 #![warn(missing_docs)]
 
 mod error;
-mod instance;
 mod processes;
+mod raw;
 mod read;
 
 use std::ffi::OsString;
@@ -43,7 +43,7 @@ pub const NAME: &str = "nvml";
 /// microseconds.
 pub struct NvmlProvider {
     nvml: Nvml,
-    instances: instance::InstanceIds,
+    raw: raw::RawCalls,
     library: PathBuf,
 }
 
@@ -71,13 +71,9 @@ impl NvmlProvider {
             .lib_path(&path)
             .init()
             .map_err(|e| InitError::from_nvml(&library, e))?;
-        let instances = instance::InstanceIds::load(&library);
+        let raw = raw::RawCalls::load(&library);
         tracing::debug!(library = %library.display(), "NVML initialised");
-        Ok(NvmlProvider {
-            nvml,
-            instances,
-            library,
-        })
+        Ok(NvmlProvider { nvml, raw, library })
     }
 
     /// The library this provider loaded.
@@ -89,7 +85,7 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
-        read::snapshot(&self.nvml, &self.instances)
+        read::snapshot(&self.nvml, &self.raw)
     }
 }
 

@@ -6,8 +6,8 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
 use crate::error::ScanError;
-use crate::instance::InstanceIds;
 use crate::processes;
+use crate::raw::{MemoryV1, RawCalls};
 
 /// `NVML_DEVICE_MIG_ENABLE`.
 const MIG_ENABLED: u32 = 1;
@@ -23,7 +23,7 @@ pub(crate) fn field<T>(what: &str, result: Result<T, NvmlError>) -> Option<T> {
     }
 }
 
-pub(crate) fn snapshot(nvml: &Nvml, ids: &InstanceIds) -> Result<Snapshot, ScanError> {
+pub(crate) fn snapshot(nvml: &Nvml, raw: &RawCalls) -> Result<Snapshot, ScanError> {
     let count = nvml.device_count().map_err(ScanError::Count)?;
     let mut snapshot = Snapshot::new(host(), crate::NAME);
     snapshot.driver_version = field("driver version", nvml.sys_driver_version());
@@ -31,7 +31,7 @@ pub(crate) fn snapshot(nvml: &Nvml, ids: &InstanceIds) -> Result<Snapshot, ScanE
         field("CUDA driver version", nvml.sys_cuda_driver_version()).map(cuda_version);
     let mut procs = ProcReader::default();
     for i in 0..count {
-        if let Some(gpu) = gpu(nvml, ids, &mut procs, i) {
+        if let Some(gpu) = gpu(nvml, raw, &mut procs, i) {
             snapshot.gpus.push(gpu);
         }
     }
@@ -40,7 +40,7 @@ pub(crate) fn snapshot(nvml: &Nvml, ids: &InstanceIds) -> Result<Snapshot, ScanE
 
 /// GPU `i`, or `None` (with a warning: the user loses a GPU from view) when
 /// it cannot be identified.
-fn gpu(nvml: &Nvml, ids: &InstanceIds, procs: &mut ProcReader, i: u32) -> Option<Gpu> {
+fn gpu(nvml: &Nvml, raw: &RawCalls, procs: &mut ProcReader, i: u32) -> Option<Gpu> {
     let device = nvml
         .device_by_index(i)
         .map_err(|e| tracing::warn!("GPU {i} is left out: NVML cannot reach it ({e})"))
@@ -54,8 +54,7 @@ fn gpu(nvml: &Nvml, ids: &InstanceIds, procs: &mut ProcReader, i: u32) -> Option
     let name = field(&what("name"), device.name()).unwrap_or_else(|| "unknown".into());
     let mut gpu = Gpu::new(index, uuid, name);
     gpu.pci_bus_id = field(&what("PCI info"), device.pci_info()).map(|p| p.bus_id);
-    if let Some(m) = field(&what("memory"), device.memory_info()) {
-        // The v2 call: `used` excludes what the driver reserves.
+    if let Some(m) = memory(raw, &device, &what("memory")) {
         gpu.memory_total = Some(m.total);
         gpu.memory_used = Some(m.used);
         gpu.memory_free = Some(m.free);
@@ -78,14 +77,14 @@ fn gpu(nvml: &Nvml, ids: &InstanceIds, procs: &mut ProcReader, i: u32) -> Option
     gpu.mig_mode = field(&what("MIG mode"), device.mig_mode()).map(|m| m.current == MIG_ENABLED);
     gpu.processes = processes::list(nvml, &device, procs, &what("processes"));
     if gpu.mig_mode == Some(true) {
-        gpu.mig_devices = mig_devices(nvml, ids, procs, &device, i);
+        gpu.mig_devices = mig_devices(nvml, raw, procs, &device, i);
     }
     Some(gpu)
 }
 
 fn mig_devices(
     nvml: &Nvml,
-    ids: &InstanceIds,
+    raw: &RawCalls,
     procs: &mut ProcReader,
     parent: &Device<'_>,
     gpu: u32,
@@ -112,8 +111,8 @@ fn mig_devices(
             tracing::warn!("GPU {gpu} MIG device {slot} is left out: NVML gives no UUID for it");
             continue;
         };
-        let (gpu_instance_id, compute_instance_id) = ids.of(&device);
-        let memory = field(&what("memory"), device.memory_info());
+        let (gpu_instance_id, compute_instance_id) = raw.instance_ids(&device);
+        let memory = memory(raw, &device, &what("memory"));
         out.push(MigDevice {
             index: slot,
             uuid,
@@ -127,6 +126,27 @@ fn mig_devices(
         });
     }
     out
+}
+
+/// Memory by the v2 call, whose `used` leaves out what the driver reserves;
+/// on a driver without it (before R510), by the v1 call, which there means
+/// the same.
+fn memory(raw: &RawCalls, device: &Device<'_>, what: &str) -> Option<MemoryV1> {
+    match device.memory_info() {
+        Ok(m) => Some(MemoryV1 {
+            total: m.total,
+            used: m.used,
+            free: m.free,
+        }),
+        Err(NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound) => {
+            tracing::debug!("NVML: no v2 memory call in this driver, using v1");
+            raw.memory_v1(device)
+        }
+        Err(e) => {
+            tracing::debug!("NVML: {what} unavailable: {e}");
+            None
+        }
+    }
 }
 
 /// The profile in a MIG device's name: `NVIDIA H100 80GB HBM3 MIG 1g.10gb`
