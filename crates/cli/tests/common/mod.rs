@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod nvml;
+
 use std::borrow::BorrowMut;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -39,13 +41,15 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 6] = [
+const CLEAN_ENV: [&str; 8] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
     "GPUSEL_STRATEGY",
     "GPUSEL_SEED",
     "RUST_LOG",
+    "GPUSEL_NVML_LIB",
+    "FAKE_NVML_SCENARIO",
 ];
 
 /// Path of the binary under test.
