@@ -43,7 +43,7 @@ fn load() -> Result<std::sync::Arc<Scenario>, Ret> {
     scenario::current().map_err(|e| match e {
         // A libnvidia-ml with no scenario is a machine without a driver.
         LoadError::Unset => abi::DRIVER_NOT_LOADED,
-        LoadError::Bad => abi::UNKNOWN,
+        LoadError::Bad(_) => abi::UNKNOWN,
     })
 }
 
@@ -102,6 +102,10 @@ unsafe fn arg_str<'a>(text: *const c_char) -> Result<&'a str, Ret> {
 
 fn init() -> Ret {
     let outcome = catch_unwind(|| {
+        // Said once, at init, so that a test with a broken scenario shows why.
+        if let Err(LoadError::Bad(why)) = scenario::current() {
+            eprintln!("fake-nvml: {why}");
+        }
         let scenario = load()?;
         if let Some(e) = scenario.init_error {
             return Err(match e {

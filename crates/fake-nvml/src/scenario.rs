@@ -225,8 +225,8 @@ pub struct Process {
 pub enum LoadError {
     /// The variable is unset.
     Unset,
-    /// The file cannot be read or parsed.
-    Bad,
+    /// The file cannot be read or parsed, and why.
+    Bad(String),
 }
 
 impl Scenario {
@@ -251,24 +251,28 @@ static CACHE: Mutex<Option<(Key, Arc<Scenario>)>> = Mutex::new(None);
 /// (path, inode, size or mtime), so a test can rewrite it between queries.
 pub fn current() -> Result<Arc<Scenario>, LoadError> {
     let path = PathBuf::from(std::env::var_os(SCENARIO_ENV).ok_or(LoadError::Unset)?);
-    let key = key(&path).ok_or(LoadError::Bad)?;
+    let key = key(&path)
+        .map_err(|e| LoadError::Bad(format!("cannot read {}: {e}", path.display())))?;
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((k, s)) = cache.as_ref()
         && *k == key
     {
         return Ok(Arc::clone(s));
     }
-    let text = std::fs::read(&path).map_err(|_| LoadError::Bad)?;
-    let scenario: Arc<Scenario> =
-        Arc::new(serde_json::from_slice(&text).map_err(|_| LoadError::Bad)?);
+    let text = std::fs::read(&path)
+        .map_err(|e| LoadError::Bad(format!("cannot read {}: {e}", path.display())))?;
+    let scenario: Arc<Scenario> = Arc::new(
+        serde_json::from_slice(&text)
+            .map_err(|e| LoadError::Bad(format!("{} is not a scenario: {e}", path.display())))?,
+    );
     *cache = Some((key, Arc::clone(&scenario)));
     Ok(scenario)
 }
 
-fn key(path: &Path) -> Option<Key> {
+fn key(path: &Path) -> std::io::Result<Key> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
+    let m = std::fs::metadata(path)?;
+    Ok((
         path.to_path_buf(),
         m.dev(),
         m.ino(),
