@@ -306,7 +306,10 @@ fn version_mismatch_exits_4_and_says_what_to_do() {
     let out = nvml_out(fixture("version-mismatch"), ["-p", "nvml", "-n", "2"]);
     out.code(4).no_stdout();
     let line = out.one_error_naming("driver/library version mismatch");
-    assert!(line.contains("reboot or reload the nvidia module"), "{line}");
+    assert!(
+        line.contains("reboot or reload the nvidia module"),
+        "{line}"
+    );
 }
 
 #[test]

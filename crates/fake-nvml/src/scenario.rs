@@ -251,8 +251,8 @@ static CACHE: Mutex<Option<(Key, Arc<Scenario>)>> = Mutex::new(None);
 /// (path, inode, size or mtime), so a test can rewrite it between queries.
 pub fn current() -> Result<Arc<Scenario>, LoadError> {
     let path = PathBuf::from(std::env::var_os(SCENARIO_ENV).ok_or(LoadError::Unset)?);
-    let key = key(&path)
-        .map_err(|e| LoadError::Bad(format!("cannot read {}: {e}", path.display())))?;
+    let key =
+        key(&path).map_err(|e| LoadError::Bad(format!("cannot read {}: {e}", path.display())))?;
     let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((k, s)) = cache.as_ref()
         && *k == key
