@@ -137,7 +137,8 @@ fn busy_box_merges_compute_and_graphics(scene: &Scene) {
         ]
     );
     let procs = s.gpus[0].processes.as_ref().unwrap();
-    let summary: Vec<(u32, Option<&str>, Option<ProcessKind>, Option<u64>)> = procs
+    type Seen<'a> = (u32, Option<&'a str>, Option<ProcessKind>, Option<u64>);
+    let summary: Vec<Seen> = procs
         .iter()
         .map(|p| (p.pid, p.name.as_deref(), p.kind, p.used_memory))
         .collect();
