@@ -35,6 +35,7 @@ With `-- CMD`, gpusel exits with CMD's own status once CMD runs. If gpusel fails
 Environment:
   CUDA_VISIBLE_DEVICES   devices gpusel may choose from (unset: all)
   GPUSEL_PROVIDER        default for --provider
+  GPUSEL_NVML_LIB        the NVML library to load (default libnvidia-ml.so.1)
   GPUSEL_STRATEGY        default for --strategy
   RUST_LOG               log filter, overrides -v (e.g. RUST_LOG=gpu_core=debug)";
 
@@ -78,8 +79,9 @@ pub enum Sub {
 /// Options every mode takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where GPU state comes from: `auto`, or `file:PATH` to read a snapshot
-    /// written by `gpusel list --json`.
+    /// Where GPU state comes from: `auto` (the first that works here, NVML
+    /// first), `nvml` (or `nvml:LIBRARY` to load another libnvidia-ml), or
+    /// `file:PATH` to read a snapshot written by `gpusel list --json`.
     #[arg(
         long,
         short = 'p',
