@@ -217,6 +217,14 @@ fn agree_on(name: &str) {
     let out = nvml_out(&scenario, ["list", "--json"]);
     let ours: Value = serde_json::from_str(out.ok()).expect("gpusel prints JSON");
     assert_eq!(ours["driver_version"], py["driver_version"], "{name}");
+    // NVML's version is the CUDA major and the driver's.
+    let driver = py["driver_version"].as_str().expect("driver version");
+    assert!(
+        py["nvml_version"]
+            .as_str()
+            .is_some_and(|v| v.ends_with(driver)),
+        "{name}: {py}"
+    );
     let cuda = py["cuda_driver_version"].as_i64().expect("CUDA version");
     assert_eq!(
         ours["cuda_driver_version"],

@@ -45,6 +45,17 @@ for i in range(n.nvmlDeviceGetCount()):
     h = n.nvmlDeviceGetHandleByIndex(i)
     util = maybe(n.nvmlDeviceGetUtilizationRates, h)
     mig = maybe(n.nvmlDeviceGetMigMode, h)
+    # The other ways to a handle must reach the same GPU.
+    for other in (
+        n.nvmlDeviceGetHandleByUUID(n.nvmlDeviceGetUUID(h)),
+        n.nvmlDeviceGetHandleByPciBusId(n.nvmlDeviceGetPciInfo(h).busId),
+    ):
+        assert n.nvmlDeviceGetIndex(other) == i, (i, other)
+    # v1 memory counts reserved memory as used, as drivers since R510 do.
+    v1 = maybe(n.nvmlDeviceGetMemoryInfo, h)
+    v2 = maybe(n.nvmlDeviceGetMemoryInfo, h, n.nvmlMemory_v2)
+    if v2 is not None:
+        assert (v1.total, v1.free, v1.used) == (v2.total, v2.free, v2.used + v2.reserved)
     gpu = {
         "index": n.nvmlDeviceGetIndex(h),
         "uuid": text(n.nvmlDeviceGetUUID(h)),
@@ -82,6 +93,7 @@ for i in range(n.nvmlDeviceGetCount()):
             })
     gpus.append(gpu)
 print(json.dumps({
+    "nvml_version": text(n.nvmlSystemGetNVMLVersion()),
     "driver_version": text(n.nvmlSystemGetDriverVersion()),
     "cuda_driver_version": n.nvmlSystemGetCudaDriverVersion(),
     "gpus": gpus,
