@@ -71,7 +71,7 @@ impl NvmlProvider {
             .lib_path(&path)
             .init()
             .map_err(|e| InitError::from_nvml(&library, e))?;
-        let raw = raw::RawCalls::load(&library);
+        let raw = raw::RawCalls::new(&library);
         tracing::debug!(library = %library.display(), "NVML initialised");
         Ok(NvmlProvider { nvml, raw, library })
     }

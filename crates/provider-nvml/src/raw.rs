@@ -5,16 +5,20 @@
 //! loader hands back the one already loaded, so NVML's state is shared.
 
 use std::ffi::c_uint;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nvml_wrapper::Device;
 use nvml_wrapper_sys::bindings::{
     NvmlLib, nvmlDevice_t, nvmlMemory_t, nvmlReturn_enum_NVML_SUCCESS, nvmlReturn_t,
 };
 
-/// The raw entry points, when the library could be opened again.
+/// The raw entry points, resolved on first use: most snapshots (no MIG, a
+/// current driver) need none, and resolving NVML's ~400 symbols again costs
+/// more than a whole snapshot.
 pub(crate) struct RawCalls {
-    lib: Option<NvmlLib>,
+    library: PathBuf,
+    lib: OnceLock<Option<NvmlLib>>,
 }
 
 /// Memory as the v1 call reports it.
@@ -25,20 +29,33 @@ pub(crate) struct MemoryV1 {
 }
 
 impl RawCalls {
-    /// Loads them from `library`; a failure only costs what they read.
-    pub(crate) fn load(library: &Path) -> Self {
-        // SAFETY: the same library `Nvml` already loaded and initialised;
-        // loading it again runs no initialisers.
-        let lib = unsafe { NvmlLib::new(library.as_os_str()) };
-        if let Err(e) = &lib {
-            tracing::debug!(error = %e, "NVML: raw entry points unavailable");
+    /// The entry points of `library`, the one `Nvml` loaded.
+    pub(crate) fn new(library: &Path) -> Self {
+        RawCalls {
+            library: library.to_path_buf(),
+            lib: OnceLock::new(),
         }
-        RawCalls { lib: lib.ok() }
+    }
+
+    /// The library, opened again on first use; a failure only costs what
+    /// these calls read.
+    fn lib(&self) -> Option<&NvmlLib> {
+        self.lib
+            .get_or_init(|| {
+                // SAFETY: the library `Nvml` already loaded and initialised;
+                // opening it again runs no initialisers.
+                let lib = unsafe { NvmlLib::new(self.library.as_os_str()) };
+                if let Err(e) = &lib {
+                    tracing::debug!(error = %e, "NVML: raw entry points unavailable");
+                }
+                lib.ok()
+            })
+            .as_ref()
     }
 
     /// `(gpu instance id, compute instance id)` of a MIG device.
     pub(crate) fn instance_ids(&self, mig: &Device<'_>) -> (Option<u32>, Option<u32>) {
-        let Some(lib) = &self.lib else {
+        let Some(lib) = self.lib() else {
             return (None, None);
         };
         // SAFETY: the handle comes from the live `Nvml` this provider owns.
@@ -52,7 +69,7 @@ impl RawCalls {
     /// The v1 memory call. Only for drivers without the v2 one: since R510
     /// v1 counts reserved memory as used.
     pub(crate) fn memory_v1(&self, device: &Device<'_>) -> Option<MemoryV1> {
-        let f = self.lib.as_ref()?.nvmlDeviceGetMemoryInfo.as_ref().ok()?;
+        let f = self.lib()?.nvmlDeviceGetMemoryInfo.as_ref().ok()?;
         let mut m = nvmlMemory_t {
             total: 0,
             free: 0,
