@@ -390,7 +390,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(device: Handle, memory: *mut ab
         let v1 = abi::Memory {
             total: m.total,
             free: m.free,
-            used: m.used + m.reserved,
+            used: m.used.saturating_add(m.reserved),
         };
         unsafe { put(memory, v1) }
     })

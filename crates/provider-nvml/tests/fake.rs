@@ -340,11 +340,22 @@ fn main() {
     // SAFETY: no other thread exists yet, and none reads the environment
     // while this runs; the fake reads this variable on every call.
     unsafe { std::env::set_var("FAKE_NVML_SCENARIO", &scene.path) };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // What libtest answers to `--list` (test runners such as nextest ask);
+    // none of these cases is ignored.
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in CASES {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--ignored") {
+        return;
+    }
     // `cargo test -p provider-nvml -- NAME` runs the cases whose name has NAME.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let mut ran = 0;
     for (name, case) in CASES {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
