@@ -22,14 +22,19 @@ Pick idle NVIDIA GPUs for a job, set CUDA_VISIBLE_DEVICES, and run it.
 
 If CUDA_VISIBLE_DEVICES is already set (Slurm, Kubernetes, you), gpusel chooses only among those devices and writes back a subset of the same tokens. Otherwise it writes NVML indices (the numbers nvidia-smi shows) and sets CUDA_DEVICE_ORDER=PCI_BUS_ID so that CUDA numbers the GPUs the same way; --uuid writes GPU UUIDs instead.
 
-Only `gpusel -- CMD` hands the GPUs straight to the job: the printing and `env` modes report a choice and exit, so two people who run them at the same moment can be told the same GPU.";
+Leases: `gpusel -- CMD` leases the GPUs it chooses (an exclusive lock per GPU in /run/lock/gpusel, shared by every user and by systemd services, unlike /tmp under PrivateTmp=yes) and hands the lease to CMD across exec, so no other gpusel is given those GPUs until CMD exits, however it exits. GPUs leased by others are never chosen. The printing and `env` modes can only report a choice: their lease ends when gpusel exits, before your job starts, so two people who run them at the same moment can still be told the same GPU. Use `gpusel -- CMD` wherever you can.
+
+Waiting: --wait polls every --interval until the request can be met; --timeout bounds the wait (exit 3 when it runs out).
+
+Configuration: /etc/gpusel/config.toml (the site's), then $XDG_CONFIG_HOME/gpusel/config.toml (or ~/.config/gpusel/config.toml), then GPUSEL_* variables, then flags; later wins, bans add up. `gpusel config` shows the result and where each value comes from.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success
   2    usage error (bad flag or value)
-  3    no GPU satisfies the request
+  3    no GPU satisfies the request (with --wait: none did before --timeout)
   4    the provider failed (no driver, unreadable snapshot, ...)
+  5    the lock directory cannot be used (see --lock-dir, --no-lease)
 With `-- CMD`, gpusel exits with CMD's own status once CMD runs. If gpusel fails before that, it exits 125 (the reason is on stderr, after `gpusel:`); 126 if CMD cannot be executed, 127 if it is not found. These are the codes of env(1), nice(1) and timeout(1).
 
 Environment:
@@ -37,6 +42,11 @@ Environment:
   GPUSEL_PROVIDER        default for --provider
   GPUSEL_NVML_LIB        the NVML library to load (default libnvidia-ml.so.1)
   GPUSEL_STRATEGY        default for --strategy
+  GPUSEL_LOCK_DIR        default for --lock-dir
+  GPUSEL_INTERVAL        default for --interval
+  GPUSEL_BAN             GPUs never to give out, added to the config's bans (0,GPU-5f2c)
+  GPUSEL_SYSTEM_CONFIG   the site config file to read instead of /etc/gpusel/config.toml
+  XDG_CONFIG_HOME        where the user's gpusel/config.toml is (default ~/.config)
   RUST_LOG               log filter, overrides -v (e.g. RUST_LOG=gpu_core=debug)";
 
 /// gpusel's command line.
@@ -68,29 +78,37 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: boxing SelectArgs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Print `export` lines for the chosen GPUs, for `eval "$(gpusel env)"`.
+    /// Holds no lease once it exits: prefer `gpusel -- CMD`.
     Env(SelectArgs),
-    /// Show the GPUs the provider sees.
+    /// Show the GPUs the provider sees, and who leases them.
     List,
+    /// Show the effective configuration and where each value comes from.
+    Config,
 }
 
 /// Options every mode takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where GPU state comes from: `auto` (the first that works here, NVML
-    /// first), `nvml` (or `nvml:LIBRARY` to load another libnvidia-ml), or
-    /// `file:PATH` to read a snapshot written by `gpusel list --json`.
-    #[arg(
-        long,
-        short = 'p',
-        global = true,
-        env = "GPUSEL_PROVIDER",
-        default_value = "auto",
-        value_name = "PROVIDER"
-    )]
-    pub provider: String,
+    /// Where GPU state comes from: `auto` (NVML, then nvidia-smi), `nvml[:LIB]`,
+    /// `smi[:PATH]`, or `file:PATH` to replay a snapshot written by
+    /// `gpusel list --json`. Default: auto (or the config's
+    /// provider, or GPUSEL_PROVIDER).
+    #[arg(long, short = 'p', global = true, value_name = "PROVIDER")]
+    pub provider: Option<String>,
+
+    /// Directory of the lease lock files, shared by every user of the
+    /// machine. Default: /run/lock/gpusel (or the config's lock_dir, or
+    /// GPUSEL_LOCK_DIR): /run/lock is one machine-wide tmpfs that systemd's
+    /// PrivateTmp= does not hide, unlike /tmp. Created mode 1777 (sticky, like
+    /// /tmp) when missing; refused when it is a symlink, owned by another
+    /// user, or writable by others without the sticky bit.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub lock_dir: Option<std::path::PathBuf>,
 
     /// Print JSON (the versioned schema shared by every mode) instead of text.
     #[arg(long, global = true)]
@@ -104,16 +122,15 @@ pub struct GlobalArgs {
 /// What the job needs, and how to choose.
 #[derive(Debug, Args, Clone)]
 pub struct SelectArgs {
-    /// How to choose among the GPUs that pass every filter.
+    /// How to choose among the GPUs that pass every filter. Default:
+    /// idle-random (or the config's strategy, or GPUSEL_STRATEGY).
     #[arg(
         long,
         short = 's',
-        env = "GPUSEL_STRATEGY",
-        default_value = "idle-random",
         value_name = "STRATEGY",
         value_parser = strategy_parser()
     )]
-    pub strategy: String,
+    pub strategy: Option<String>,
 
     /// Number of GPUs to select.
     #[arg(long, short = 'n', default_value = "1", value_name = "N", value_parser = parse_count)]
@@ -166,6 +183,32 @@ pub struct SelectArgs {
     /// Has no effect on other failures; cannot be used with `-- CMD`.
     #[arg(long)]
     pub silent: bool,
+
+    /// Do not lease the GPUs: choose among all of them, including those other
+    /// gpusel jobs hold, and hold nothing. Without it, `gpusel -- CMD` holds
+    /// its GPUs until CMD exits; the print and `env` modes skip leased GPUs
+    /// but hold theirs only until gpusel exits.
+    #[arg(long)]
+    pub no_lease: bool,
+
+    /// When no GPU fits, wait until one does, checking every --interval.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+
+    /// Give up waiting after this long (30s, 5m, 1h30m) and exit 3 with the
+    /// reasons. Implies --wait.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// How often to check while waiting (500ms, 5s, 1m). Default: 5s (or the
+    /// config's interval, or GPUSEL_INTERVAL).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Option<std::time::Duration>,
+
+    /// Instead of waiting for idle GPUs, take the least used ones that pass
+    /// the other filters now (the least-used strategy).
+    #[arg(long, short = 'l', conflicts_with_all = ["wait", "timeout", "strategy"])]
+    pub least_used: bool,
 
     /// Seed for the random strategies, to reproduce a choice.
     #[arg(long, env = "GPUSEL_SEED", hide = true)]
@@ -230,6 +273,22 @@ fn parse_percent(s: &str) -> Result<u8, String> {
     }
 }
 
+/// Parses a duration as `--timeout` and `--interval` take it: `30s`, `5m`,
+/// `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. 30s, 5m, 1h30m or 500ms"))
+}
+
+/// A duration that is long enough to poll with.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_millis(10) {
+        return Err(format!("interval '{s}' is too short; use 10ms or more"));
+    }
+    Ok(d)
+}
+
 fn parse_devices(s: &str) -> Result<Vec<DeviceSpec>, String> {
     let list = DeviceSpec::parse_list(s).map_err(|e| e.to_string())?;
     if list.is_empty() {
@@ -255,5 +314,15 @@ mod tests {
         assert!(parse_count("0").unwrap_err().contains("at least 1"));
         assert_eq!(parse_count("3").map(|n| n.get()), Ok(3));
         assert!(parse_devices(",").is_err());
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("e.g. 30s")
+        );
+        assert!(parse_interval("0s").unwrap_err().contains("too short"));
     }
 }

@@ -3,14 +3,18 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use gpu_core::{
-    GpuInfoProvider, Request, SelectError, Selection, Snapshot, Verdict, Visible, WriteOptions,
+    GpuInfoProvider, Leaser, Request, SelectError, Selection, Snapshot, Verdict, Visible,
+    WriteOptions,
 };
 
 use crate::args::SelectArgs;
+use crate::config::{Config, Source};
 use crate::failure::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, Failure};
 use crate::out;
+use crate::wait;
 
 /// How the selection is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,27 +27,47 @@ pub enum Mode {
     Run,
 }
 
-/// Builds the library request from the flags.
-pub fn request_from(args: &SelectArgs) -> Request {
+/// Builds the library request from the flags, with the config's defaults
+/// for the filters not given and its bans.
+pub fn request_from(args: &SelectArgs, config: &Config) -> Request {
+    let f = &config.filters;
     Request {
         count: args.count,
-        min_free_memory: args.mem,
-        max_utilization: args.max_util,
-        max_memory_utilization: args.max_mem_util,
-        max_processes: args.max_processes,
-        max_power: args.max_power,
+        min_free_memory: args.mem.or(f.mem.as_ref().map(|s| s.value)),
+        max_utilization: args.max_util.or(f.max_util.as_ref().map(|s| s.value)),
+        max_memory_utilization: args
+            .max_mem_util
+            .or(f.max_mem_util.as_ref().map(|s| s.value)),
+        max_processes: args
+            .max_processes
+            .or(f.max_processes.as_ref().map(|s| s.value)),
+        max_power: args.max_power.or(f.max_power.as_ref().map(|s| s.value)),
         name: args.name.clone(),
         devices: args.devices.concat(),
         exclude: args.exclude.concat(),
         predicates: Vec::new(),
+        banned: config.bans.clone(),
     }
 }
 
-/// Takes a snapshot, selects, and delivers the result in `mode`.
+/// The strategy's name, and where it comes from when not from a flag.
+fn strategy_name<'a>(args: &SelectArgs, config: &'a Config) -> (String, Option<&'a Source>) {
+    if args.least_used {
+        return ("least-used".into(), None);
+    }
+    match &args.strategy {
+        Some(s) => (s.clone(), None),
+        None => (config.strategy.value.clone(), Some(&config.strategy.source)),
+    }
+}
+
+/// Takes a snapshot, selects (leasing, and waiting if asked), and delivers
+/// the result in `mode`.
 pub fn run(
     provider: &dyn GpuInfoProvider,
     rt: &tokio::runtime::Runtime,
     args: &SelectArgs,
+    config: &Config,
     mode: Mode,
     json: bool,
     command: &[OsString],
@@ -53,46 +77,109 @@ pub fn run(
             "--silent cannot be used with `-- CMD`: without a GPU there is nothing to run the command on".into(),
         ));
     }
-    let request = request_from(args);
-    let strategy =
-        strategies::by_name(&args.strategy).map_err(|e| Failure::Usage(e.to_string()))?;
-    let snapshot: Snapshot = rt.block_on(provider.snapshot())?;
-    tracing::debug!(
-        provider = provider.name(),
-        gpus = snapshot.gpus.len(),
-        "snapshot taken"
-    );
-
-    let visible = Visible::from_env(&snapshot.gpus);
+    let request = request_from(args, config);
+    let (strategy_name, from) = strategy_name(args, config);
+    let strategy = strategies::by_name(&strategy_name).map_err(|e| {
+        Failure::Usage(match from {
+            Some(source) if *source != Source::Default => format!("{e} (set by {source})"),
+            _ => e.to_string(),
+        })
+    })?;
+    let leaser = if args.no_lease {
+        None
+    } else {
+        let argv: Vec<OsString> = if command.is_empty() {
+            std::env::args_os().collect()
+        } else {
+            command.to_vec()
+        };
+        // Lossy: an argument that is not UTF-8 must not stop the job.
+        let holder_command = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        Some(
+            Leaser::open(config.lock_dir.value.clone(), holder_command)
+                .map_err(|e| Failure::Lease(e.to_string()))?,
+        )
+    };
     let mut rng = match args.seed {
         Some(seed) => gpu_core::fastrand::Rng::with_seed(seed),
         None => gpu_core::fastrand::Rng::new(),
     };
     let write = WriteOptions { uuids: args.uuid };
-    let result = gpu_core::select(
-        &snapshot,
-        &request,
-        strategy.as_ref(),
-        &visible,
-        write,
-        &mut rng,
-    );
-    // When nothing is visible the error itself explains the variable; say it once.
-    let explained_by_error = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
-    if let (Some(problem), false) = (visible.warning(), explained_by_error) {
-        out::eprint_line(
-            "warning: ",
-            &format!(
-                "CUDA_VISIBLE_DEVICES='{}': {problem}",
-                visible.value.as_deref().unwrap_or_default()
-            ),
+    let waiting = args.wait || args.timeout.is_some();
+    let interval = args.interval.unwrap_or(config.interval.value);
+    let start = Instant::now();
+    let mut status = wait::Status::new(waiting, request.count.get(), interval);
+    let mut warned = false;
+    let selection = loop {
+        let snapshot: Snapshot = rt.block_on(provider.snapshot())?;
+        tracing::debug!(
+            provider = provider.name(),
+            gpus = snapshot.gpus.len(),
+            "snapshot taken"
         );
-    }
-    let selection = match result {
-        Ok(s) => s,
-        Err(SelectError::NoMatch { .. }) if args.silent => return Ok(()),
-        Err(e) => return Err(no_match(e, &args.strategy, args.explain)),
+        let visible = Visible::from_env(&snapshot.gpus);
+        let result = match &leaser {
+            Some(leaser) => gpu_core::select_leased(
+                &snapshot,
+                &request,
+                strategy.as_ref(),
+                &visible,
+                write,
+                &mut rng,
+                leaser,
+            ),
+            None => gpu_core::select(
+                &snapshot,
+                &request,
+                strategy.as_ref(),
+                &visible,
+                write,
+                &mut rng,
+            ),
+        };
+        // When nothing is visible the error itself explains the variable; say it once.
+        let explained_by_error = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
+        if let (Some(problem), false, false) = (visible.warning(), explained_by_error, warned) {
+            warned = true;
+            status.suspend(|| {
+                out::eprint_line(
+                    "warning: ",
+                    &format!(
+                        "CUDA_VISIBLE_DEVICES='{}': {problem}",
+                        visible.value.as_deref().unwrap_or_default()
+                    ),
+                )
+            });
+        }
+        match result {
+            Ok(s) => break s,
+            Err(e) if waiting && worth_waiting(&e) => {
+                let waited = start.elapsed();
+                let left = args.timeout.map(|t| t.saturating_sub(waited));
+                if left == Some(Duration::ZERO) {
+                    status.finish();
+                    let timeout = args.timeout.unwrap_or(waited);
+                    return Err(timed_out(e, timeout, &strategy_name, args.explain));
+                }
+                if let SelectError::NoMatch { verdicts, .. } = &e {
+                    status.update(waited, verdicts);
+                }
+                std::thread::sleep(left.map_or(interval, |l| l.min(interval)));
+            }
+            Err(SelectError::NoMatch { .. }) if args.silent => {
+                status.finish();
+                return Ok(());
+            }
+            Err(e) => {
+                status.finish();
+                return Err(no_match(e, &strategy_name, args.explain));
+            }
+        }
     };
+    status.finish();
     if args.explain {
         explain(&selection.verdicts, &selection.strategy);
     }
@@ -101,6 +188,26 @@ pub fn run(
         Mode::Print => out::print(&format!("{}\n", selection.cuda_visible_devices)),
         Mode::Env => out::print(&export_lines(&selection)),
         Mode::Run => exec(&selection, command),
+    }
+}
+
+/// Whether waiting can help: not when more devices are asked for than are
+/// visible at all.
+fn worth_waiting(error: &SelectError) -> bool {
+    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
+}
+
+/// The no-match failure, headed by the timeout that ran out.
+fn timed_out(error: SelectError, timeout: Duration, strategy: &str, explain_all: bool) -> Failure {
+    match no_match(error, strategy, explain_all) {
+        Failure::NoGpu { message, details } => Failure::NoGpu {
+            message: format!(
+                "timed out after {} waiting: {message}",
+                humantime::format_duration(timeout)
+            ),
+            details,
+        },
+        other => other,
     }
 }
 
@@ -156,6 +263,7 @@ fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
             details: Vec::new(),
         },
         SelectError::Strategy(e) => Failure::Usage(e.to_string()),
+        SelectError::Lease(e) => Failure::Lease(e.to_string()),
     }
 }
 
@@ -191,6 +299,11 @@ fn exec(selection: &Selection, command: &[OsString]) -> Result<(), Failure> {
         command = ?command,
         "exec"
     );
+    // Last step before exec: from here on the leases belong to the job, and
+    // the kernel releases them when it exits, however it exits.
+    selection
+        .keep_leases_across_exec()
+        .map_err(|e| Failure::Lease(e.to_string()))?;
     // exec only returns on failure.
     let error = cmd.exec();
     let name = program.to_string_lossy();

@@ -8,6 +8,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_GPU: i32 = 3;
 /// Exit code: the provider failed.
 pub const EXIT_PROVIDER: i32 = 4;
+/// Exit code: the lock directory cannot be used.
+pub const EXIT_LEASE: i32 = 5;
 /// Exit code with `-- CMD`: gpusel failed before running CMD.
 pub const EXIT_RUN_FAILED: i32 = 125;
 /// Exit code with `-- CMD`: CMD exists but cannot be executed.
@@ -29,6 +31,8 @@ pub enum Failure {
     },
     /// The provider could not deliver a snapshot.
     Provider(String),
+    /// The lock directory or a lease cannot be used.
+    Lease(String),
     /// exec of the command failed.
     Exec {
         /// 126 or 127.
@@ -50,6 +54,7 @@ impl Failure {
             Failure::Usage(_) => EXIT_USAGE,
             Failure::NoGpu { .. } => EXIT_NO_GPU,
             Failure::Provider(_) => EXIT_PROVIDER,
+            Failure::Lease(_) => EXIT_LEASE,
             Failure::Output(_) => 1,
         }
     }
@@ -58,9 +63,10 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(m) | Failure::Provider(m) | Failure::Exec { message: m, .. } => {
-                f.write_str(m)
-            }
+            Failure::Usage(m)
+            | Failure::Provider(m)
+            | Failure::Lease(m)
+            | Failure::Exec { message: m, .. } => f.write_str(m),
             Failure::NoGpu { message, details } => {
                 f.write_str(message)?;
                 for line in details {

@@ -1,7 +1,30 @@
 //! `gpusel list`: a table of the GPUs the provider sees.
 
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
-use gpu_core::{Gpu, GpuProcess, MigDevice, Snapshot, format_bytes, format_power};
+use std::path::Path;
+
+use gpu_core::{
+    Gpu, GpuProcess, LeaseStatus, LockDir, MigDevice, Snapshot, format_bytes, format_power,
+};
+
+/// Fills in who leases each device. A lock directory that cannot be used is
+/// a warning here, not a failure: the GPUs are still worth showing.
+pub fn add_leases(snapshot: &mut Snapshot, lock_dir: &Path) {
+    let dir = match LockDir::open(lock_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            crate::out::eprint_line("warning: ", &format!("leases not shown: {e}"));
+            return;
+        }
+    };
+    let state = |uuid: &str| dir.state(uuid).ok().and_then(|s| s.status());
+    for gpu in &mut snapshot.gpus {
+        gpu.lease = state(&gpu.uuid);
+        for mig in &mut gpu.mig_devices {
+            mig.lease = state(&mig.uuid);
+        }
+    }
+}
 
 /// Renders the snapshot as a header line and a table.
 pub fn render(snapshot: &Snapshot) -> String {
@@ -18,24 +41,42 @@ pub fn render(snapshot: &Snapshot) -> String {
         gpu_core::timefmt::format(snapshot.time)
     ));
 
+    // The column appears only when something is leased, so the common
+    // table stays narrow.
+    let leased = snapshot
+        .gpus
+        .iter()
+        .any(|g| g.lease.is_some() || g.mig_devices.iter().any(|m| m.lease.is_some()));
+    let mut columns = vec![
+        "GPU",
+        "NAME",
+        "MEMORY",
+        "UTIL",
+        "MEM%",
+        "TEMP",
+        "POWER",
+        "PROCESSES",
+    ];
+    if leased {
+        columns.push("LEASED BY");
+    }
     let mut table = Table::new();
     table
         .load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "GPU",
-            "NAME",
-            "MEMORY",
-            "UTIL",
-            "MEM%",
-            "TEMP",
-            "POWER",
-            "PROCESSES",
-        ]);
+        .set_header(columns);
     for gpu in &snapshot.gpus {
-        table.add_row(gpu_row(gpu));
+        let mut row = gpu_row(gpu);
+        if leased {
+            row.push(lease(gpu.lease.as_ref()));
+        }
+        table.add_row(row);
         for mig in &gpu.mig_devices {
-            table.add_row(mig_row(gpu, mig));
+            let mut row = mig_row(gpu, mig);
+            if leased {
+                row.push(lease(mig.lease.as_ref()));
+            }
+            table.add_row(row);
         }
     }
     for (idx, col) in table.column_iter_mut().enumerate() {
@@ -88,6 +129,23 @@ fn processes(list: Option<&[GpuProcess]>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn lease(status: Option<&LeaseStatus>) -> String {
+    match status {
+        None => "-".into(),
+        Some(LeaseStatus { holder: None }) => "? (no record)".into(),
+        Some(LeaseStatus { holder: Some(h) }) => {
+            let command = h.command.join(" ");
+            let since = gpu_core::timefmt::format(h.since);
+            format!(
+                "{}:{} {} since {since}",
+                sanitize(&h.user),
+                h.pid,
+                sanitize(&command)
+            )
+        }
+    }
 }
 
 /// Drops control characters so a hostile process name cannot drive the terminal.

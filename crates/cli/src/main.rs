@@ -2,10 +2,12 @@
 
 mod args;
 mod choose;
+mod config;
 mod failure;
 mod list;
 mod out;
 mod providers;
+mod wait;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Sub};
 use crate::choose::Mode;
+use crate::config::Config;
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
@@ -58,14 +61,19 @@ fn fail(failure: Failure, running: bool) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    let config = Config::load(&cli.global)?;
+    if let Some(Sub::Config) = cli.sub {
+        return config.render(cli.global.json);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
     let registry = providers::registry();
-    let provider = registry.open(&cli.global.provider)?;
+    let provider = registry.open(&config.provider.value)?;
     match cli.sub {
         Some(Sub::List) => {
-            let snapshot = rt.block_on(provider.snapshot())?;
+            let mut snapshot = rt.block_on(provider.snapshot())?;
+            list::add_leases(&mut snapshot, &config.lock_dir.value);
             if cli.global.json {
                 out::print_json(&snapshot)
             } else {
@@ -76,10 +84,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             provider.as_ref(),
             &rt,
             &args,
+            &config,
             Mode::Env,
             cli.global.json,
             &[],
         ),
+        Some(Sub::Config) => Ok(()),
         None => {
             let mode = if cli.command.is_empty() {
                 Mode::Print
@@ -90,6 +100,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 provider.as_ref(),
                 &rt,
                 &cli.select,
+                &config,
                 mode,
                 cli.global.json,
                 &cli.command,

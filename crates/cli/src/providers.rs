@@ -19,5 +19,12 @@ pub fn registry() -> ProviderRegistry {
         },
     );
     // nvidia-smi (issue 4) registers here, after NVML.
+    registry.register(
+        provider_smi::NAME,
+        "smi[:PATH]",
+        "run nvidia-smi (PATH, $GPUSEL_NVIDIA_SMI or on $PATH; timeout $GPUSEL_SMI_TIMEOUT, default 10s)",
+        true,
+        |spec| Ok(Box::new(provider_smi::SmiProvider::from_env(spec.argument.as_deref())?)),
+    );
     registry
 }

@@ -300,6 +300,9 @@ fn env_eval_of_command_substitution() {
         .env_remove("GPUSEL_STRATEGY")
         .env_remove("GPUSEL_SEED")
         .env_remove("RUST_LOG")
+        .env("GPUSEL_LOCK_DIR", fresh_lock_dir())
+        .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
+        .env("XDG_CONFIG_HOME", NO_CONFIG)
         .args([
             "-c",
             r#"eval "$("$0" -p "$1" env --devices 3)"; echo $CUDA_VISIBLE_DEVICES"#,

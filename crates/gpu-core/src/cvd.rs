@@ -382,6 +382,7 @@ mod tests {
             memory_used: None,
             memory_free: None,
             processes: None,
+            lease: None,
         });
         let v = Visible::parse(Some("MIG-aaaa"), &g);
         assert_eq!(v.entries.as_ref().unwrap()[0].uuid, "MIG-aaaa-1111");

@@ -8,7 +8,10 @@
 //! - [`Request`] with every filter, whose [`Request::evaluate`] says why a
 //!   device is rejected;
 //! - `CUDA_VISIBLE_DEVICES` parsing and writing ([`Visible`]);
-//! - the pipeline, [`select()`], which every caller takes.
+//! - the pipeline, [`select()`], which every caller takes, and
+//!   [`select_leased`], which also leases the devices (see [`LockDir`] for
+//!   how leases work) and returns a [`Selection`] that holds them until it is
+//!   dropped.
 //!
 //! ```
 //! use gpu_core::{Device, Gpu, Request, SelectStrategy, Snapshot, Visible, WriteOptions, select};
@@ -36,6 +39,18 @@
 //! let selection = select(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng).unwrap();
 //! assert_eq!(selection.cuda_visible_devices, "1");
 //! assert_eq!(selection.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
+//!
+//! // The same, leasing GPU 1 for as long as `leased` lives: a concurrent
+//! // process (or this one) cannot lease it meanwhile.
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let lock_dir = tmp.path().join("locks"); // normally gpu_core::DEFAULT_LOCK_DIR
+//! let leaser = gpu_core::Leaser::open(lock_dir, vec!["train.py".into()]).unwrap();
+//! let leased = gpu_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser).unwrap();
+//! assert_eq!(leased.leases()[0].uuid(), "GPU-1");
+//! let again = gpu_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser);
+//! assert!(again.is_err(), "GPU 1 is leased");
+//! drop(leased);
+//! assert!(gpu_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser).is_ok());
 //! ```
 
 #![warn(missing_docs)]
@@ -43,6 +58,8 @@
 mod cvd;
 mod device;
 mod file_provider;
+mod holder;
+mod lease;
 mod model;
 mod procfs;
 mod provider;
@@ -60,13 +77,17 @@ pub use cvd::{
 pub use device::{Device, DeviceLabel};
 pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
+pub use holder::{Holder, LeaseStatus};
+pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir};
 pub use model::{Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError};
 pub use procfs::ProcReader;
 pub use provider::{GpuInfoProvider, ProviderError};
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
-pub use request::{DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
-pub use select::{SelectError, SelectedDevice, Selection, Verdict, WriteOptions, select};
+pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
+pub use select::{
+    Leaser, SelectError, SelectedDevice, Selection, Verdict, WriteOptions, select, select_leased,
+};
 pub use size::{PowerError, SizeError, format_bytes, format_power, parse_power, parse_size};
 pub use strategy::{SelectStrategy, StrategyError};
 

@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::holder::LeaseStatus;
+
 /// Version of the JSON schema written by `--json`, the agent API and snapshot
 /// files. Bumped on any change that an older reader would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -85,6 +87,10 @@ pub struct Gpu {
     /// MIG instances, when MIG mode is on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mig_devices: Vec<MigDevice>,
+    /// Who leases it, when someone does. Filled by `gpusel list`, not by
+    /// providers; absent in older snapshot files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
 }
 
 /// One MIG (Multi-Instance GPU) device carved out of a [`Gpu`].
@@ -115,6 +121,9 @@ pub struct MigDevice {
     /// Processes using this MIG device; `None` when unknown.
     #[serde(default)]
     pub processes: Option<Vec<GpuProcess>>,
+    /// Who leases it, when someone does (see [`Gpu::lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
 }
 
 /// Whether a process uses the GPU for compute, graphics or both.
@@ -175,6 +184,7 @@ impl Gpu {
             mig_mode: None,
             processes: None,
             mig_devices: Vec::new(),
+            lease: None,
         }
     }
 

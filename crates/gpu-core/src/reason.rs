@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::holder::Holder;
 use crate::size::{format_bytes, format_power};
 
 /// One reason a device cannot be given to the job.
@@ -76,6 +77,21 @@ pub enum Reason {
         /// Devices asked for.
         count: usize,
     },
+    /// Another job holds its lease.
+    Leased {
+        /// Who, when the holder left a record that can be trusted.
+        by: Option<Holder>,
+    },
+    /// Its lock file cannot be used (planted by someone, unreadable).
+    LeaseUnavailable {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The site's configuration bans it.
+    Banned {
+        /// Where the ban comes from (a config file, an environment variable).
+        source: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -117,12 +133,21 @@ impl fmt::Display for Reason {
             ),
             Reason::Predicate { label } => write!(f, "rejected by custom filter '{label}'"),
             Reason::MigWithoutInstances => {
-                write!(f, "MIG mode is on but no MIG devices are configured")
+                write!(
+                    f,
+                    "MIG mode is on and no MIG device is listed (none is configured, or this provider cannot list them; --provider nvml can)"
+                )
             }
             Reason::MigNeedsSingleDevice { count } => write!(
                 f,
                 "MIG device, and a process can use only one (asked for {count} devices)"
             ),
+            Reason::Leased { by: Some(holder) } => write!(f, "leased by {holder}"),
+            Reason::Leased { by: None } => {
+                write!(f, "leased by another job (it left no record of who)")
+            }
+            Reason::LeaseUnavailable { message } => write!(f, "cannot be leased: {message}"),
+            Reason::Banned { source } => write!(f, "banned by the site configuration ({source})"),
         }
     }
 }

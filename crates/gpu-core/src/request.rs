@@ -89,6 +89,47 @@ impl DeviceSpec {
     }
 }
 
+/// What a site's ban names: devices (by index, MIG label or UUID), or every
+/// device whose name contains a pattern (case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanRule {
+    /// Devices as `--devices` names them.
+    Device(DeviceSpec),
+    /// Devices whose name contains this text.
+    Name(String),
+}
+
+/// A device the site never gives out, and where the ban comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// What is banned.
+    pub rule: BanRule,
+    /// Where it is configured, shown in the rejection reason.
+    pub source: String,
+}
+
+impl Ban {
+    /// Whether this ban covers `device`.
+    pub fn matches(&self, device: &Device<'_>) -> bool {
+        match &self.rule {
+            BanRule::Device(spec) => spec.matches(device),
+            BanRule::Name(pattern) => device
+                .name()
+                .to_lowercase()
+                .contains(&pattern.to_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for BanRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BanRule::Device(spec) => write!(f, "{spec}"),
+            BanRule::Name(pattern) => write!(f, "name contains '{pattern}'"),
+        }
+    }
+}
+
 /// A custom filter from library code: `true` keeps the device.
 pub type PredicateFn = dyn Fn(&Device<'_>) -> bool + Send + Sync;
 
@@ -139,6 +180,8 @@ pub struct Request {
     pub exclude: Vec<DeviceSpec>,
     /// Custom filters from library code.
     pub predicates: Vec<Predicate>,
+    /// Devices the site bans, whatever else is asked.
+    pub banned: Vec<Ban>,
 }
 
 impl Default for Request {
@@ -154,6 +197,7 @@ impl Default for Request {
             devices: Vec::new(),
             exclude: Vec::new(),
             predicates: Vec::new(),
+            banned: Vec::new(),
         }
     }
 }
@@ -231,9 +275,20 @@ impl Request {
         self
     }
 
+    /// Never selects what `ban` names.
+    pub fn ban(mut self, ban: Ban) -> Self {
+        self.banned.push(ban);
+        self
+    }
+
     /// Every reason `device` fails this request; empty means it qualifies.
     pub fn evaluate(&self, device: &Device<'_>) -> Vec<Reason> {
         let mut reasons = Vec::new();
+        if let Some(ban) = self.banned.iter().find(|b| b.matches(device)) {
+            reasons.push(Reason::Banned {
+                source: ban.source.clone(),
+            });
+        }
         if !self.devices.is_empty() && !self.devices.iter().any(|s| s.matches(device)) {
             reasons.push(Reason::NotRequested);
         }
@@ -353,11 +408,16 @@ mod tests {
             .name("H100")
             .devices(vec![DeviceSpec::Index(0)])
             .exclude(vec![DeviceSpec::Uuid("GPU-ABCD".into())])
-            .predicate("needs NVLink", |_| false);
+            .predicate("needs NVLink", |_| false)
+            .ban(Ban {
+                rule: BanRule::Name("a100-sxm4".into()),
+                source: "/etc/gpusel/config.toml".into(),
+            });
         let text: Vec<String> = r.evaluate(&d).iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
             [
+                "banned by the site configuration (/etc/gpusel/config.toml)",
                 "not named by --devices",
                 "excluded by --exclude",
                 "name 'NVIDIA A100-SXM4-80GB' does not contain 'H100'",

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cvd::{CvdProblem, PCI_BUS_ID, Visible};
 use crate::device::{Device, DeviceLabel};
+use crate::holder::Holder;
+use crate::lease::{Lease, LeaseError, LeaseState, LockDir};
 use crate::model::{SCHEMA_VERSION, Snapshot};
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
@@ -50,8 +52,10 @@ pub struct SelectedDevice {
     pub token: String,
 }
 
-/// The result every mode renders: the devices, and the environment to give the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The result every mode renders: the devices, and the environment to give
+/// the job. A selection made by [`select_leased`] holds the devices' leases
+/// until it is dropped.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -68,9 +72,23 @@ pub struct Selection {
     pub cuda_device_order: Option<String>,
     /// The verdict on every device.
     pub verdicts: Vec<Verdict>,
+    /// Held for as long as the selection lives.
+    #[serde(skip)]
+    leases: Vec<Lease>,
 }
 
 impl Selection {
+    /// The leases this selection holds (none from [`select`]).
+    pub fn leases(&self) -> &[Lease] {
+        &self.leases
+    }
+
+    /// Keeps every lease open across `exec`, for the program exec'd to hold
+    /// them until it exits (see [`Lease::keep_across_exec`]).
+    pub fn keep_leases_across_exec(&self) -> Result<(), LeaseError> {
+        self.leases.iter().try_for_each(Lease::keep_across_exec)
+    }
+
     /// The environment variables to set for the job, in order.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![(
@@ -87,6 +105,9 @@ impl Selection {
 /// Why no selection could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
+    /// The lock directory cannot be used.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// The strategy cannot work with the request.
     #[error(transparent)]
     Strategy(#[from] StrategyError),
@@ -154,7 +175,8 @@ fn no_match_headline(
 
 /// Runs the pipeline on a snapshot: restrict to `visible`, apply the
 /// strategy's defaults and every filter, rank, take `count`, and write the
-/// environment. Pure: no I/O, no environment reads; `rng` drives random choices.
+/// environment. Pure: no I/O, no environment reads, no leases (see
+/// [`select_leased`]); `rng` drives random choices.
 pub fn select(
     snapshot: &Snapshot,
     request: &Request,
@@ -162,6 +184,68 @@ pub fn select(
     visible: &Visible,
     write: WriteOptions,
     rng: &mut fastrand::Rng,
+) -> Result<Selection, SelectError> {
+    pipeline(snapshot, request, strategy, visible, write, rng, None)
+}
+
+/// A lock directory and the holder to record in it: what [`select_leased`]
+/// needs to lease devices.
+#[derive(Debug)]
+pub struct Leaser {
+    /// Where the leases live.
+    pub dir: LockDir,
+    /// Who takes them.
+    pub holder: Holder,
+}
+
+impl Leaser {
+    /// Opens (creating if missing) the lock directory at `path`, for this
+    /// process about to run `command`.
+    pub fn open(
+        path: impl Into<std::path::PathBuf>,
+        command: Vec<String>,
+    ) -> Result<Self, LeaseError> {
+        Ok(Leaser {
+            dir: LockDir::open(path)?,
+            holder: Holder::current(command),
+        })
+    }
+}
+
+/// [`select`], then leases: devices leased by others are passed over
+/// ([`Reason::Leased`]), and candidates are leased in rank order, skipping
+/// any that a concurrent gpusel takes first, until `count` are held. All or
+/// nothing: when fewer can be leased, those taken are released and the
+/// error is [`SelectError::NoMatch`]. The [`Selection`] owns the leases;
+/// dropping it releases them.
+pub fn select_leased(
+    snapshot: &Snapshot,
+    request: &Request,
+    strategy: &dyn SelectStrategy,
+    visible: &Visible,
+    write: WriteOptions,
+    rng: &mut fastrand::Rng,
+    leaser: &Leaser,
+) -> Result<Selection, SelectError> {
+    pipeline(
+        snapshot,
+        request,
+        strategy,
+        visible,
+        write,
+        rng,
+        Some(leaser),
+    )
+}
+
+fn pipeline(
+    snapshot: &Snapshot,
+    request: &Request,
+    strategy: &dyn SelectStrategy,
+    visible: &Visible,
+    write: WriteOptions,
+    rng: &mut fastrand::Rng,
+    leaser: Option<&Leaser>,
 ) -> Result<Selection, SelectError> {
     let mut request = request.clone();
     strategy.apply_defaults(&mut request);
@@ -224,9 +308,22 @@ pub fn select(
     let mut verdicts: Vec<Verdict> = labelled.into_iter().map(|(_, v)| v).collect();
 
     if candidates.len() < count {
+        // Too few even before leasing; still say which of them others hold,
+        // so that the reasons (and a waiter's status) are complete.
+        let mut eligible = candidates.len();
+        if let Some(leaser) = leaser {
+            for device in &candidates {
+                if let Ok(LeaseState::Leased(by)) = leaser.dir.state(device.uuid()) {
+                    eligible -= 1;
+                    if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
+                        v.reasons.push(Reason::Leased { by });
+                    }
+                }
+            }
+        }
         return Err(SelectError::NoMatch {
             requested: count,
-            eligible: candidates.len(),
+            eligible,
             visible: visible_count,
             cuda_visible_devices: visible.value.clone(),
             cvd_problem: visible.warning().cloned(),
@@ -236,6 +333,8 @@ pub fn select(
 
     let order = strategy.rank(&candidates, &request, rng);
     let mut taken = Vec::with_capacity(count);
+    let mut leases = Vec::new();
+    let mut passed_over = 0;
     let mut seen = HashSet::new();
     // A well-behaved strategy returns a permutation; a third-party one that
     // does not is padded in candidate order rather than trusted.
@@ -243,9 +342,46 @@ pub fn select(
         if taken.len() == count {
             break;
         }
-        if pos < candidates.len() && seen.insert(pos) {
-            taken.push(candidates[pos]);
+        if pos >= candidates.len() || !seen.insert(pos) {
+            continue;
         }
+        let device = candidates[pos];
+        let Some(leaser) = leaser else {
+            taken.push(device);
+            continue;
+        };
+        let reason = match leaser.dir.try_lease(device.uuid(), &leaser.holder) {
+            Ok(Some(lease)) => {
+                taken.push(device);
+                leases.push(lease);
+                continue;
+            }
+            Ok(None) => Reason::Leased {
+                by: match leaser.dir.state(device.uuid()) {
+                    Ok(LeaseState::Leased(by)) => by,
+                    _ => None,
+                },
+            },
+            // One bad lock file must not make every other GPU unusable.
+            Err(e) => Reason::LeaseUnavailable {
+                message: e.to_string(),
+            },
+        };
+        passed_over += 1;
+        if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
+            v.reasons.push(reason);
+        }
+    }
+    if taken.len() < count {
+        // All or nothing: `leases` drops here, releasing what was taken.
+        return Err(SelectError::NoMatch {
+            requested: count,
+            eligible: candidates.len() - passed_over,
+            visible: visible_count,
+            cuda_visible_devices: visible.value.clone(),
+            cvd_problem: visible.warning().cloned(),
+            verdicts,
+        });
     }
 
     // Keep the order the devices had: CUDA_VISIBLE_DEVICES order when it was
@@ -282,6 +418,7 @@ pub fn select(
         cuda_visible_devices,
         cuda_device_order: writes_ordinals.then(|| PCI_BUS_ID.to_string()),
         verdicts,
+        leases,
     })
 }
 
@@ -342,5 +479,88 @@ impl fmt::Display for Verdict {
             let text: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
             f.write_str(&text.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gpu;
+
+    struct InOrder;
+    impl SelectStrategy for InOrder {
+        fn name(&self) -> &str {
+            "in-order"
+        }
+        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+            (0..c.len()).collect()
+        }
+    }
+
+    fn two_gpus() -> Snapshot {
+        let mut snapshot = Snapshot::new("h", "test");
+        snapshot.gpus = vec![Gpu::new(0, "GPU-a", "T4"), Gpu::new(1, "GPU-b", "T4")];
+        snapshot
+    }
+
+    #[test]
+    fn leasing_skips_taken_devices_and_is_all_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaser = Leaser::open(tmp.path().join("locks"), vec!["job".into()]).unwrap();
+        let rival = Leaser::open(tmp.path().join("locks"), vec!["rival".into()]).unwrap();
+        let snapshot = two_gpus();
+        let visible = Visible::parse(None, &snapshot.gpus);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let held = rival
+            .dir
+            .try_lease("GPU-a", &rival.holder)
+            .unwrap()
+            .unwrap();
+
+        let pick = |request: &Request, rng: &mut fastrand::Rng| {
+            select_leased(
+                &snapshot,
+                request,
+                &InOrder,
+                &visible,
+                WriteOptions::default(),
+                rng,
+                &leaser,
+            )
+        };
+
+        let got = pick(&Request::new(), &mut rng).unwrap();
+        assert_eq!(got.cuda_visible_devices, "1", "GPU 0 is the rival's");
+        assert_eq!(got.leases().len(), 1);
+        let reasons = &got.verdicts[0].reasons;
+        assert!(
+            matches!(&reasons[..], [Reason::Leased { by: Some(h) }] if h.command == ["rival"]),
+            "{reasons:?}"
+        );
+        drop(got);
+
+        let two = Request::new().count(std::num::NonZeroUsize::new(2).unwrap());
+        let err = pick(&two, &mut rng).unwrap_err();
+        assert!(
+            matches!(err, SelectError::NoMatch { eligible: 1, .. }),
+            "{err:?}"
+        );
+        // GPU 1 was leased on the way and released with the failure.
+        assert_eq!(leaser.dir.state("GPU-b").unwrap(), LeaseState::Free);
+
+        drop(held);
+        assert_eq!(pick(&two, &mut rng).unwrap().cuda_visible_devices, "0,1");
+        // The pure pipeline ignores leases.
+        assert!(
+            select(
+                &snapshot,
+                &two,
+                &InOrder,
+                &visible,
+                WriteOptions::default(),
+                &mut rng
+            )
+            .is_ok()
+        );
     }
 }

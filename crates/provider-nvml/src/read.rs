@@ -123,6 +123,8 @@ fn mig_devices(
             memory_used: memory.as_ref().map(|m| m.used),
             memory_free: memory.as_ref().map(|m| m.free),
             processes: processes::list(nvml, &device, procs, &what("processes")),
+            // Leases are gpusel's, not the driver's: `list` fills them.
+            lease: None,
         });
     }
     out

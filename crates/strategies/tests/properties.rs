@@ -97,6 +97,7 @@ fn mig_device() -> impl Strategy<Value = MigDevice> {
                 memory_used: None,
                 memory_free,
                 processes,
+                lease: None,
             },
         )
 }

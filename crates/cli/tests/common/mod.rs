@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod nvml;
+pub mod smi;
 
 use std::borrow::BorrowMut;
 use std::ffi::OsStr;
@@ -41,16 +42,70 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 8] = [
+const CLEAN_ENV: [&str; 10] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
     "GPUSEL_STRATEGY",
     "GPUSEL_SEED",
+    "GPUSEL_INTERVAL",
+    "GPUSEL_BAN",
     "RUST_LOG",
     "GPUSEL_NVML_LIB",
     "FAKE_NVML_SCENARIO",
 ];
+
+/// A lock directory of its own (not yet created) for one gpusel run, so that
+/// tests running at once never see each other's leases, nor the machine's.
+pub fn fresh_lock_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("locks");
+    std::fs::create_dir_all(&parent).expect("create the lock dirs' parent");
+    parent.join(format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A config directory holding nothing, so the user's own config stays out.
+pub const NO_CONFIG: &str = "/nonexistent/gpusel-test-config";
+
+/// Gives `cmd` a clean environment: none of the variables gpusel reads, no
+/// site or user config, and a lock directory of its own.
+fn isolate<C: EnvCommand>(cmd: &mut C) {
+    for name in CLEAN_ENV {
+        cmd.remove(name);
+    }
+    cmd.set("GPUSEL_SYSTEM_CONFIG", &format!("{NO_CONFIG}/system.toml"));
+    cmd.set("XDG_CONFIG_HOME", NO_CONFIG);
+    cmd.set("GPUSEL_LOCK_DIR", &fresh_lock_dir().display().to_string());
+}
+
+/// The two command types the tests build.
+trait EnvCommand {
+    fn remove(&mut self, name: &str);
+    fn set(&mut self, name: &str, value: &str);
+}
+
+impl EnvCommand for assert_cmd::Command {
+    fn remove(&mut self, name: &str) {
+        self.env_remove(name);
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        self.env(name, value);
+    }
+}
+
+impl EnvCommand for std::process::Command {
+    fn remove(&mut self, name: &str) {
+        self.env_remove(name);
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        self.env(name, value);
+    }
+}
 
 /// Path of the binary under test.
 pub fn bin() -> &'static Path {
@@ -65,18 +120,21 @@ pub fn provider(path: impl AsRef<Path>) -> String {
 /// `gpusel` with none of the variables it reads set, and no provider.
 pub fn gpusel() -> assert_cmd::Command {
     let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("gpusel");
-    for name in CLEAN_ENV {
-        cmd.env_remove(name);
-    }
+    isolate(&mut cmd);
     cmd
 }
 
 /// The same as [`gpusel`], as a `std::process::Command` (to spawn it).
 pub fn gpusel_std() -> std::process::Command {
     let mut cmd = std::process::Command::new(bin());
-    for name in CLEAN_ENV {
-        cmd.env_remove(name);
-    }
+    isolate(&mut cmd);
+    cmd
+}
+
+/// [`gpusel_std`] on `snapshot`.
+pub fn gpusel_std_on(snapshot: impl AsRef<Path>) -> std::process::Command {
+    let mut cmd = gpusel_std();
+    cmd.arg("-p").arg(provider(snapshot));
     cmd
 }
 

@@ -1,0 +1,473 @@
+//! Leases with real processes: concurrent jobs never share a GPU, a killed
+//! holder frees its GPU at once, another user sees (and cannot take, delete
+//! or forge) a lease, and unsafe lock directories are refused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A 4-GPU snapshot, all idle, in `dir`.
+fn four_idle(dir: &tempfile::TempDir) -> PathBuf {
+    write_file(
+        dir,
+        "4-idle.json",
+        &snapshot_json("node4", (0..4).map(idle_gpu).collect()),
+    )
+}
+
+/// `gpusel -p file:SNAPSHOT` sharing the lock directory `locks`.
+fn on(snapshot: &Path, locks: &Path) -> std::process::Command {
+    let mut cmd = gpusel_std_on(snapshot);
+    cmd.env("GPUSEL_LOCK_DIR", locks);
+    cmd
+}
+
+fn run(mut cmd: impl std::borrow::BorrowMut<std::process::Command>) -> Out {
+    cmd.borrow_mut()
+        .output()
+        .expect("gpusel can be started")
+        .into()
+}
+
+/// `gpusel list --json`: the holder of GPU `index`, if leased.
+fn holder_of(snapshot: &Path, locks: &Path, index: usize) -> Option<serde_json::Value> {
+    let out = run(on(snapshot, locks).args(["list", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(out.ok()).expect("JSON");
+    json["gpus"][index].get("lease").cloned()
+}
+
+/// Starts `gpusel -d INDEX -- sleep 60` and waits until `list` shows the lease.
+fn hold(snapshot: &Path, locks: &Path, index: usize) -> Child {
+    let mut child = on(snapshot, locks)
+        .args(["-d", &index.to_string(), "--", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the holder");
+    // Bounded so a broken lease fails the test instead of hanging it.
+    for _ in 0..500 {
+        if holder_of(snapshot, locks, index).is_some() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the holder exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("GPU {index} never showed as leased");
+}
+
+#[test]
+fn thirty_two_waiting_jobs_on_four_gpus_never_share_one() {
+    const JOBS: usize = 32;
+    const JOB_SECONDS: f64 = 0.3;
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let records = tmp.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    // Each job writes `GPU START_NS END_NS` into a file of its own.
+    let job = format!(
+        r#"s=$(date +%s%N); sleep {JOB_SECONDS}; e=$(date +%s%N); echo "$CUDA_VISIBLE_DEVICES $s $e" > "$0/$$""#
+    );
+    let start = Instant::now();
+    let children: Vec<_> = (0..JOBS)
+        .map(|_| {
+            let child = on(&snapshot, &locks)
+                .args(["--wait", "--interval", "100ms", "--", "sh", "-c", &job])
+                .arg(&records)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn gpusel");
+            std::thread::spawn(move || child.wait_with_output().expect("wait for gpusel"))
+        })
+        .collect();
+    for child in children {
+        let out: Out = child.join().expect("waiter thread").into();
+        out.code(0);
+    }
+    let wall = start.elapsed().as_secs_f64();
+
+    let mut by_gpu: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&records).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "record {text:?}");
+        let (s, e) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        by_gpu.entry(parts[0].to_string()).or_default().push((s, e));
+    }
+    let total: usize = by_gpu.values().map(Vec::len).sum();
+    assert_eq!(total, JOBS, "every job ran once: {by_gpu:?}");
+    assert!(
+        by_gpu
+            .keys()
+            .all(|k| ["0", "1", "2", "3"].contains(&k.as_str())),
+        "each job got exactly one GPU of the four: {by_gpu:?}"
+    );
+    for (gpu, runs) in &mut by_gpu {
+        runs.sort();
+        for pair in runs.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "two jobs on GPU {gpu} at once: {:?} and {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    let ideal = (JOBS / 4) as f64 * JOB_SECONDS;
+    // Reported, not asserted: timing depends on the machine.
+    eprintln!(
+        "stress: {JOBS} jobs of {JOB_SECONDS}s on 4 GPUs took {wall:.2}s; ideal {ideal:.2}s; ratio {:.2}",
+        wall / ideal
+    );
+}
+
+#[test]
+fn a_killed_holder_frees_its_gpu_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holder = hold(&snapshot, &locks, 2);
+
+    let lease = holder_of(&snapshot, &locks, 2).expect("leased");
+    assert_eq!(lease["holder"]["pid"], holder.id(), "{lease}");
+    assert_eq!(
+        lease["holder"]["command"],
+        serde_json::json!(["sleep", "60"])
+    );
+    let out = run(on(&snapshot, &locks).args(["-d", "2"]));
+    out.code(3)
+        .stderr_has("GPU 2")
+        .stderr_has("leased by")
+        .stderr_has("sleep 60");
+    // Another GPU is still free for the next job.
+    assert_eq!(run(on(&snapshot, &locks).args(["-d", "1"])).ok(), "1\n");
+
+    holder.kill().expect("SIGKILL the holder");
+    holder.wait().unwrap();
+    assert_eq!(
+        holder_of(&snapshot, &locks, 2),
+        None,
+        "lease gone with the job"
+    );
+    assert_eq!(run(on(&snapshot, &locks).args(["-d", "2"])).ok(), "2\n");
+}
+
+#[test]
+fn run_mode_skips_leased_gpus_and_the_job_holds_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holders: Vec<Child> = (0..3).map(|i| hold(&snapshot, &locks, i)).collect();
+    // The job sees GPU 3, the only free one, and lists itself as its holder.
+    let script = r#"echo "$CUDA_VISIBLE_DEVICES"; "$0" -p "$1" list --json"#;
+    let out = run(on(&snapshot, &locks)
+        .args(["--", "sh", "-c", script])
+        .arg(bin())
+        .arg(provider(&snapshot)));
+    let stdout = out.ok();
+    let (first, json) = stdout.split_once('\n').expect("two parts");
+    assert_eq!(first, "3");
+    let json: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    assert_eq!(
+        json["gpus"][3]["lease"]["holder"]["command"][0], "sh",
+        "{json}"
+    );
+    for h in &mut holders {
+        h.kill().unwrap();
+        h.wait().unwrap();
+    }
+}
+
+#[test]
+fn all_or_nothing_and_no_lease() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holder = hold(&snapshot, &locks, 0);
+    let out = run(on(&snapshot, &locks).args(["-n", "4"]));
+    out.code(3)
+        .stderr_has("need 4 devices, 3 of 4 visible qualify");
+    // Nothing was kept from the failed attempt.
+    assert_eq!(run(on(&snapshot, &locks).args(["-n", "3"])).ok(), "1,2,3\n");
+    // --no-lease ignores leases altogether.
+    let out = run(on(&snapshot, &locks).args(["-n", "4", "--no-lease"]));
+    assert_eq!(out.ok(), "0,1,2,3\n");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn explain_names_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holder = hold(&snapshot, &locks, 1);
+    let out = run(on(&snapshot, &locks).args(["-n", "3", "--explain", "--seed", "1"]));
+    out.code(0);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("GPU 1 "))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert!(line.contains("leased by "), "{line}");
+    assert!(
+        line.contains(&format!("(pid {}, since", holder.id())),
+        "{line}"
+    );
+    assert!(line.contains("sleep 60"), "{line}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_symlinked_lock_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = run(on(Path::new(LAB), &link));
+    out.code(5).no_stdout().one_error_naming("symbolic link");
+    let out = run(on(Path::new(LAB), &link).args(["--", "true"]));
+    out.code(125).one_error_naming("symbolic link");
+    // The flag says the same as the variable, and --no-lease gets past it.
+    let out = common::out(gpusel_on(LAB).arg("--lock-dir").arg(&link));
+    out.code(5).one_error_naming(&link.display().to_string());
+    assert!(
+        common::out(
+            gpusel_on(LAB)
+                .arg("--lock-dir")
+                .arg(&link)
+                .arg("--no-lease")
+        )
+        .code
+            == Some(0)
+    );
+}
+
+#[test]
+fn a_world_writable_lock_dir_without_sticky_bit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("open");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(on(Path::new(LAB), &dir));
+    out.code(5).no_stdout().one_error_naming("chmod +t");
+    // `list` still shows the GPUs, and says why leases are missing.
+    let out = run(on(Path::new(LAB), &dir).arg("list"));
+    out.code(0)
+        .stderr_has("leases not shown")
+        .stderr_has("chmod +t");
+}
+
+#[test]
+fn a_missing_lock_dir_is_created_sticky_and_world_writable() {
+    let locks = fresh_lock_dir();
+    assert_eq!(
+        run(on(Path::new(LAB), &locks).args(["-d", "3"])).ok(),
+        "3\n"
+    );
+    let mode = std::fs::metadata(&locks).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o1777, "{mode:o}");
+}
+
+// ---- a second user ----------------------------------------------------------------
+
+const OTHER: &str = "gpusel-test-other";
+
+fn is_root() -> bool {
+    let id = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("run id");
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+/// Creates [`OTHER`] if missing; returns its uid.
+fn other_user() -> u32 {
+    let exists = std::process::Command::new("id")
+        .arg("-u")
+        .arg(OTHER)
+        .output()
+        .unwrap();
+    if !exists.status.success() {
+        let made = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                OTHER,
+            ])
+            .output()
+            .expect("run useradd");
+        // Another test process may have created it meanwhile.
+        let again = std::process::Command::new("id")
+            .arg("-u")
+            .arg(OTHER)
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "useradd {OTHER} failed: {made:?}");
+        return String::from_utf8_lossy(&again.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+    }
+    String::from_utf8_lossy(&exists.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Runs `program args` as [`OTHER`], with gpusel's variables cleared.
+fn as_other(program: &Path, args: &[&str]) -> Out {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid", OTHER, "--regid", OTHER, "--clear-groups", "--"])
+        .arg(program)
+        .args(args)
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .env_remove("GPUSEL_PROVIDER")
+        .env_remove("GPUSEL_LOCK_DIR")
+        .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
+        .env("XDG_CONFIG_HOME", NO_CONFIG)
+        .current_dir("/");
+    cmd.output().expect("run setpriv").into()
+}
+
+#[test]
+fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test as root: it creates a second user"
+        );
+        eprintln!(
+            "NOTICE: not root; the second-user lease test did not run (run the tests as root to include it)"
+        );
+        return;
+    }
+    let uid = other_user();
+    // A place the other user can read: the binary, the snapshot, the locks.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = tmp.path().join("gpusel");
+    std::fs::copy(bin(), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let snapshot = four_idle(&tmp);
+    std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let locks = tmp.path().join("locks");
+    let p = provider(&snapshot);
+    let l = locks.display().to_string();
+    let common = ["-p", p.as_str(), "--lock-dir", l.as_str()];
+    let args = |extra: &[&str]| -> Vec<String> {
+        common.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let other = |extra: &[&str]| {
+        let a = args(extra);
+        as_other(&binary, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let mut holder = hold(&snapshot, &locks, 0);
+    let pid = holder.id();
+
+    // Sees who holds GPU 0.
+    let out = other(&["list"]);
+    let stdout = out.ok();
+    let row0 = stdout.lines().nth(2).unwrap_or_default();
+    assert!(row0.contains(&format!("root:{pid} sleep 60")), "{stdout}");
+    // Cannot take it.
+    other(&["-d", "0"]).code(3).stderr_has("leased by root");
+    let out = other(&["-d", "0", "--", "true"]);
+    out.code(125).stderr_has("leased by root");
+
+    // Cannot delete, replace or write the lock file or the holder record.
+    let lock = std::fs::read_dir(&locks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "lock")
+                && p.display().to_string().contains("gpu-00000000")
+        })
+        .expect("GPU 0's lock file");
+    let record = PathBuf::from(lock.display().to_string().replace(".lock", ".0.holder"));
+    assert!(record.exists(), "{record:?}");
+    let sh = Path::new("/bin/sh");
+    for attack in [
+        format!("rm -f '{}'", lock.display()),
+        format!("mv '{}' '{}.x'", lock.display(), lock.display()),
+        format!("echo x >> '{}'", lock.display()),
+        format!("rm -f '{}'", record.display()),
+        format!("echo '{{}}' > '{}'", record.display()),
+    ] {
+        let out = as_other(sh, &["-c", &attack]);
+        assert_ne!(out.code, Some(0), "{attack} succeeded: {out:#?}");
+    }
+    assert!(lock.exists() && record.exists());
+
+    // A record in its own name claiming to be root is not believed, and
+    // neither is one naming itself that it does not hold locked.
+    let forged = PathBuf::from(
+        lock.display()
+            .to_string()
+            .replace(".lock", &format!(".{uid}.holder")),
+    );
+    let fake = |who_uid: u32| {
+        format!(
+            r#"{{"pid":1,"uid":{who_uid},"user":"mallory","command":["forged"],"host":"x","since":"2030-01-01T00:00:00Z"}}"#
+        )
+    };
+    for claimed in [0, uid] {
+        let out = as_other(
+            sh,
+            &[
+                "-c",
+                &format!("printf '%s' '{}' > '{}'", fake(claimed), forged.display()),
+            ],
+        );
+        out.code(0);
+        let stdout = run(on(&snapshot, &locks).arg("list")).ok().to_string();
+        assert!(stdout.contains(&format!("root:{pid} sleep 60")), "{stdout}");
+        assert!(
+            !stdout.contains("mallory") && !stdout.contains("forged"),
+            "{stdout}"
+        );
+    }
+
+    // Once the holder is gone, the other user leases the GPU through the
+    // lock file root created, and root sees it.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let script = format!(
+        r#"echo "$CUDA_VISIBLE_DEVICES"; "{}" {} list"#,
+        binary.display(),
+        common.join(" ")
+    );
+    let out = other(&["-d", "0", "--", "sh", "-c", &script]);
+    let stdout = out.ok();
+    assert!(stdout.starts_with("0\n"), "{stdout}");
+    assert!(stdout.contains(&format!("{OTHER}:")), "{stdout}");
+
+    // A lock directory the other user created is theirs; root refuses it,
+    // since its owner could delete root's lock files.
+    // In a sticky, world-writable parent, as /run/lock is.
+    let parent = tmp.path().join("run-lock");
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = parent.join("gpusel");
+    let t = theirs.display().to_string();
+    let made = as_other(&binary, &["-p", &p, "--lock-dir", &t, "-d", "1"]);
+    assert_eq!(made.ok(), "1\n");
+    let out = run(on(&snapshot, &theirs).args(["-d", "1"]));
+    out.code(5).one_error_naming(&format!("chown root {t}"));
+}

@@ -1,0 +1,545 @@
+//! Exclusive device leases: no two gpusel jobs on one GPU.
+//!
+//! # Design
+//!
+//! One lock directory, shared by every user of the machine
+//! ([`DEFAULT_LOCK_DIR`], `/run/lock/gpusel`). In it, per device (a GPU by its
+//! UUID, a MIG device by its MIG UUID):
+//!
+//! - `<uuid>.lock`: the lease itself. A lease is an exclusive, non-blocking
+//!   `flock` on it. The file is created (mode 0644) by the first user who
+//!   needs it and opened **read-only** by everyone else: `flock` needs no write
+//!   access, so no user can write into another's lock file. Lock files are
+//!   never deleted: deleting one while another process waits on it would let
+//!   two processes lock two different files of the same name. The kernel
+//!   drops the lock when the last descriptor closes, so a job killed with
+//!   SIGKILL leaves no stale lease, and no daemon or TTL is needed.
+//! - `<uuid>.<uid>.holder`: who holds the lease (a [`Holder`] as JSON),
+//!   written by the holder into a file of its own uid, which only that user
+//!   can write, and exclusively `flock`ed by the holder for as long as it
+//!   holds the lease. A reader trusts a record only if the lease is held, the
+//!   file is a regular file owned by the uid in its name, the record names the
+//!   same uid, and the file is still locked by its writer (a record left by
+//!   an earlier holder is not). So one user can neither forge a record in
+//!   another's name nor make a stale record look current.
+//!
+//! The directory is created mode 1777 (sticky, like `/tmp`), so users cannot
+//! delete or rename each other's files. A directory that is a symbolic link,
+//! not a directory, owned by someone other than root or the current user, or
+//! writable by group or others without the sticky bit, is refused: any of
+//! those would let another user swap the lock files. Every file is opened
+//! relative to the directory's descriptor, with `O_NOFOLLOW` (no symlink is
+//! followed) and `O_NONBLOCK` (a FIFO planted in its place cannot hang
+//! gpusel), and must be a regular file.
+//!
+//! The directory should belong to root: created by the first user who runs
+//! gpusel, it belongs to that user, who could delete the others' lock files,
+//! so everyone else refuses it until an administrator `chown`s it (or a
+//! systemd-tmpfiles entry creates it at boot, see `examples/`).
+//!
+//! `/run/lock` rather than `/tmp`: `/run/lock` is one tmpfs for the whole
+//! machine (mode 1777 on Debian, Ubuntu, Fedora; `/var/lock` links to it), and
+//! systemd's `PrivateTmp=yes` gives a service its own `/tmp` but leaves
+//! `/run/lock` shared, so jobs started by a service and by users see the same
+//! leases. It is emptied at boot, when no lease can be held anyway.
+//!
+//! What this does not stop: the user who first created a lock file owns it
+//! and could delete it (the sticky bit stops everyone else); an administrator
+//! who wants to rule that out creates the lock files as root. A process that
+//! finds its lock file replaced between opening and locking it retries on the
+//! new one.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl, open, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
+
+use crate::holder::{Holder, LeaseStatus};
+
+/// Where leases live unless configured otherwise: machine-wide, shared by
+/// every user and every systemd service (see the [module docs](self)).
+pub const DEFAULT_LOCK_DIR: &str = "/run/lock/gpusel";
+
+/// Largest holder record read; a bigger file is not a record gpusel wrote.
+const MAX_RECORD: u64 = 64 * 1024;
+
+/// A lock directory that cannot be used, or a lock file that cannot be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// The directory is a symbolic link.
+    #[error(
+        "lock directory {} is a symbolic link, which gpusel does not follow; give the real directory with --lock-dir (or GPUSEL_LOCK_DIR, or lock_dir in the config)", path.display()
+    )]
+    Symlink {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists and is not a directory.
+    #[error(
+        "lock directory {} exists and is not a directory; remove it, or choose another with --lock-dir", path.display()
+    )]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Owned by another user: that user could delete everyone's lock files.
+    #[error(
+        "lock directory {} is owned by uid {owner}, neither root nor you (uid {me}), so its owner could delete your leases; an administrator fixes it for everyone with `chown root {}` (a systemd-tmpfiles entry `d {} 1777 root root -` recreates it so at boot), or use another with --lock-dir", path.display(), path.display(), path.display()
+    )]
+    BadOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The current effective uid.
+        me: u32,
+    },
+    /// Writable by others without the sticky bit: anyone could delete lock files.
+    #[error(
+        "lock directory {} has mode {mode:04o}: writable by other users without the sticky bit, so anyone could delete its lock files; run `chmod +t {}` (as its owner), or choose another with --lock-dir", path.display(), path.display()
+    )]
+    UnsafeMode {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The directory is missing and cannot be created.
+    #[error(
+        "cannot create lock directory {}: {message}; create it as root with `mkdir -m 1777 {}`, choose another with --lock-dir, or run without leases (--no-lease)", path.display(), path.display()
+    )]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The directory exists and cannot be opened.
+    #[error(
+        "cannot open lock directory {}: {message}; check its permissions, choose another with --lock-dir, or run without leases (--no-lease)", path.display()
+    )]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// A lock file cannot be opened or locked.
+    #[error(
+        "lock file {}: {message}; an administrator can remove it (gpusel recreates it)", path.display()
+    )]
+    LockFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// An opened, checked lock directory. Every file in it is opened relative to
+/// this descriptor, so the directory cannot be swapped under gpusel.
+#[derive(Debug)]
+pub struct LockDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// An exclusive lease on one device, released when dropped (or, once kept
+/// across `exec`, when the job exits, however it exits).
+#[derive(Debug)]
+pub struct Lease {
+    uuid: String,
+    lock: Flock<File>,
+    record: Option<Flock<File>>,
+}
+
+impl PartialEq for Lease {
+    fn eq(&self, other: &Self) -> bool {
+        self.uuid == other.uuid
+    }
+}
+
+impl Eq for Lease {}
+
+impl Lease {
+    /// The device this lease is on.
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    /// Keeps the lease's descriptors open across `exec`, so that the program
+    /// exec'd holds the lease until it exits. Call it just before `exec`: a
+    /// child spawned after it would hold the lease too.
+    pub fn keep_across_exec(&self) -> Result<(), LeaseError> {
+        for file in std::iter::once(&self.lock).chain(self.record.as_ref()) {
+            fcntl(&**file, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| {
+                LeaseError::LockFile {
+                    path: PathBuf::from(&self.uuid),
+                    message: format!("cannot keep it open for the job: {e}"),
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a device is leased, as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Nobody holds it.
+    Free,
+    /// Someone holds it; the holder when its record can be trusted.
+    Leased(Option<Holder>),
+}
+
+impl LeaseState {
+    /// The `lease` field of `gpusel list --json`.
+    pub fn status(self) -> Option<LeaseStatus> {
+        match self {
+            LeaseState::Free => None,
+            LeaseState::Leased(holder) => Some(LeaseStatus { holder }),
+        }
+    }
+}
+
+fn is(st: &FileStat, kind: SFlag) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
+}
+
+/// A file name for a device: UUIDs are ASCII, but a snapshot file could hold
+/// anything, and the name must never leave the directory.
+fn key(uuid: &str) -> String {
+    uuid.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-') => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+impl LockDir {
+    /// Opens `path`, creating it (mode 1777) when missing; its parent must
+    /// exist. Refuses a directory another user could tamper with.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, LeaseError> {
+        let path = path.into();
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut created = false;
+        let fd = loop {
+            match open(&path, flags, Mode::empty()) {
+                Ok(fd) => break fd,
+                Err(Errno::ENOENT) if !created => {
+                    match nix::unistd::mkdir(&path, Mode::from_bits_truncate(0o1777)) {
+                        Ok(()) | Err(Errno::EEXIST) => created = true,
+                        Err(e) => {
+                            return Err(LeaseError::Create {
+                                path,
+                                message: e.desc().to_string(),
+                            });
+                        }
+                    }
+                }
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    let link =
+                        std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+                    return Err(if link {
+                        LeaseError::Symlink { path }
+                    } else {
+                        LeaseError::NotADirectory { path }
+                    });
+                }
+                Err(e) => {
+                    return Err(LeaseError::Open {
+                        path,
+                        message: e.desc().to_string(),
+                    });
+                }
+            }
+        };
+        let st = fstat(&fd).map_err(|e| LeaseError::Open {
+            path: path.clone(),
+            message: e.desc().to_string(),
+        })?;
+        let me = nix::unistd::geteuid().as_raw();
+        if created && st.st_uid == me {
+            // mkdir's mode went through the umask; the sticky, world-writable
+            // mode is what lets every user lease.
+            let _ = fchmod(&fd, Mode::from_bits_truncate(0o1777));
+        }
+        let st = fstat(&fd).unwrap_or(st);
+        if st.st_uid != 0 && st.st_uid != me {
+            return Err(LeaseError::BadOwner {
+                path,
+                owner: st.st_uid,
+                me,
+            });
+        }
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(LeaseError::UnsafeMode { path, mode });
+        }
+        Ok(LockDir { path, fd })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
+        LeaseError::LockFile {
+            path: self.path.join(name),
+            message: message.into(),
+        }
+    }
+
+    /// Opens a regular file in the directory, following no symlink.
+    fn open_file(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, Errno> {
+        let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(mode))?;
+        let st = fstat(&fd)?;
+        if !is(&st, SFlag::S_IFREG) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The lock file of `name`, created (0644) if it does not exist yet.
+    fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
+        let describe = |e: Errno| match e {
+            Errno::ELOOP => "it is a symbolic link".to_string(),
+            Errno::EINVAL => "it is not a regular file".to_string(),
+            Errno::EACCES => "it is not readable by you".to_string(),
+            e => e.desc().to_string(),
+        };
+        for _ in 0..4 {
+            match self.open_file(name, OFlag::O_RDONLY, 0) {
+                Ok(f) => return Ok(f),
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(self.lock_error(name, describe(e))),
+            }
+            let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+            match self.open_file(name, create, 0o644) {
+                Ok(f) => {
+                    // Past the umask: others must be able to open it to lock it.
+                    let _ = fchmod(f.as_fd(), Mode::from_bits_truncate(0o644));
+                    return Ok(f);
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(self.lock_error(name, describe(e))),
+            }
+        }
+        Err(self.lock_error(name, "it keeps disappearing"))
+    }
+
+    /// Whether `name` still is the file `file` has open: a lock taken on a
+    /// file that was deleted or replaced excludes no one.
+    fn still_linked(&self, name: &str, file: &File) -> bool {
+        match (
+            fstat(file.as_fd()),
+            fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW),
+        ) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
+    /// Takes the lease on device `uuid` if nobody holds it, recording
+    /// `holder`. `Ok(None)` means someone else holds it.
+    pub fn try_lease(&self, uuid: &str, holder: &Holder) -> Result<Option<Lease>, LeaseError> {
+        let name = format!("{}.lock", key(uuid));
+        for _ in 0..4 {
+            let file = self.open_lock_file(&name)?;
+            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, e)) => return Err(self.lock_error(&name, e.desc())),
+            };
+            if !self.still_linked(&name, &lock) {
+                continue;
+            }
+            let record = self.write_record(uuid, holder);
+            return Ok(Some(Lease {
+                uuid: uuid.to_string(),
+                lock,
+                record,
+            }));
+        }
+        Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))
+    }
+
+    /// Writes the holder record. Failing to is not fatal: the lease holds
+    /// all the same, `list` just cannot say by whom.
+    fn write_record(&self, uuid: &str, holder: &Holder) -> Option<Flock<File>> {
+        let name = format!("{}.{}.holder", key(uuid), holder.uid);
+        let result = (|| {
+            let file = self.open_file(&name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
+            // Planted by another user under our uid's name: not ours to use.
+            if fstat(file.as_fd())?.st_uid != holder.uid {
+                return Err(Errno::EPERM);
+            }
+            let mut lock =
+                Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)?;
+            nix::unistd::ftruncate(lock.as_fd(), 0)?;
+            let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
+            let json = serde_json::to_vec(holder).map_err(|_| Errno::EINVAL)?;
+            lock.write_all(&json).map_err(|_| Errno::EIO)?;
+            Ok::<_, Errno>(lock)
+        })();
+        match result {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::warn!(file = %self.path.join(&name).display(), error = %e, "cannot record the lease holder");
+                None
+            }
+        }
+    }
+
+    /// Whether device `uuid` is leased, and by whom. Probes without taking
+    /// the lease: a shared lock for an instant.
+    pub fn state(&self, uuid: &str) -> Result<LeaseState, LeaseError> {
+        let name = format!("{}.lock", key(uuid));
+        let file = match self.open_file(&name, OFlag::O_RDONLY, 0) {
+            Ok(f) => f,
+            Err(Errno::ENOENT) => return Ok(LeaseState::Free),
+            Err(e) => return Err(self.lock_error(&name, e.desc())),
+        };
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_) => Ok(LeaseState::Free),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(LeaseState::Leased(self.read_holder(uuid))),
+            Err((_, e)) => Err(self.lock_error(&name, e.desc())),
+        }
+    }
+
+    /// The trusted, live holder record of `uuid`, if any (the newest, should
+    /// there be several).
+    fn read_holder(&self, uuid: &str) -> Option<Holder> {
+        let prefix = format!("{}.", key(uuid));
+        let entries = std::fs::read_dir(&self.path).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let uid: u32 = name
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".holder")?
+                    .parse()
+                    .ok()?;
+                self.trusted_record(&name, uid)
+            })
+            .max_by_key(|h| h.since)
+    }
+
+    fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
+        let file = self.open_file(name, OFlag::O_RDONLY, 0).ok()?;
+        if fstat(file.as_fd()).ok()?.st_uid != uid {
+            return None;
+        }
+        // Locked by its writer means written by the current holder; a record
+        // we can lock is left over from an earlier one.
+        let mut file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_) => return None,
+            Err((file, Errno::EWOULDBLOCK)) => file,
+            Err(_) => return None,
+        };
+        let mut text = Vec::new();
+        (&mut file).take(MAX_RECORD).read_to_end(&mut text).ok()?;
+        let holder: Holder = serde_json::from_slice(&text).ok()?;
+        (holder.uid == uid).then_some(holder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn me(pid: u32) -> Holder {
+        let mut h = Holder::current(vec!["train".into()]);
+        h.pid = pid;
+        h
+    }
+
+    #[test]
+    fn lease_is_exclusive_and_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path().join("locks")).unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o1777);
+        assert_eq!(dir.state("GPU-a").unwrap(), LeaseState::Free);
+        let lease = dir.try_lease("GPU-a", &me(11)).unwrap().expect("free");
+        assert_eq!(lease.uuid(), "GPU-a");
+        assert!(dir.try_lease("GPU-a", &me(12)).unwrap().is_none());
+        assert!(dir.try_lease("GPU-b", &me(12)).unwrap().is_some());
+        match dir.state("GPU-a").unwrap() {
+            LeaseState::Leased(Some(h)) => {
+                assert_eq!((h.pid, &h.command[..]), (11, &["train".to_string()][..]))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(lease);
+        assert_eq!(dir.state("GPU-a").unwrap(), LeaseState::Free);
+        let again = dir.try_lease("GPU-a", &me(13)).unwrap().expect("released");
+        match dir.state("GPU-a").unwrap() {
+            LeaseState::Leased(Some(h)) => assert_eq!(h.pid, 13),
+            other => panic!("{other:?}"),
+        }
+        drop(again);
+    }
+
+    #[test]
+    fn unsafe_directories_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            LockDir::open(&link),
+            Err(LeaseError::Symlink { .. })
+        ));
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            LockDir::open(&file),
+            Err(LeaseError::NotADirectory { .. })
+        ));
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = LockDir::open(&real).unwrap_err();
+        assert!(e.to_string().contains("chmod +t"), "{e}");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(LockDir::open(&real).is_ok());
+
+        let e = LockDir::open(tmp.path().join("no/such")).unwrap_err();
+        assert!(e.to_string().contains("mkdir -m 1777"), "{e}");
+    }
+
+    #[test]
+    fn planted_files_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path().join("locks")).unwrap();
+        let target = tmp.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("gpu-x.lock")).unwrap();
+        let e = dir.try_lease("GPU-X", &me(1)).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        nix::unistd::mkfifo(
+            &dir.path().join("gpu-y.lock"),
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let e = dir.try_lease("GPU-Y", &me(1)).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn names_never_leave_the_directory() {
+        assert_eq!(key("GPU-AB/../x"), "gpu-ab____x");
+    }
+}
