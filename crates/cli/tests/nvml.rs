@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
 use common::nvml::*;
 use common::*;
 
@@ -385,4 +388,44 @@ fn a_changed_scenario_is_seen_by_the_next_run() {
         nvml_out(&scene.path, ["-n", "7"]).ok(),
         format!("{}\n", idle.join(","))
     );
+}
+
+#[test]
+fn a_waiter_sees_the_driver_free_a_gpu() {
+    let scene = Scene::from_fixture("idle-8xa100");
+    let idle = scene.json();
+    let mut busy = idle.clone();
+    busy["devices"][3]["utilization"]["gpu"] = 100.into();
+    busy["devices"][3]["compute_processes"] =
+        serde_json::json!([{"pid": 4194399, "used_memory": 1_u64 << 30}]);
+    scene.set(&busy.to_string());
+    // --timeout: a waiter that never sees the change fails rather than hangs.
+    let mut child = nvml_std(&scene.path)
+        .args([
+            "--wait",
+            "--timeout",
+            "120s",
+            "--interval",
+            "100ms",
+            "-d",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gpusel");
+    // Its status line shows it read the busy GPU through NVML.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("GPU 3 ") {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert_ne!(n, 0, "stderr ended: {seen}");
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("utilization 100% > 0% allowed"), "{seen}");
+    assert_eq!(child.try_wait().expect("poll"), None, "still waiting");
+    scene.set(&idle.to_string());
+    let out: Out = child.wait_with_output().expect("wait").into();
+    assert_eq!(out.ok(), "3\n");
 }

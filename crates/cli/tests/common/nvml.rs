@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Out, gpusel, out};
+use super::{Out, gpusel, gpusel_std, out};
 
 #[path = "../../../fake-nvml/locate.rs"]
 mod fake_nvml;
@@ -30,6 +30,14 @@ pub fn nvml(scenario: impl AsRef<Path>) -> assert_cmd::Command {
     cmd.env("GPUSEL_NVML_LIB", fake_library())
         .env("FAKE_NVML_SCENARIO", scenario.as_ref())
         .timeout(HANG);
+    cmd
+}
+
+/// [`nvml`] as a `std::process::Command`, to spawn it.
+pub fn nvml_std(scenario: impl AsRef<Path>) -> std::process::Command {
+    let mut cmd = gpusel_std();
+    cmd.env("GPUSEL_NVML_LIB", fake_library())
+        .env("FAKE_NVML_SCENARIO", scenario.as_ref());
     cmd
 }
 
