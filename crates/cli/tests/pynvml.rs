@@ -108,18 +108,23 @@ fn python() -> &'static Path {
     })
 }
 
-/// What pynvml reports for `scenario`, read through a `libnvidia-ml.so.1`
-/// that is fake-nvml.
-fn pynvml_reads(scenario: &Path) -> Value {
+/// Runs `python ARGS` with fake-nvml as the `libnvidia-ml.so.1` the dynamic
+/// linker finds, serving `scenario`.
+fn python_on(scenario: &Path, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("temp dir");
     std::os::unix::fs::symlink(fake_library(), dir.path().join("libnvidia-ml.so.1"))
         .expect("symlink the fake library");
-    let out = Command::new(python())
-        .arg(READ_PY)
+    Command::new(python())
+        .args(args)
         .env("LD_LIBRARY_PATH", dir.path())
         .env("FAKE_NVML_SCENARIO", scenario)
         .output()
-        .expect("run python");
+        .expect("run python")
+}
+
+/// What pynvml reports for `scenario`.
+fn pynvml_reads(scenario: &Path) -> Value {
+    let out = python_on(scenario, &[READ_PY]);
     assert!(
         out.status.success(),
         "pynvml failed on {}: {}",
@@ -263,4 +268,67 @@ fn pynvml_sees_the_mig_h100_as_gpusel_does() {
 #[test]
 fn pynvml_sees_the_idle_a100s_as_gpusel_does() {
     agree_on("idle-8xa100");
+}
+
+/// The exception pynvml raises for `call` (Python, after `import pynvml as
+/// n`) on fixture `name`, or `ok`.
+fn pynvml_raises(name: &str, call: &str) -> String {
+    let code = format!(
+        "import pynvml as n\ntry:\n    {call}\n    print('ok')\nexcept (n.NVMLError, n.NVMLLibraryMismatchError) as e:\n    print(type(e).__name__)"
+    );
+    let out = python_on(&fixture(name), &["-c", &code]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn pynvml_reads_the_faults_as_the_real_errors() {
+    assert_eq!(
+        pynvml_raises("driver-not-loaded", "n.nvmlInit()"),
+        "NVMLError_DriverNotLoaded"
+    );
+    assert_eq!(
+        pynvml_raises("version-mismatch", "n.nvmlInit()"),
+        "NVMLError_LibRmVersionMismatch"
+    );
+    let init = "n.nvmlInit(); ";
+    assert_eq!(
+        pynvml_raises(
+            "lost-gpu",
+            &format!("{init}n.nvmlDeviceGetHandleByIndex(2)")
+        ),
+        "NVMLError_GpuIsLost"
+    );
+    assert_eq!(
+        pynvml_raises(
+            "lost-gpu",
+            &format!("{init}n.nvmlDeviceGetHandleByIndex(3)")
+        ),
+        "ok"
+    );
+    // pynvml, written for real drivers, expects this very code from an old
+    // one: its unversioned call turns it into "use the _v2 function".
+    let procs = |v: &str| {
+        format!("{init}n.nvmlDeviceGetComputeRunningProcesses{v}(n.nvmlDeviceGetHandleByIndex(0))")
+    };
+    assert_eq!(
+        pynvml_raises("old-driver", &procs("_v3")),
+        "NVMLError_FunctionNotFound"
+    );
+    assert_eq!(
+        pynvml_raises("old-driver", &procs("")),
+        "NVMLLibraryMismatchError"
+    );
+    assert_eq!(pynvml_raises("old-driver", &procs("_v2")), "ok");
+    assert_eq!(pynvml_raises("lab-8xa100", &procs("")), "ok");
+    // A field the scenario leaves out is "not supported", as on a real board.
+    let util = "n.nvmlDeviceGetUtilizationRates(n.nvmlDeviceGetHandleByIndex(0))";
+    assert_eq!(
+        pynvml_raises("mig-h100", &format!("{init}{util}")),
+        "NVMLError_NotSupported"
+    );
 }
