@@ -40,6 +40,7 @@ With `-- CMD`, gpusel exits with CMD's own status once CMD runs. If gpusel fails
 Environment:
   CUDA_VISIBLE_DEVICES   devices gpusel may choose from (unset: all)
   GPUSEL_PROVIDER        default for --provider
+  GPUSEL_NVML_LIB        the NVML library to load (default libnvidia-ml.so.1)
   GPUSEL_STRATEGY        default for --strategy
   GPUSEL_LOCK_DIR        default for --lock-dir
   GPUSEL_INTERVAL        default for --interval

@@ -8,6 +8,16 @@ pub fn registry() -> ProviderRegistry {
     #[allow(unused_mut)]
     let mut registry = ProviderRegistry::with_builtin();
     // NVML (issue 3) registers here, first, as the default.
+    registry.register(
+        provider_nvml::NAME,
+        "nvml[:LIBRARY]",
+        "NVIDIA's management library (the default); LIBRARY or $GPUSEL_NVML_LIB overrides libnvidia-ml.so.1",
+        true,
+        |spec| {
+            let provider = provider_nvml::open_spec(spec.argument.as_deref())?;
+            Ok(Box::new(provider))
+        },
+    );
     // nvidia-smi (issue 4) registers here, after NVML.
     registry.register(
         provider_smi::NAME,

@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod nvml;
 pub mod smi;
 
 use std::borrow::BorrowMut;
@@ -41,7 +42,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 8] = [
+const CLEAN_ENV: [&str; 10] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -50,6 +51,8 @@ const CLEAN_ENV: [&str; 8] = [
     "GPUSEL_INTERVAL",
     "GPUSEL_BAN",
     "RUST_LOG",
+    "GPUSEL_NVML_LIB",
+    "FAKE_NVML_SCENARIO",
 ];
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that

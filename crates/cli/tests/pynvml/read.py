@@ -1,0 +1,101 @@
+# Reads every GPU through NVIDIA's own Python binding (nvidia-ml-py), which
+# loads libnvidia-ml.so.1 by name, and prints what it saw as JSON on stdout.
+# The Rust test puts fake-nvml under that name on LD_LIBRARY_PATH and compares
+# this with `gpusel list --json`: pynvml's ctypes structures are written from
+# nvml.h by NVIDIA, so agreement proves the fake's ABI is the real one.
+import json
+
+import pynvml as n
+
+
+def maybe(call, *args):
+    try:
+        return call(*args)
+    except n.NVMLError_NotSupported:
+        return None
+
+
+def text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def processes(handle):
+    try:
+        compute = n.nvmlDeviceGetComputeRunningProcesses(handle)
+    except n.NVMLError_NotSupported:
+        return None
+    graphics = maybe(n.nvmlDeviceGetGraphicsRunningProcesses, handle) or []
+    out = {}
+    for kind, procs in (("compute", compute), ("graphics", graphics)):
+        for p in procs:
+            entry = out.setdefault(p.pid, {"pid": p.pid, "used_memory": p.usedGpuMemory, "kinds": []})
+            entry["kinds"].append(kind)
+            entry["name"] = text(maybe(n.nvmlSystemGetProcessName, p.pid))
+    return list(out.values())
+
+
+def memory(handle):
+    m = maybe(n.nvmlDeviceGetMemoryInfo, handle, n.nvmlMemory_v2)
+    return None if m is None else {"total": m.total, "used": m.used, "free": m.free}
+
+
+n.nvmlInit()
+gpus = []
+for i in range(n.nvmlDeviceGetCount()):
+    h = n.nvmlDeviceGetHandleByIndex(i)
+    util = maybe(n.nvmlDeviceGetUtilizationRates, h)
+    mig = maybe(n.nvmlDeviceGetMigMode, h)
+    # The other ways to a handle must reach the same GPU.
+    for other in (
+        n.nvmlDeviceGetHandleByUUID(n.nvmlDeviceGetUUID(h)),
+        n.nvmlDeviceGetHandleByPciBusId(n.nvmlDeviceGetPciInfo(h).busId),
+    ):
+        assert n.nvmlDeviceGetIndex(other) == i, (i, other)
+    # v1 memory counts reserved memory as used, as drivers since R510 do.
+    v1 = maybe(n.nvmlDeviceGetMemoryInfo, h)
+    v2 = maybe(n.nvmlDeviceGetMemoryInfo, h, n.nvmlMemory_v2)
+    if v2 is not None:
+        assert (v1.total, v1.free, v1.used) == (v2.total, v2.free, v2.used + v2.reserved)
+    gpu = {
+        "index": n.nvmlDeviceGetIndex(h),
+        "uuid": text(n.nvmlDeviceGetUUID(h)),
+        "name": text(n.nvmlDeviceGetName(h)),
+        "pci_bus_id": text(n.nvmlDeviceGetPciInfo(h).busId),
+        "memory": memory(h),
+        "utilization_gpu": None if util is None else util.gpu,
+        "utilization_memory": None if util is None else util.memory,
+        "temperature": maybe(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
+        "power_draw": maybe(n.nvmlDeviceGetPowerUsage, h),
+        "power_limit": maybe(n.nvmlDeviceGetEnforcedPowerLimit, h),
+        "performance_state": maybe(n.nvmlDeviceGetPerformanceState, h),
+        "sm_clock": maybe(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
+        "mig_mode": None if mig is None else mig[0] == n.NVML_DEVICE_MIG_ENABLE,
+        "processes": processes(h),
+        "mig_devices": [],
+    }
+    if gpu["mig_mode"]:
+        for slot in range(n.nvmlDeviceGetMaxMigDeviceCount(h)):
+            try:
+                m = n.nvmlDeviceGetMigDeviceHandleByIndex(h, slot)
+            except n.NVMLError_NotFound:
+                continue
+            assert n.nvmlDeviceIsMigDeviceHandle(m)
+            parent = n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(m)
+            assert text(n.nvmlDeviceGetUUID(parent)) == gpu["uuid"]
+            gpu["mig_devices"].append({
+                "index": slot,
+                "uuid": text(n.nvmlDeviceGetUUID(m)),
+                "name": text(n.nvmlDeviceGetName(m)),
+                "gpu_instance_id": n.nvmlDeviceGetGpuInstanceId(m),
+                "compute_instance_id": n.nvmlDeviceGetComputeInstanceId(m),
+                "memory": memory(m),
+                "processes": processes(m),
+            })
+    gpus.append(gpu)
+print(json.dumps({
+    "nvml_version": text(n.nvmlSystemGetNVMLVersion()),
+    "driver_version": text(n.nvmlSystemGetDriverVersion()),
+    "cuda_driver_version": n.nvmlSystemGetCudaDriverVersion(),
+    "gpus": gpus,
+}))
+n.nvmlShutdown()
