@@ -64,7 +64,7 @@ fn strategy_name<'a>(args: &SelectArgs, config: &'a Config) -> (String, Option<&
 /// Takes a snapshot, selects (leasing, and waiting if asked), and delivers
 /// the result in `mode`.
 pub fn run(
-    provider: &dyn GpuInfoProvider,
+    provider: Box<dyn GpuInfoProvider>,
     rt: &tokio::runtime::Runtime,
     args: &SelectArgs,
     config: &Config,
@@ -180,6 +180,10 @@ pub fn run(
         }
     };
     status.finish();
+    // Done with the driver: shut NVML down now, so that in `-- CMD` mode the
+    // job does not inherit its handle (and any descriptors the driver opened
+    // without close-on-exec).
+    drop(provider);
     if args.explain {
         explain(&selection.verdicts, &selection.strategy);
     }

@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Some(Sub::Env(args)) => choose::run(
-            provider.as_ref(),
+            provider,
             &rt,
             &args,
             &config,
@@ -97,7 +97,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Mode::Run
             };
             choose::run(
-                provider.as_ref(),
+                provider,
                 &rt,
                 &cli.select,
                 &config,

@@ -216,8 +216,15 @@ fn snapshot_path_is_a_directory() {
 
 #[test]
 fn default_provider_without_a_gpu_provider() {
+    // As on a machine without a driver, even where the tests run on a GPU
+    // machine: no libnvidia-ml and no nvidia-smi to be found.
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = empty.path().join("libnvidia-ml.so.1");
     for args in [&[][..], &["list"][..], &["env"][..]] {
-        let out = out(gpusel().args(args));
+        let out = out(gpusel()
+            .env("PATH", empty.path())
+            .env("GPUSEL_NVML_LIB", &nowhere)
+            .args(args));
         out.code(4)
             .no_stdout()
             .one_error_naming("--provider file:PATH");

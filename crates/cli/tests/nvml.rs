@@ -116,6 +116,22 @@ fn run_mode_gives_the_child_an_idle_gpu() {
     assert_eq!(child[1], "unset");
 }
 
+/// NVML is shut down before the exec: the job must not inherit the driver's
+/// descriptors (the fake holds its scenario file open, inheritably, while
+/// initialised, as the real library holds its device nodes).
+#[test]
+fn run_mode_shuts_nvml_down_before_the_job_starts() {
+    let scene = Scene::from_fixture("lab-8xa100");
+    let open_files = "for fd in /proc/$$/fd/*; do readlink \"$fd\"; done";
+    let out = out(nvml(&scene.path).args(["--", "sh", "-c", open_files]));
+    let files = out.ok();
+    let scenario = scene.path.display().to_string();
+    assert!(
+        !files.contains(&scenario),
+        "the job holds {scenario}:\n{files}"
+    );
+}
+
 // ---- filters ------------------------------------------------------------------------
 
 #[test]

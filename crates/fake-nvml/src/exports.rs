@@ -13,6 +13,38 @@ use crate::scenario::{self, HandleError, InitError, LoadError, Process, Scenario
 /// init fails here as on a real driver.
 static INITIALIZED: AtomicUsize = AtomicUsize::new(0);
 
+/// What the real library holds open between init and shutdown: its device
+/// nodes (`/dev/nvidiactl`, `/dev/nvidia0`). The fake holds the scenario file
+/// open instead, inheritable across exec as a driver's descriptors may be, so
+/// a test can see whether a process it started still has NVML initialised.
+static DRIVER_FD: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+unsafe extern "C" {
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+}
+
+fn open_driver_fd() {
+    use std::os::fd::AsRawFd;
+    const F_SETFD: c_int = 2;
+    let Some(path) = std::env::var_os(scenario::SCENARIO_ENV) else {
+        return;
+    };
+    let Ok(file) = std::fs::File::open(path) else {
+        return;
+    };
+    // SAFETY: a valid descriptor we own; F_SETFD with 0 clears FD_CLOEXEC.
+    unsafe { fcntl(file.as_raw_fd(), F_SETFD, 0 as c_int) };
+    if let Ok(mut slot) = DRIVER_FD.lock() {
+        *slot = Some(file);
+    }
+}
+
+fn close_driver_fd() {
+    if let Ok(mut slot) = DRIVER_FD.lock() {
+        *slot = None;
+    }
+}
+
 /// Runs `body` against the current scenario, as the entry point `name`:
 /// answers `FUNCTION_NOT_FOUND` when the scenario lists `name` as missing and
 /// `UNKNOWN` when `body` panics, so no panic crosses the C boundary.
@@ -114,7 +146,9 @@ fn init() -> Ret {
                 InitError::NoPermission => abi::NO_PERMISSION,
             });
         }
-        INITIALIZED.fetch_add(1, Ordering::SeqCst);
+        if INITIALIZED.fetch_add(1, Ordering::SeqCst) == 0 {
+            open_driver_fd();
+        }
         Ok(())
     });
     match outcome {
@@ -144,6 +178,10 @@ pub extern "C" fn nvmlShutdown() -> Ret {
     let dropped =
         INITIALIZED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     match dropped {
+        Ok(1) => {
+            close_driver_fd();
+            abi::SUCCESS
+        }
         Ok(_) => abi::SUCCESS,
         Err(_) => abi::UNINITIALIZED,
     }

@@ -42,7 +42,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 10] = [
+const CLEAN_ENV: [&str; 14] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -53,6 +53,10 @@ const CLEAN_ENV: [&str; 10] = [
     "RUST_LOG",
     "GPUSEL_NVML_LIB",
     "FAKE_NVML_SCENARIO",
+    "GPUSEL_NVIDIA_SMI",
+    "GPUSEL_SMI_TIMEOUT",
+    "FAKE_SMI_SCENARIO",
+    "GPUSEL_LOCK_DIR",
 ];
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that
