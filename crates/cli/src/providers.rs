@@ -1,6 +1,6 @@
 //! The providers this binary knows, in the order `--provider auto` tries them.
 
-use gpu_core::ProviderRegistry;
+use gpu_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
 
 /// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
 /// in registration order: NVML first, then nvidia-smi.
@@ -16,5 +16,46 @@ pub fn registry() -> ProviderRegistry {
         true,
         |spec| Ok(Box::new(provider_smi::SmiProvider::from_env(spec.argument.as_deref())?)),
     );
+    // The deprecated torch provider (issue 8): never tried by `auto`, and
+    // registered even without the feature so that asking for it says how to get it.
+    registry.register(
+        TORCH,
+        TORCH,
+        "deprecated: libtorch's device count and memory; creates a CUDA context on every GPU (needs a build with --features torch)",
+        false,
+        open_torch,
+    );
     registry
+}
+
+const TORCH: &str = "torch";
+
+/// What `--provider torch` says in a build without the `torch` feature.
+#[cfg(not(feature = "torch"))]
+pub const NO_TORCH: &str = "gpusel was built without torch support; rebuild with --features torch";
+
+fn torch_takes_no_argument(spec: &ProviderSpec) -> Result<(), ProviderError> {
+    match spec.argument {
+        Some(_) => Err(ProviderError::UnknownProvider {
+            spec: spec.raw.clone(),
+            available: vec!["torch (it takes no argument)".into()],
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(feature = "torch")]
+fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
+    torch_takes_no_argument(spec)?;
+    crate::out::eprint_line("warning: ", provider_torch::DEPRECATION);
+    Ok(Box::new(provider_torch::TorchProvider::open()?))
+}
+
+#[cfg(not(feature = "torch"))]
+fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
+    torch_takes_no_argument(spec)?;
+    Err(ProviderError::Unavailable {
+        provider: TORCH.into(),
+        message: NO_TORCH.into(),
+    })
 }
