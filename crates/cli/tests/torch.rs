@@ -117,3 +117,28 @@ fn unknown_provider_lists_torch() {
     out.code(2).no_stdout();
     out.one_error_naming("smi[:PATH], torch");
 }
+
+/// What the torch provider reports (memory only) replayed from a file: the
+/// README's advice holds, memory strategies work and idle-random says why not.
+#[test]
+fn a_memory_only_snapshot_selects_by_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpu = |i: u32, free: u64| {
+        format!(
+            r#"{{"index":{i},"uuid":"GPU-{i}0000000-0000-0000-0000-000000000000","name":"NVIDIA H100 80GB HBM3","memory_total":85520809984,"memory_free":{free}}}"#
+        )
+    };
+    let snapshot = format!(
+        r#"{{"schema_version":1,"host":"h","time":"2026-11-22T03:00:00Z","provider":"torch","gpus":[{},{}]}}"#,
+        gpu(0, 10 << 30),
+        gpu(1, 70 << 30)
+    );
+    let path = write_file(&dir, "torch.json", &snapshot);
+    for strategy in ["worst-fit", "best-fit"] {
+        let out = out(gpusel_on(&path).args(["--strategy", strategy, "--mem", "20GiB"]));
+        assert_eq!(out.ok(), "1\n", "{strategy}");
+    }
+    let out = out(gpusel_on(&path));
+    out.code(3).no_stdout();
+    out.stderr_has("process list unknown (the provider does not report it)");
+}
