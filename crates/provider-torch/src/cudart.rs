@@ -156,3 +156,40 @@ impl Cudart {
         Ok(c_text(&buffer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the real lookups and calls; on CI (no driver) every device call
+    /// must come back as a typed error in the runtime's words, not a crash.
+    #[test]
+    fn calls_without_a_gpu_are_typed_errors() {
+        if std::env::var_os("GPUSEL_TEST_HAS_GPU").is_some() {
+            let rt = Cudart::load().unwrap();
+            assert_eq!(rt.no_device_reason(), None);
+            let (free, total) = rt.memory(0).unwrap();
+            assert!(0 < free && free <= total);
+            assert!(rt.identity(0).unwrap().0.contains("NVIDIA"));
+            return;
+        }
+        let rt = Cudart::load().expect("libtorch_cuda loads a CUDA runtime");
+        assert_eq!(rt.error_text(100), "no CUDA-capable device is detected");
+        assert!(rt.no_device_reason().is_some());
+        for e in [
+            rt.memory(0).unwrap_err(),
+            rt.identity(0).unwrap_err(),
+            rt.pci_bus_id(0).unwrap_err(),
+        ] {
+            let TorchError::Cuda { device, code, .. } = &e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(*device, 0);
+            assert_ne!(*code, 0);
+            assert!(
+                e.to_string().ends_with("; check the GPU with nvidia-smi"),
+                "{e}"
+            );
+        }
+    }
+}
