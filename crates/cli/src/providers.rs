@@ -1,6 +1,6 @@
 //! The providers this binary knows, in the order `--provider auto` tries them.
 
-use gpu_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
+use gpu_core::ProviderRegistry;
 
 /// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
 /// in registration order: NVML first, then nvidia-smi.
@@ -30,13 +30,16 @@ pub fn registry() -> ProviderRegistry {
 
 const TORCH: &str = "torch";
 
+// Full paths below keep this whole feature in the tail of the file.
+type Opened = Result<Box<dyn gpu_core::GpuInfoProvider>, gpu_core::ProviderError>;
+
 /// What `--provider torch` says in a build without the `torch` feature.
 #[cfg(not(feature = "torch"))]
 pub const NO_TORCH: &str = "gpusel was built without torch support; rebuild with --features torch";
 
-fn torch_takes_no_argument(spec: &ProviderSpec) -> Result<(), ProviderError> {
+fn torch_takes_no_argument(spec: &gpu_core::ProviderSpec) -> Result<(), gpu_core::ProviderError> {
     match spec.argument {
-        Some(_) => Err(ProviderError::UnknownProvider {
+        Some(_) => Err(gpu_core::ProviderError::UnknownProvider {
             spec: spec.raw.clone(),
             available: vec!["torch (it takes no argument)".into()],
         }),
@@ -45,16 +48,16 @@ fn torch_takes_no_argument(spec: &ProviderSpec) -> Result<(), ProviderError> {
 }
 
 #[cfg(feature = "torch")]
-fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
+fn open_torch(spec: &gpu_core::ProviderSpec) -> Opened {
     torch_takes_no_argument(spec)?;
     crate::out::eprint_line("warning: ", provider_torch::DEPRECATION);
     Ok(Box::new(provider_torch::TorchProvider::open()?))
 }
 
 #[cfg(not(feature = "torch"))]
-fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
+fn open_torch(spec: &gpu_core::ProviderSpec) -> Opened {
     torch_takes_no_argument(spec)?;
-    Err(ProviderError::Unavailable {
+    Err(gpu_core::ProviderError::Unavailable {
         provider: TORCH.into(),
         message: NO_TORCH.into(),
     })
