@@ -26,5 +26,49 @@ pub fn registry() -> ProviderRegistry {
         true,
         |spec| Ok(Box::new(provider_smi::SmiProvider::from_env(spec.argument.as_deref())?)),
     );
+    // The deprecated torch provider (issue 8): never tried by `auto`, and
+    // registered even without the feature so that asking for it says how to get it.
+    registry.register(
+        TORCH,
+        TORCH,
+        "deprecated: libtorch's device count and memory; creates a CUDA context on every GPU (needs a build with --features torch)",
+        false,
+        open_torch,
+    );
     registry
+}
+
+const TORCH: &str = "torch";
+
+// Full paths below keep this whole feature in the tail of the file.
+type Opened = Result<Box<dyn gpu_core::GpuInfoProvider>, gpu_core::ProviderError>;
+
+/// What `--provider torch` says in a build without the `torch` feature.
+#[cfg(not(feature = "torch"))]
+pub const NO_TORCH: &str = "gpusel was built without torch support; rebuild with --features torch";
+
+fn torch_takes_no_argument(spec: &gpu_core::ProviderSpec) -> Result<(), gpu_core::ProviderError> {
+    match spec.argument {
+        Some(_) => Err(gpu_core::ProviderError::UnknownProvider {
+            spec: spec.raw.clone(),
+            available: vec!["torch (it takes no argument)".into()],
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(feature = "torch")]
+fn open_torch(spec: &gpu_core::ProviderSpec) -> Opened {
+    torch_takes_no_argument(spec)?;
+    crate::out::eprint_line("warning: ", provider_torch::DEPRECATION);
+    Ok(Box::new(provider_torch::TorchProvider::open()?))
+}
+
+#[cfg(not(feature = "torch"))]
+fn open_torch(spec: &gpu_core::ProviderSpec) -> Opened {
+    torch_takes_no_argument(spec)?;
+    Err(gpu_core::ProviderError::Unavailable {
+        provider: TORCH.into(),
+        message: NO_TORCH.into(),
+    })
 }
