@@ -46,9 +46,7 @@ impl Holder {
             .flatten()
             .map(|u| u.name)
             .unwrap_or_else(|| uid.to_string());
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let host = crate::model::host_name();
         Holder {
             pid: std::process::id(),
             uid: uid.as_raw(),

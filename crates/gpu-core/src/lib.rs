@@ -79,7 +79,9 @@ pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir};
-pub use model::{Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError};
+pub use model::{
+    Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
+};
 pub use procfs::ProcReader;
 pub use provider::{GpuInfoProvider, ProviderError};
 pub use reason::Reason;

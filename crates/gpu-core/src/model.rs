@@ -223,6 +223,12 @@ impl Snapshot {
         }
     }
 
+    /// An empty snapshot of this machine (its host name) taken now by
+    /// `provider`: what a provider that reads local GPUs starts from.
+    pub fn local(provider: impl Into<String>) -> Self {
+        Self::new(host_name(), provider)
+    }
+
     /// Checks what the rest of gpusel relies on: a supported schema version and
     /// unique GPU indices and UUIDs (identity is the UUID).
     pub fn validate(&self) -> Result<(), SnapshotError> {
@@ -286,4 +292,13 @@ pub enum SnapshotError {
         /// Index of the GPU without UUID.
         index: u32,
     },
+}
+
+/// This machine's host name, or `localhost` when it has none.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -25,7 +25,7 @@ pub(crate) fn field<T>(what: &str, result: Result<T, NvmlError>) -> Option<T> {
 
 pub(crate) fn snapshot(nvml: &Nvml, raw: &RawCalls) -> Result<Snapshot, ScanError> {
     let count = nvml.device_count().map_err(ScanError::Count)?;
-    let mut snapshot = Snapshot::new(host(), crate::NAME);
+    let mut snapshot = Snapshot::local(crate::NAME);
     snapshot.driver_version = field("driver version", nvml.sys_driver_version());
     snapshot.cuda_driver_version =
         field("CUDA driver version", nvml.sys_cuda_driver_version()).map(cuda_version);
@@ -162,12 +162,6 @@ fn profile(name: &str) -> Option<String> {
 /// NVML's `12080` is CUDA 12.8.
 fn cuda_version(v: i32) -> String {
     format!("{}.{}", v / 1000, (v % 1000) / 10)
-}
-
-fn host() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

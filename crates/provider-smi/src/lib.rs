@@ -240,7 +240,7 @@ impl SmiProvider {
             });
         }
 
-        let mut snapshot = Snapshot::new(host_name(), NAME);
+        let mut snapshot = Snapshot::local(NAME);
         snapshot.time = time;
         snapshot.driver_version = rows.driver_version;
         snapshot.gpus = rows.gpus;
@@ -405,14 +405,6 @@ fn parse_timeout(value: &str) -> Result<Duration, SmiError> {
         .ok_or_else(|| SmiError::BadTimeout {
             value: value.to_string(),
         })
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .map(|h| h.to_string_lossy().into_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl TorchProvider {
     fn read(&self) -> Result<Snapshot, TorchError> {
         let cudart = Cudart::load()?;
         let all = pci::driver_gpus(Path::new(pci::PROC_GPUS));
-        let mut snapshot = Snapshot::new(host_name(), NAME);
+        let mut snapshot = Snapshot::local(NAME);
         let mut seen: Vec<(PciAddr, i32)> = Vec::new();
         for device in 0..self.devices {
             let (name, uuid) = cudart.identity(device)?;
@@ -123,14 +123,6 @@ fn torch_cuda_loaded() -> bool {
         libc::dlclose(handle);
     }
     true
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .map(|h| h.to_string_lossy().into_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
