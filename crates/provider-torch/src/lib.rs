@@ -10,8 +10,9 @@
 //!
 //! What libtorch can honestly give is little: whether CUDA is available, how
 //! many devices it sees, and, through the CUDA runtime libtorch loads, each
-//! device's total and free memory, name, UUID and PCI bus id (the identity
-//! gpusel needs to lease it). Every other field is `None`.
+//! device's total and free memory (used is total minus free), name, UUID and
+//! PCI bus id (the identity gpusel needs to lease it). Every other field is
+//! `None`.
 //!
 //! The libtorch part is behind the `libtorch` feature, so that a workspace
 //! build never needs libtorch; without it this crate holds the deprecation

@@ -81,6 +81,9 @@ impl TorchProvider {
             gpu.pci_bus_id = addr.map(|a| a.to_string());
             gpu.memory_total = Some(total);
             gpu.memory_free = Some(free);
+            // What cudaMemGetInfo does not give free is in use, gpusel's own
+            // context included: the same sum nvidia-smi's "used" makes.
+            gpu.memory_used = Some(total.saturating_sub(free));
             snapshot.gpus.push(gpu);
         }
         snapshot.gpus.sort_by_key(|g| g.index);
