@@ -35,13 +35,7 @@ pub fn parse_snapshot(text: &str, source: &Path) -> Result<Snapshot, ProviderErr
         path: source.to_path_buf(),
         message: e.to_string(),
     })?;
-    snapshot
-        .validate()
-        .map_err(|error| ProviderError::Invalid {
-            source_name: source.display().to_string(),
-            error,
-        })?;
-    Ok(snapshot)
+    snapshot.validated(source.display().to_string())
 }
 
 #[async_trait]

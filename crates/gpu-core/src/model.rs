@@ -4,6 +4,7 @@
 //! percentages as `u8`, temperatures in degrees Celsius. A value the driver
 //! does not report is `None`, never 0: "not supported" and "zero" differ.
 
+use crate::provider::ProviderError;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -227,6 +228,18 @@ impl Snapshot {
     /// `provider`: what a provider that reads local GPUs starts from.
     pub fn local(provider: impl Into<String>) -> Self {
         Self::new(host_name(), provider)
+    }
+
+    /// [`validate`](Self::validate)s, as a provider returns it: the snapshot,
+    /// or [`ProviderError::Invalid`] naming `source` (a provider, a file).
+    pub fn validated(self, source: impl Into<String>) -> Result<Self, ProviderError> {
+        match self.validate() {
+            Ok(()) => Ok(self),
+            Err(error) => Err(ProviderError::Invalid {
+                source_name: source.into(),
+                error,
+            }),
+        }
     }
 
     /// Checks what the rest of gpusel relies on: a supported schema version and

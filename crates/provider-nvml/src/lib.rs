@@ -100,13 +100,7 @@ impl GpuInfoProvider for NvmlProvider {
             provider: NAME.into(),
             message: e.to_string(),
         })?;
-        snapshot
-            .validate()
-            .map_err(|error| ProviderError::Invalid {
-                source_name: NAME.into(),
-                error,
-            })?;
-        Ok(snapshot)
+        snapshot.validated(NAME)
     }
 }
 

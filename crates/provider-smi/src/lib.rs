@@ -291,7 +291,7 @@ impl GpuInfoProvider for SmiProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        Ok(self.read()?)
+        self.read()?.validated(NAME)
     }
 }
 

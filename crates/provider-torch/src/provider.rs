@@ -98,14 +98,7 @@ impl GpuInfoProvider for TorchProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let snapshot = self.read()?;
-        snapshot
-            .validate()
-            .map_err(|error| ProviderError::Invalid {
-                source_name: NAME.into(),
-                error,
-            })?;
-        Ok(snapshot)
+        self.read()?.validated(NAME)
     }
 }
 
