@@ -306,10 +306,15 @@ fn mig_list_shows_instances() {
 #[test]
 fn no_driver_exits_4_and_says_what_to_do() {
     let scenario = fixture("driver-not-loaded");
-    nvml_out(&scenario, ["list"])
-        .code(4)
+    // The default, auto, says why each provider it tried failed (no
+    // nvidia-smi on this PATH, even on a GPU machine).
+    let no_smi = tempfile::tempdir().unwrap();
+    let out = out(nvml(&scenario).env("PATH", no_smi.path()).arg("list"));
+    out.code(4)
         .no_stdout()
-        .one_error_naming("no NVIDIA driver found: is this a GPU machine? try --provider smi");
+        .stderr_has("\n  provider 'nvml' is unavailable: no NVIDIA driver found: is this a GPU machine? try --provider smi, or load the nvidia kernel module\n")
+        .stderr_has("\n  provider 'smi' is unavailable: nvidia-smi not found on PATH");
+    out.one_error_naming("no GPU provider works on this machine");
     nvml_out(&scenario, ["-p", "nvml"])
         .code(4)
         .one_error_naming("provider 'nvml' is unavailable: no NVIDIA driver found");
@@ -377,7 +382,7 @@ fn bad_scenario_is_a_provider_error_not_a_crash() {
     let scene = Scene::from_fixture("idle-8xa100");
     scene.set("{ \"devices\": [ oops");
     // Init reads the scenario too: a broken one is an unknown NVML error.
-    nvml_out(&scene.path, ["list"])
+    nvml_out(&scene.path, ["-p", "nvml", "list"])
         .code(4)
         .no_stdout()
         .one_error_naming("NVML");

@@ -19,11 +19,12 @@ pub enum ProviderError {
     },
     /// `--provider auto` found no provider that works on this machine.
     #[error(
-        "no GPU provider works on this machine ({tried}); give one with --provider, e.g. --provider file:PATH to read a snapshot"
+        "no GPU provider works on this machine; give one with --provider, e.g. --provider file:PATH to read a snapshot{}",
+        tried.iter().map(|t| format!("\n  {t}")).collect::<String>()
     )]
     NoProvider {
-        /// What was tried and why each failed.
-        tried: String,
+        /// Why each provider `auto` tried failed, one line each.
+        tried: Vec<String>,
     },
     /// The provider exists but cannot run here (no driver, no binary, ...).
     #[error("provider '{provider}' is unavailable: {message}")]

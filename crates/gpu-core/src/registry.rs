@@ -171,15 +171,15 @@ impl ProviderRegistry {
                 }
                 Err(e) => {
                     tracing::debug!(provider = %entry.name, error = %e, "auto: provider unavailable");
-                    tried.push(format!("{}: {e}", entry.name));
+                    tried.push(e.to_string());
                 }
             }
         }
         Err(ProviderError::NoProvider {
             tried: if tried.is_empty() {
-                "this build has no NVML or nvidia-smi provider".into()
+                vec!["this build has no NVML or nvidia-smi provider".into()]
             } else {
-                tried.join("; ")
+                tried
             },
         })
     }
