@@ -1,57 +1,6 @@
 //! Exclusive device leases: no two gpusel jobs on one GPU.
 //!
-//! # Design
-//!
-//! One lock directory, shared by every user of the machine
-//! ([`DEFAULT_LOCK_DIR`], `/run/lock`). In it, per device (a GPU by its
-//! UUID, a MIG device by its MIG UUID; every name starts `gpusel-` so that the
-//! directory can be a shared one):
-//!
-//! - `gpusel-<uuid>.lock`: the lease itself. A lease is an exclusive, non-blocking
-//!   `flock` on it. The file is created (mode 0644) by the first user who
-//!   needs it and opened **read-only** by everyone else: `flock` needs no write
-//!   access, so no user can write into another's lock file. Lock files are
-//!   never deleted: deleting one while another process waits on it would let
-//!   two processes lock two different files of the same name. The kernel
-//!   drops the lock when the last descriptor closes, so a job killed with
-//!   SIGKILL leaves no stale lease, and no daemon or TTL is needed.
-//! - `gpusel-<uuid>.<uid>.holder`: who holds the lease (a [`Holder`] as JSON),
-//!   written by the holder into a file of its own uid, which only that user
-//!   can write, and exclusively `flock`ed by the holder for as long as it
-//!   holds the lease. A reader trusts a record only if the lease is held, the
-//!   file is a regular file owned by the uid in its name, the record names the
-//!   same uid, and the file is still locked by its writer (a record left by
-//!   an earlier holder is not). So one user can neither forge a record in
-//!   another's name nor make a stale record look current.
-//!
-//! The directory is created mode 1777 (sticky, like `/tmp`), so users cannot
-//! delete or rename each other's files. A directory that is a symbolic link,
-//! not a directory, owned by someone other than root or the current user, or
-//! writable by group or others without the sticky bit, is refused: any of
-//! those would let another user swap the lock files. Every file is opened
-//! relative to the directory's descriptor, with `O_NOFOLLOW` (no symlink is
-//! followed) and `O_NONBLOCK` (a FIFO planted in its place cannot hang
-//! gpusel), and must be a regular file.
-//!
-//! The directory must belong to root or to the current user: a directory of
-//! another user's could have its files deleted by that user. That is why the
-//! default is `/run/lock` itself, which the system creates root-owned and
-//! sticky, rather than a `gpusel` directory under it, which the first user to
-//! run gpusel would own and everyone else would then have to refuse. A site
-//! that wants a directory of its own creates it as root (a systemd-tmpfiles
-//! entry is in `examples/`).
-//!
-//! `/run/lock` rather than `/tmp`: `/run/lock` is one tmpfs for the whole
-//! machine (mode 1777 on Debian, Ubuntu, Fedora; `/var/lock` links to it), and
-//! systemd's `PrivateTmp=yes` gives a service its own `/tmp` but leaves
-//! `/run/lock` shared, so jobs started by a service and by users see the same
-//! leases. It is emptied at boot, when no lease can be held anyway.
-//!
-//! What this does not stop: the user who first created a lock file owns it
-//! and could delete it (the sticky bit stops everyone else); an administrator
-//! who wants to rule that out creates the lock files as root. A process that
-//! finds its lock file replaced between opening and locking it retries on the
-//! new one.
+//! The design is on [`LockDir`], where the public documentation shows it.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -65,7 +14,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 use crate::holder::{Holder, LeaseStatus};
 
 /// Where leases live unless configured otherwise: machine-wide, shared by
-/// every user and every systemd service (see the [module docs](self)).
+/// every user and every systemd service (see [`LockDir`]).
 pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
 /// Largest holder record read; a bigger file is not a record gpusel wrote.
@@ -146,6 +95,59 @@ pub enum LeaseError {
 
 /// An opened, checked lock directory. Every file in it is opened relative to
 /// this descriptor, so the directory cannot be swapped under gpusel.
+///
+/// # Design
+///
+/// One lock directory, shared by every user of the machine
+/// ([`DEFAULT_LOCK_DIR`], `/run/lock`). In it, per device (a GPU by its
+/// UUID, a MIG device by its MIG UUID; every name starts `gpusel-` so that the
+/// directory can be a shared one):
+///
+/// - `gpusel-<uuid>.lock`: the lease itself. A lease is an exclusive, non-blocking
+///   `flock` on it. The file is created (mode 0644) by the first user who
+///   needs it and opened **read-only** by everyone else: `flock` needs no write
+///   access, so no user can write into another's lock file. Lock files are
+///   never deleted: deleting one while another process waits on it would let
+///   two processes lock two different files of the same name. The kernel
+///   drops the lock when the last descriptor closes, so a job killed with
+///   SIGKILL leaves no stale lease, and no daemon or TTL is needed.
+/// - `gpusel-<uuid>.<uid>.holder`: who holds the lease (a [`Holder`] as JSON),
+///   written by the holder into a file of its own uid, which only that user
+///   can write, and exclusively `flock`ed by the holder for as long as it
+///   holds the lease. A reader trusts a record only if the lease is held, the
+///   file is a regular file owned by the uid in its name, the record names the
+///   same uid, and the file is still locked by its writer (a record left by
+///   an earlier holder is not). So one user can neither forge a record in
+///   another's name nor make a stale record look current.
+///
+/// The directory is created mode 1777 (sticky, like `/tmp`), so users cannot
+/// delete or rename each other's files. A directory that is a symbolic link,
+/// not a directory, owned by someone other than root or the current user, or
+/// writable by group or others without the sticky bit, is refused: any of
+/// those would let another user swap the lock files. Every file is opened
+/// relative to the directory's descriptor, with `O_NOFOLLOW` (no symlink is
+/// followed) and `O_NONBLOCK` (a FIFO planted in its place cannot hang
+/// gpusel), and must be a regular file.
+///
+/// The directory must belong to root or to the current user: a directory of
+/// another user's could have its files deleted by that user. That is why the
+/// default is `/run/lock` itself, which the system creates root-owned and
+/// sticky, rather than a `gpusel` directory under it, which the first user to
+/// run gpusel would own and everyone else would then have to refuse. A site
+/// that wants a directory of its own creates it as root (a systemd-tmpfiles
+/// entry is in `examples/`).
+///
+/// `/run/lock` rather than `/tmp`: `/run/lock` is one tmpfs for the whole
+/// machine (mode 1777 on Debian, Ubuntu, Fedora; `/var/lock` links to it), and
+/// systemd's `PrivateTmp=yes` gives a service its own `/tmp` but leaves
+/// `/run/lock` shared, so jobs started by a service and by users see the same
+/// leases. It is emptied at boot, when no lease can be held anyway.
+///
+/// What this does not stop: the user who first created a lock file owns it
+/// and could delete it (the sticky bit stops everyone else); an administrator
+/// who wants to rule that out creates the lock files as root. A process that
+/// finds its lock file replaced between opening and locking it retries on the
+/// new one.
 #[derive(Debug)]
 pub struct LockDir {
     path: PathBuf,
