@@ -24,27 +24,16 @@ floor and to gpusel.
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from timing import run_once, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 GNU_TIME = "/usr/bin/time"
-
-
-def run_once(argv, env):
-    """Wall time in ms and stdout of one run; exits on failure."""
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    elapsed = (time.perf_counter() - start) * 1000
-    out = result.stdout.decode(errors="replace")
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(argv)} exited {result.returncode}:\n{out}{result.stderr.decode(errors='replace')}")
-    return elapsed, out
 
 
 def peak_rss_kib(argv, env):
@@ -58,14 +47,9 @@ def peak_rss_kib(argv, env):
 
 
 def measure(argv, runs, env):
-    times, first = [], None
-    for _ in range(runs):
-        elapsed, out = run_once(argv, env)
-        times.append(elapsed)
-        first = first if first is not None else out
-    times.sort()
-    p90 = times[max(0, int(len(times) * 0.9) - 1)]
-    return statistics.median(times), p90, peak_rss_kib(argv, env), first
+    runs = [run_once(argv, env) for _ in range(runs)]
+    median, p90 = summary([elapsed for elapsed, _ in runs])
+    return median, p90, peak_rss_kib(argv, env), runs[0][1]
 
 
 def main():

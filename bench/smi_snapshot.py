@@ -15,10 +15,9 @@ tens of milliseconds per call on a real GPU.
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
+
+from timing import run_once, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_DIR = os.path.join(ROOT, "tests", "fixtures", "smi")
@@ -26,17 +25,12 @@ SNAPSHOT = os.path.join(ROOT, "examples", "lab-8xa100.json")
 
 
 def run_all(argvs, env):
-    start = time.perf_counter()
-    for argv in argvs:
-        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if result.returncode != 0:
-            sys.exit(f"{argv} failed with {result.returncode}: {result.stderr.decode(errors='replace')}")
-    return (time.perf_counter() - start) * 1000
+    """Runs the commands one after the other; their total wall time in ms."""
+    return sum(run_once(argv, env)[0] for argv in argvs)
 
 
 def measure(argvs, runs, env):
-    times = sorted(run_all(argvs, env) for _ in range(runs))
-    return statistics.median(times), times[max(int(len(times) * 0.9) - 1, 0)]
+    return summary([run_all(argvs, env) for _ in range(runs)])
 
 
 def main():

@@ -16,23 +16,13 @@ temporary lock directory, never the machine's.
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from timing import run_once, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "examples", "lab-8xa100.json")
-
-
-def run_once(argv, env):
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = (time.perf_counter() - start) * 1000
-    if result.returncode != 0:
-        sys.exit(f"{argv} failed with {result.returncode}: {result.stderr.decode(errors='replace')}")
-    return elapsed
 
 
 def measure_all(cases, runs, env):
@@ -41,12 +31,8 @@ def measure_all(cases, runs, env):
     times = {name: [] for name, _ in cases}
     for _ in range(runs):
         for name, argv in cases:
-            times[name].append(run_once(argv, env))
-    out = {}
-    for name, t in times.items():
-        t.sort()
-        out[name] = (statistics.median(t), t[int(len(t) * 0.9) - 1 if len(t) >= 10 else -1])
-    return out
+            times[name].append(run_once(argv, env)[0])
+    return {name: summary(t) for name, t in times.items()}
 
 
 def main():
