@@ -85,10 +85,69 @@ pub enum Sub {
     /// Print `export` lines for the chosen GPUs, for `eval "$(gpusel env)"`.
     /// Holds no lease once it exits: prefer `gpusel -- CMD`.
     Env(SelectArgs),
-    /// Show the GPUs the provider sees, and who leases them.
-    List,
+    /// Show the GPUs, their load and processes, and who leases them.
+    #[command(long_about = LIST_ABOUT)]
+    List(ListArgs),
+    /// Print the state of the GPUs this process may use, for scripts.
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
     /// Show the effective configuration and where each value comes from.
     Config,
+}
+
+const LIST_ABOUT: &str = "\
+Show the GPUs, their load and processes, and who leases them.
+
+One row per GPU, and per MIG device under its parent: index, availability, model, GPU and memory-bandwidth utilization, memory used/total (with a bar), temperature, power draw/limit and SM clock. Under each device, one line per process: pid, user, GPU memory, when it started and its command (--full-cmd: with its arguments); then who leases the device through gpusel.
+
+Availability, as nvgpu shows it:
+  [ ]  free: no process, no load
+  [~]  in use by the processes listed under it
+  [L]  leased by a gpusel job (gpusel never gives it to another)
+  [!]  in use by a process this machine's /proc does not show (another PID namespace, such as a container, or hidepid=), or the driver would not list its processes: someone uses it and nobody here can say who
+
+Width: the table fits the terminal (or COLUMNS) by leaving out the SM clock, memory utilization, the bar, temperature and power, in that order, and then cutting names and commands with …; --wide shows every column whole, with performance state, PCI bus id, UUID and process kind (C compute, G graphics). Into a pipe or a file the table is never cut, as with ps.
+
+Color, by load (green light, yellow moderate, red heavy): on a terminal unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE=1 forces it; --color overrides both. Names and commands are shown with control characters escaped (\\e, \\x07, \\u{202e}), so no process can write to your terminal through them.
+
+--json prints the snapshot in gpusel's versioned schema (the one `--provider file:PATH` replays) instead of the table.";
+
+const STATUS_ABOUT: &str = "\
+Print the state of the GPUs this process may use, for scripts (gpuselect's gpustatus).
+
+Only the devices CUDA_VISIBLE_DEVICES lets CUDA see (all when it is unset); --all for every GPU. One line per device after a header line: DEVICE (index as `gpusel list` shows it; GPU:MIG for a MIG device), UTIL and MEM_UTIL (%), PROCESSES (count), PSTATE (0-15), POWER_MW (milliwatts), TEMP_C (degrees Celsius), UUID and NAME (last, as it may hold spaces). A value the driver does not report is `-`, never 0.
+
+--json prints the same devices as a snapshot in gpusel's versioned schema (as `gpusel list --json`).";
+
+/// `gpusel list` options.
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    /// Redraw the table in place every INTERVAL (default 2s) until Ctrl-C,
+    /// like `gpustat -i` or `watch`: 500ms, 2s, 1m.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = parse_interval)]
+    pub watch: Option<std::time::Duration>,
+
+    /// Show every column whole (performance state, PCI bus id, UUID, process
+    /// kind), however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
+
+    /// Show each process's whole command line, not only its name.
+    #[arg(long)]
+    pub full_cmd: bool,
+
+    /// When to color the table: auto (a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: crate::term::ColorChoice,
+}
+
+/// `gpusel status` options.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// Every GPU, not only those CUDA_VISIBLE_DEVICES lets CUDA see.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Options every mode takes.

@@ -7,7 +7,12 @@ mod failure;
 mod list;
 mod out;
 mod providers;
+mod sanitize;
+mod status;
+mod table;
+mod term;
 mod wait;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -71,13 +76,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let registry = providers::registry();
     let provider = registry.open(&config.provider.value)?;
     match cli.sub {
-        Some(Sub::List) => {
+        Some(Sub::List(args)) => {
+            let take = || -> Result<gpu_core::Snapshot, Failure> {
+                let mut snapshot = rt.block_on(provider.snapshot())?;
+                list::add_leases(&mut snapshot, &config.lock_dir.value);
+                Ok(snapshot)
+            };
+            if cli.global.json {
+                return out::print_json(&take()?);
+            }
+            list::show(&args, take)
+        }
+        Some(Sub::Status(args)) => {
             let mut snapshot = rt.block_on(provider.snapshot())?;
-            list::add_leases(&mut snapshot, &config.lock_dir.value);
+            if !args.all {
+                let visible = gpu_core::Visible::from_env(&snapshot.gpus);
+                if let Some(problem) = visible.warning() {
+                    out::eprint_line(
+                        "warning: ",
+                        &format!(
+                            "CUDA_VISIBLE_DEVICES='{}': {problem}",
+                            visible.value.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+                status::keep_visible(&mut snapshot, &visible);
+            }
             if cli.global.json {
                 out::print_json(&snapshot)
             } else {
-                out::print(&list::render(&snapshot))
+                out::print(&status::render(&snapshot))
             }
         }
         Some(Sub::Env(args)) => choose::run(

@@ -162,6 +162,13 @@ pub struct GpuProcess {
     /// Compute, graphics or both, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ProcessKind>,
+    /// Whether `/proc` shows the process to the reader. `Some(false)`: the
+    /// driver reports it but it is in another PID namespace (a container) or
+    /// hidden (`hidepid=`, permissions), so its user, start time and command
+    /// are unknown; `list` marks it `[!]` instead of hiding it. `None`: not
+    /// looked up (snapshot files written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible: Option<bool>,
 }
 
 impl Gpu {
@@ -206,6 +213,7 @@ impl GpuProcess {
             user: None,
             start_time: None,
             kind: None,
+            visible: None,
         }
     }
 }

@@ -40,10 +40,14 @@ impl ProcReader {
     }
 
     /// Fills the fields of `process` that are still `None` from
-    /// `/proc/<pid>`: name (`comm`), command line, user and start time. A
-    /// process that cannot be seen keeps them `None`.
+    /// `/proc/<pid>`: name (`comm`), command line, user and start time, and
+    /// sets [`GpuProcess::visible`]. A process that cannot be seen keeps them
+    /// `None`.
     pub fn enrich(&mut self, process: &mut GpuProcess) {
         let dir = self.root.join(process.pid.to_string());
+        // `status` is readable for every process that /proc shows at all,
+        // even under hidepid=1; without it nothing below can be known.
+        process.visible = Some(dir.join("status").is_file());
         if process.name.is_none() {
             process.name = read_comm(&dir);
         }
@@ -169,6 +173,7 @@ mod tests {
             .map(|u| u.name)
             .unwrap_or_else(|| nix::unistd::getuid().to_string());
         assert_eq!(user, expected);
+        assert_eq!(me.visible, Some(true));
         let started = me.start_time.expect("own start time is visible");
         let age = SystemTime::now()
             .duration_since(started)
@@ -181,7 +186,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = GpuProcess::new(99_999_999);
         ProcReader::new(dir.path()).enrich(&mut p);
-        assert_eq!(p, GpuProcess::new(99_999_999));
+        let mut expected = GpuProcess::new(99_999_999);
+        expected.visible = Some(false);
+        assert_eq!(p, expected);
     }
 
     #[test]

@@ -46,3 +46,41 @@ pub mod rfc3339_opt {
 pub fn format(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
+
+/// How long before `now` the moment `then` was, as people say it: `just now`,
+/// `5 minutes ago`, `14 hours ago`, `2 days ago` (whole units, rounded down,
+/// as nvgpu and `ps` show a start time). A `then` after `now` (clocks of two
+/// machines) reads `just now`.
+pub fn ago(then: std::time::SystemTime, now: std::time::SystemTime) -> String {
+    let secs = now.duration_since(then).map(|d| d.as_secs()).unwrap_or(0);
+    let (n, unit) = match secs {
+        0..60 => return "just now".into(),
+        60..3_600 => (secs / 60, "minute"),
+        3_600..86_400 => (secs / 3_600, "hour"),
+        86_400..2_592_000 => (secs / 86_400, "day"),
+        2_592_000..31_536_000 => (secs / 2_592_000, "month"),
+        _ => (secs / 31_536_000, "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{plural} ago")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn ago_reads_like_speech() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let before = |s: u64| now - Duration::from_secs(s);
+        assert_eq!(ago(before(5), now), "just now");
+        assert_eq!(ago(before(60), now), "1 minute ago");
+        assert_eq!(ago(before(3_599), now), "59 minutes ago");
+        assert_eq!(ago(before(14 * 3_600 + 10), now), "14 hours ago");
+        assert_eq!(ago(before(2 * 86_400 + 3_000), now), "2 days ago");
+        assert_eq!(ago(before(90 * 86_400), now), "3 months ago");
+        assert_eq!(ago(before(800 * 86_400), now), "2 years ago");
+        assert_eq!(ago(now + Duration::from_secs(30), now), "just now");
+    }
+}

@@ -1,0 +1,135 @@
+//! `gpusel list --watch`: the table redrawn in place every interval, like
+//! `gpustat -i` and `watch`, until Ctrl-C.
+//!
+//! On a terminal it draws on the alternate screen with the cursor hidden,
+//! and each frame overwrites the last from the top-left corner, clearing
+//! only what is left of each line and below the last: the screen is never
+//! blanked between frames, so nothing flickers. SIGINT, SIGTERM and SIGHUP
+//! end the loop, and the cursor and the user's screen are given back before
+//! gpusel exits. Into a pipe, frames follow each other with a blank line
+//! between and no escape sequences.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+use crate::failure::Failure;
+
+/// The signal that asked the loop to stop, 0 while none has.
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(signal: nix::libc::c_int) {
+    // Only an atomic store: anything more is not async-signal-safe.
+    STOP.store(signal, Ordering::SeqCst);
+}
+
+/// How often the loop looks for a signal or a resized terminal while it
+/// waits for the next frame.
+const TICK: Duration = Duration::from_millis(50);
+
+const ENTER: &str = "\x1b[?1049h\x1b[?25l";
+const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
+
+/// Gives the terminal back however the loop ends, errors included.
+struct Screen {
+    tty: bool,
+}
+
+impl Screen {
+    fn enter(tty: bool) -> io::Result<Self> {
+        if tty {
+            write_all(ENTER)?;
+        }
+        Ok(Screen { tty })
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        if self.tty {
+            let _ = write_all(LEAVE);
+        }
+    }
+}
+
+fn write_all(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Draws `frame(width)` every `interval` until a signal, on the terminal
+/// when `tty`. `frame` gets the width to fit and returns the text of one
+/// frame; a provider that fails for a moment is shown in the frame, not
+/// fatal.
+pub fn run(
+    interval: Duration,
+    tty: bool,
+    width: impl Fn() -> Option<usize>,
+    height: impl Fn() -> Option<usize>,
+    mut frame: impl FnMut(Option<usize>) -> String,
+) -> Result<(), Failure> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic.
+        unsafe { sigaction(signal, &action) }
+            .map_err(|e| Failure::Output(io::Error::other(e)))?;
+    }
+    let output = |e: io::Error| match e.kind() {
+        // The reader went away (`gpusel list --watch | head`): done.
+        io::ErrorKind::BrokenPipe => None,
+        _ => Some(Failure::Output(e)),
+    };
+    let _screen = match Screen::enter(tty) {
+        Ok(screen) => screen,
+        Err(e) => return output(e).map_or(Ok(()), Err),
+    };
+    let mut first = true;
+    while STOP.load(Ordering::SeqCst) == 0 {
+        let cols = width();
+        let text = frame(cols);
+        let drawn = if tty {
+            draw(&text, height())
+        } else {
+            let sep = if first { "" } else { "\n" };
+            write_all(&format!("{sep}{text}"))
+        };
+        first = false;
+        if let Err(e) = drawn {
+            return output(e).map_or(Ok(()), Err);
+        }
+        let next = Instant::now() + interval;
+        while STOP.load(Ordering::SeqCst) == 0 && Instant::now() < next {
+            std::thread::sleep(TICK.min(next.saturating_duration_since(Instant::now())));
+            if tty && width() != cols {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One frame from the top-left corner: each line overwrites the old one and
+/// clears what is left of it, lines past the screen's height are left out
+/// (printing them would scroll), and the rest of the screen is cleared.
+fn draw(text: &str, rows: Option<usize>) -> io::Result<()> {
+    let mut out = String::with_capacity(text.len() + 256);
+    out.push_str("\x1b[H");
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = rows.map_or(lines.len(), |r| lines.len().min(r));
+    for (i, line) in lines[..shown].iter().enumerate() {
+        out.push_str(line);
+        out.push_str("\x1b[K");
+        if i + 1 < shown {
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\x1b[J");
+    write_all(&out)
+}
