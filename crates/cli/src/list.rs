@@ -52,9 +52,7 @@ pub fn show(
         interval,
         tty,
         term::output_width,
-        || {
-            terminal_size::terminal_size_of(std::io::stdout()).map(|(_, h)| usize::from(h.0))
-        },
+        || terminal_size::terminal_size_of(std::io::stdout()).map(|(_, h)| usize::from(h.0)),
         |width| match take() {
             Ok(snapshot) => format!("{title}{}", table::render(&snapshot, &look(width))),
             Err(e) => format!("{title}gpusel: error: {e}\n"),

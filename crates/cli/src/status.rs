@@ -141,7 +141,9 @@ mod tests {
         let fields: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(
             fields,
-            ["2", "20", "-", "0", "-", "-", "-", "GPU-2", "NVIDIA", "A100"]
+            [
+                "2", "20", "-", "0", "-", "-", "-", "GPU-2", "NVIDIA", "A100"
+            ]
         );
     }
 }

@@ -29,8 +29,11 @@ pub struct Look {
 
 /// Cells of the memory bar.
 const BAR: usize = 10;
-/// Narrowest a GPU name is cut to before columns give way entirely.
+/// Narrowest a GPU name is cut to when nothing else can give way.
 const MIN_NAME: usize = 10;
+/// Name width kept whole before the expendable columns are dropped: every
+/// NVIDIA model name (less the `NVIDIA ` prefix) fits in it.
+const KEEP_NAME: usize = 20;
 /// Spaces between columns.
 const GAP: usize = 2;
 /// Indent of the process and lease lines under their device.
@@ -300,7 +303,7 @@ fn columns(rows: &[Row], look: &Look) -> Vec<Col> {
         cols.iter()
             .map(|&c| {
                 if c == Col::Name {
-                    natural_width(rows, c).min(MIN_NAME)
+                    natural_width(rows, c).min(KEEP_NAME)
                 } else {
                     natural_width(rows, c)
                 }
@@ -401,7 +404,7 @@ fn write_line(out: &mut String, mut line: Line, limit: Option<usize>, color: boo
             room -= w;
             text
         };
-        match style.sgr().filter(|_| color) {
+        match style.sgr().filter(|_| color && !piece.is_empty()) {
             Some(sgr) => {
                 out.push_str("\x1b[");
                 out.push_str(sgr);
@@ -606,7 +609,7 @@ fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
         _ => name.unwrap_or_else(|| "?".into()),
     };
     if hidden {
-        command.push_str("  (not visible here: another PID namespace, or no permission)");
+        command.push_str("  (not visible in /proc here)");
     }
     ProcessCells {
         hidden,
@@ -634,7 +637,11 @@ fn lease_below(lease: Option<&LeaseStatus>, now: SystemTime) -> Option<Below> {
             h.pid,
             clean(&h.host),
             ago(h.since, now),
-            h.command.iter().map(|a| clean(a)).collect::<Vec<_>>().join(" ")
+            h.command
+                .iter()
+                .map(|a| clean(a))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     };
     Some(Below::Text(text, Style::Magenta))
@@ -655,12 +662,10 @@ impl ProcessWidths {
 
     fn of(rows: &[Row], look: &Look) -> Self {
         let procs = || {
-            rows.iter()
-                .flat_map(|r| &r.below)
-                .filter_map(|b| match b {
-                    Below::Process(p) => Some(p),
-                    Below::Text(..) => None,
-                })
+            rows.iter().flat_map(|r| &r.below).filter_map(|b| match b {
+                Below::Process(p) => Some(p),
+                Below::Text(..) => None,
+            })
         };
         let max = |f: fn(&ProcessCells) -> &str| procs().map(|p| width(f(p))).max().unwrap_or(0);
         let user = max(|p| &p.user);
@@ -745,7 +750,10 @@ mod tests {
                 },
             );
             assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
-            assert!(!text.contains('\r') && !text.contains('\u{202e}'), "{text:?}");
+            assert!(
+                !text.contains('\r') && !text.contains('\u{202e}'),
+                "{text:?}"
+            );
             assert!(text.contains("bob\\r"), "{text}");
         }
     }

@@ -78,8 +78,7 @@ pub fn run(
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores into an atomic.
-        unsafe { sigaction(signal, &action) }
-            .map_err(|e| Failure::Output(io::Error::other(e)))?;
+        unsafe { sigaction(signal, &action) }.map_err(|e| Failure::Output(io::Error::other(e)))?;
     }
     let output = |e: io::Error| match e.kind() {
         // The reader went away (`gpusel list --watch | head`): done.

@@ -15,7 +15,8 @@ fn read_json(path: &str) -> serde_json::Value {
 fn list_shows_a_header_and_a_row_per_gpu() {
     let out = lab_out(["list"]);
     let stdout = out.ok();
-    let lines: Vec<&str> = stdout.lines().collect();
+    // Device rows; the process lines under them are indented.
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with(' ')).collect();
     assert!(lines[0].starts_with("lab-gpu01"), "{stdout}");
     assert!(lines[0].contains("8 GPUs"), "{stdout}");
     assert!(lines[1].starts_with("GPU"), "column header: {stdout}");
@@ -30,17 +31,23 @@ fn list_shows_a_header_and_a_row_per_gpu() {
             Some(i.to_string().as_str()),
             "{stdout}"
         );
-        assert!(row.contains("NVIDIA A100-SXM4-80GB"), "{row}");
+        assert!(row.contains("A100-SXM4-80GB"), "{row}");
     }
     for user in ["alice", "bob", "carol", "dave"] {
         assert!(stdout.contains(user), "no {user}: {stdout}");
     }
-    assert!(lines[2].contains("98%"), "{}", lines[2]);
     assert!(
-        lines[3].trim_end().ends_with('-'),
-        "idle GPU 1: {}",
-        lines[3]
+        lines[2].contains("98%") && lines[2].contains("[~]"),
+        "{}",
+        lines[2]
     );
+    assert!(lines[3].contains("[ ]"), "idle GPU 1: {}", lines[3]);
+    let all: Vec<&str> = stdout.lines().collect();
+    assert!(
+        all[3].contains("48213  alice    62 GiB  2 days ago    python3"),
+        "GPU 0's process: {stdout}"
+    );
+    assert!(all[4].starts_with("1 "), "GPU 1 has no process: {stdout}");
 }
 
 #[test]
@@ -50,6 +57,7 @@ fn list_shows_mig_devices_under_their_gpu() {
     let first: Vec<&str> = stdout
         .lines()
         .skip(2)
+        .filter(|l| !l.starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(first, ["0", "0:0", "0:1", "0:2", "1"], "{stdout}");
@@ -133,7 +141,8 @@ fn list_to_a_reader_that_goes_away_exits_quietly() {
 #[test]
 fn list_ignores_cuda_visible_devices() {
     let out = out(lab().env("CUDA_VISIBLE_DEVICES", "3").arg("list"));
-    assert_eq!(out.ok().lines().count(), 10);
+    let rows = out.ok().lines().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(rows, 10, "{}", out.ok());
 }
 
 #[test]
@@ -142,4 +151,238 @@ fn list_refuses_selection_flags() {
         .code(2)
         .no_stdout()
         .one_error_naming("--devices");
+}
+
+// ---- the table as a terminal sees it -----------------------------------------------
+
+/// Escape sequences as a visible `␛`, so that the color snapshots read.
+fn visible_escapes(text: &str) -> String {
+    text.replace('\x1b', "␛")
+}
+
+/// Columns a line takes on a terminal: escape sequences take none, and
+/// every character the table draws is one column wide.
+fn columns(line: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
+/// The table of `cmd` at `width` columns, colored or not, with its first
+/// line (host and time of a live provider) replaced when `live`.
+fn table(mut cmd: assert_cmd::Command, width: usize, color: bool, live: bool) -> String {
+    let when = if color { "always" } else { "never" };
+    let out = out(cmd
+        .env("COLUMNS", width.to_string())
+        .args(["list", "--color", when]));
+    let text = out.ok().to_string();
+    for line in text.lines() {
+        assert!(columns(line) <= width, "{width} columns: {line:?}");
+    }
+    let text = if live {
+        let (_, rest) = text.split_once('\n').unwrap();
+        format!("<host and time>\n{rest}")
+    } else {
+        text
+    };
+    visible_escapes(&text)
+}
+
+#[test]
+fn table_snapshots_at_80_and_160_columns() {
+    for width in [80, 160] {
+        for color in [false, true] {
+            let suffix = format!("{width}-{}", if color { "color" } else { "plain" });
+            insta::assert_snapshot!(format!("lab-{suffix}"), table(lab(), width, color, false));
+            insta::assert_snapshot!(format!("mig-{suffix}"), table(mig(), width, color, false));
+            let busy = common::nvml::nvml(common::nvml::fixture("busy-mixed"));
+            insta::assert_snapshot!(
+                format!("busy-mixed-{suffix}"),
+                table(busy, width, color, true)
+            );
+        }
+    }
+}
+
+#[test]
+fn narrow_terminals_lose_columns_not_rows() {
+    let text = table(lab(), 60, false, false);
+    let header = text.lines().nth(1).unwrap();
+    assert!(
+        header.contains("NAME") && header.contains("MEMORY"),
+        "{text}"
+    );
+    assert!(
+        !header.contains("SM CLOCK") && !header.contains("MEM%"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| !l.starts_with(' ')).count(),
+        10,
+        "{text}"
+    );
+    let wide = table(lab(), 160, false, false);
+    assert!(wide.lines().nth(1).unwrap().contains("SM CLOCK"), "{wide}");
+}
+
+#[test]
+fn wide_and_full_cmd_show_everything() {
+    let out = lab_out(["list", "--wide", "--full-cmd"]);
+    let text = out.ok();
+    for needle in [
+        "NVIDIA A100-SXM4-80GB",
+        "GPU-5f2c7a1e-8b3d-4c6e-9a1f-0d2e4b6c8a10",
+        "00000000:07:00.0",
+        "PERF",
+        "python3 train.py --config llama-7b.yaml",
+        "2 days ago",
+    ] {
+        assert!(text.contains(needle), "no {needle:?}: {text}");
+    }
+    // --wide ignores the terminal's width: nothing is cut.
+    let narrow = out_of(
+        lab()
+            .env("COLUMNS", "40")
+            .args(["list", "--wide", "--full-cmd"]),
+    );
+    assert_eq!(narrow, text);
+    insta::assert_snapshot!("lab-wide-full-cmd", text);
+}
+
+fn out_of(cmd: &mut assert_cmd::Command) -> String {
+    out(cmd).ok().to_string()
+}
+
+#[test]
+fn a_pipe_gets_no_escape_codes() {
+    // Captured output is a pipe: no color whatever TERM says.
+    for term in ["xterm-256color", "dumb"] {
+        let text = out_of(lab().env("TERM", term).arg("list"));
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(text.contains("[~]"), "{text}");
+    }
+    let forced = out_of(lab().env("CLICOLOR_FORCE", "1").arg("list"));
+    assert!(forced.contains("\x1b[32m[ ]\x1b[0m"), "{forced:?}");
+    let no_color = out_of(
+        lab()
+            .env("CLICOLOR_FORCE", "1")
+            .env("NO_COLOR", "1")
+            .arg("list"),
+    );
+    assert!(!no_color.contains('\x1b'), "{no_color:?}");
+    let always = out_of(lab().env("NO_COLOR", "1").args(["list", "--color=always"]));
+    assert!(always.contains('\x1b'), "the flag wins: {always:?}");
+    let never = out_of(
+        lab()
+            .env("CLICOLOR_FORCE", "1")
+            .args(["list", "--color", "never"]),
+    );
+    assert!(!never.contains('\x1b'), "{never:?}");
+    // A pipe is never cut: every column whole, as ps does.
+    let piped = out_of(lab().args(["list", "--full-cmd"]));
+    assert!(piped.contains("SM CLOCK"), "{piped}");
+    assert!(
+        piped.contains("torchrun --nproc_per_node=1 pretrain.py"),
+        "{piped}"
+    );
+}
+
+#[test]
+fn a_bad_color_value_is_a_usage_error() {
+    lab_out(["list", "--color", "sometimes"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("sometimes");
+}
+
+#[test]
+fn hostile_process_names_from_proc_are_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    // A real process whose argv[0] and argument carry escape sequences,
+    // a bidi override and bytes that are not UTF-8, as anyone can give.
+    let mut hostile = std::process::Command::new("sleep")
+        .arg0(std::ffi::OsStr::from_bytes(
+            b"\x1b]0;owned\x07\x1b[2Jevil\xff",
+        ))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = hostile.id();
+    let _guard = Kill(std::mem::replace(
+        &mut hostile,
+        std::process::Command::new("true").spawn().unwrap(),
+    ));
+    let _ = hostile.wait();
+    let scene = common::nvml::Scene::from_fixture("idle-8xa100");
+    let mut json = scene.json();
+    json["devices"][0]["compute_processes"] = serde_json::json!([
+        {"pid": pid, "used_memory": 1u64 << 30, "name": "\u{1b}[31mred\u{202e}txt"}
+    ]);
+    scene.set(&json.to_string());
+    for args in [
+        &["list"][..],
+        &["list", "--full-cmd"],
+        &["list", "--wide", "--full-cmd"],
+    ] {
+        let text = out(common::nvml::nvml(&scene.path)
+            .env("COLUMNS", "200")
+            .args(args))
+        .ok()
+        .to_string();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(!text.contains('\u{202e}'), "{text:?}");
+        let line = text
+            .lines()
+            .find(|l| l.contains(&pid.to_string()))
+            .unwrap_or_else(|| panic!("no process {pid}: {text}"));
+        if args.contains(&"--full-cmd") {
+            assert!(
+                line.contains("\\e]0;owned\\x07\\e[2Jevil\u{fffd} 30"),
+                "{line:?}"
+            );
+        } else {
+            assert!(line.contains("\\e[31mred\\u{202e}txt"), "{line:?}");
+        }
+    }
+}
+
+#[test]
+fn long_names_are_cut_to_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    gpu["name"] = serde_json::json!("NVIDIA ".to_string() + &"宽".repeat(60));
+    gpu["processes"] = serde_json::json!([{
+        "pid": 1, "used_memory": 1024, "name": "x".repeat(300), "user": "u".repeat(40),
+        "command_line": ["a".repeat(500)], "start_time": null
+    }]);
+    let path = write_file(&dir, "long.json", &snapshot_json("long", vec![gpu]));
+    for cols in [40, 80, 120] {
+        let text = out_of(
+            gpusel_on(&path)
+                .env("COLUMNS", cols.to_string())
+                .args(["list", "--full-cmd"]),
+        );
+        for line in text.lines() {
+            // The wide characters take two columns each.
+            let w: usize = line.chars().map(|c| if c == '宽' { 2 } else { 1 }).sum();
+            assert!(w <= cols, "{cols}: {line:?}");
+        }
+        assert!(text.contains('…'), "{text}");
+    }
 }

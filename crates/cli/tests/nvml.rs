@@ -196,35 +196,43 @@ fn list_shows_every_gpu_and_process() {
         stdout
             .lines()
             .next()
-            .is_some_and(|l| l.contains("5 GPUs, driver 550.127.05, CUDA 12.4, nvml")),
+            .is_some_and(|l| l.contains("5 GPUs  driver 550.127.05  CUDA 12.4  nvml")),
         "{stdout}"
     );
-    let row = |i: usize| {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{i} ")))
-            .unwrap_or_else(|| panic!("no row for GPU {i}: {stdout}"))
+    // A GPU's row and the process lines under it, up to the next GPU.
+    let device = |i: usize| {
+        let lines: Vec<&str> = stdout.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{i} ")))
+            .unwrap_or_else(|| panic!("no row for GPU {i}: {stdout}"));
+        let len = lines[start + 1..]
+            .iter()
+            .take_while(|l| l.starts_with(' '))
+            .count();
+        lines[start..=start + len].join("\n")
     };
     for (i, needle) in [
-        (0, "NVIDIA GeForce RTX 4090"),
+        (0, "GeForce RTX 4090"),
         (0, "87%"),
         (0, "71C"),
-        (0, "389 W / 450 W"),
-        (0, "4194305 python3.11 16 GiB"),
-        (0, "4194306 blender"),
-        (0, "4194307 Xorg 256 MiB"),
-        (1, "0 B / 24 GiB"),
-        (2, "NVIDIA A100-PCIE-40GB"),
-        (2, "30 GiB / 40 GiB"),
+        (0, "389/450 W"),
+        (
+            0,
+            "[!] 4194305  ?   16 GiB  -  python3.11  (not visible in /proc here)",
+        ),
+        (0, "4194306  ?  1.2 GiB  -  blender"),
+        (0, "4194307  ?  256 MiB  -  Xorg"),
+        (1, "[ ]"),
+        (1, "0 B/24 GiB"),
+        (2, "A100-PCIE-40GB"),
+        (2, "30/40 GiB"),
         (3, "Tesla V100-SXM2-32GB"),
-        (3, "4194320 torchrun"),
-        (4, "4194330 jupyter-lab 2 GiB"),
+        (3, "4194320  ?        -  -  torchrun"),
+        (4, "4194330  ?    2 GiB  -  jupyter-lab"),
     ] {
-        assert!(
-            row(i).contains(needle),
-            "GPU {i} lacks {needle:?}: {}",
-            row(i)
-        );
+        let text = device(i);
+        assert!(text.contains(needle), "GPU {i} lacks {needle:?}:\n{text}");
     }
 }
 
@@ -242,7 +250,7 @@ fn list_json_is_the_snapshots_gpus() {
         for gpu in s["gpus"].as_array_mut().unwrap() {
             for p in gpu["processes"].as_array_mut().unwrap() {
                 let p = p.as_object_mut().unwrap();
-                for key in ["user", "start_time", "command_line"] {
+                for key in ["user", "start_time", "command_line", "visible"] {
                     p.remove(key);
                 }
             }
