@@ -1,0 +1,229 @@
+//! `gpusel list --watch` on a real terminal: tmux runs it in a pane of its
+//! own, and the test reads the screen as a user would see it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A tmux server of its own (its own socket), killed when dropped.
+struct Tmux {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// A 120x40 session running a plain `sh` with a clean environment.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let tmux = Tmux { socket, _dir: dir };
+        let status = tmux
+            .cmd()
+            .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", "t"])
+            .args([
+                "env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                "TERM=tmux-256color",
+                "PS1=$ ",
+                "sh",
+            ])
+            .status()
+            .expect("tmux is installed (apt-get install tmux)");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]);
+        cmd
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The visible screen of the pane, as text.
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A pane variable (`#{alternate_on}`, `#{cursor_flag}`).
+    fn pane(&self, format: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "t", format])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits until the screen satisfies `ok`, failing with the screen after
+    /// a generous time.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+/// The shell command that runs `gpusel list --watch 200ms` on `snapshot`
+/// with nothing of the test's environment, then prints its exit status.
+fn watch_command(snapshot: &Path) -> String {
+    format!(
+        "env GPUSEL_SYSTEM_CONFIG={NO_CONFIG}/system.toml XDG_CONFIG_HOME={NO_CONFIG} \
+         GPUSEL_LOCK_DIR={} {} -p {} list --watch 200ms; echo \"exit=$?\"",
+        fresh_lock_dir().display(),
+        bin().display(),
+        provider(snapshot),
+    )
+}
+
+fn lab_copy(dir: &tempfile::TempDir) -> PathBuf {
+    write_file(dir, "lab.json", &std::fs::read_to_string(LAB).unwrap())
+}
+
+/// Rewrites GPU 0's utilization in the snapshot, in one rename.
+fn set_util(path: &Path, util: u8) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["gpus"][0]["utilization_gpu"] = util.into();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, v.to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn gpu0_row(screen: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.starts_with("0 "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = lab_copy(&dir);
+    let tmux = Tmux::start();
+    tmux.send(&["echo before-gpusel", "Enter"]);
+    tmux.wait_for("the shell", |s| s.contains("before-gpusel\n"));
+    tmux.send(&[&watch_command(&snapshot), "Enter"]);
+
+    let screen = tmux.wait_for("the first frame", |s| s.contains("lab-gpu01"));
+    assert_eq!(tmux.pane("#{alternate_on}"), "1", "on the alternate screen");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "0", "cursor hidden");
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines[0].starts_with("Every 200ms: gpusel list"), "{screen}");
+    assert!(lines[1].starts_with("lab-gpu01"), "{screen}");
+    assert!(gpu0_row(&screen).contains(" 98% "), "{screen}");
+    // One frame, drawn from the top: no second copy of the table scrolled in.
+    assert_eq!(screen.matches("lab-gpu01").count(), 1, "{screen}");
+
+    set_util(&snapshot, 7);
+    let screen = tmux.wait_for("a frame with the new utilization", |s| {
+        gpu0_row(s).contains("  7% ")
+    });
+    assert_eq!(screen.matches("lab-gpu01").count(), 1, "{screen}");
+    assert_eq!(screen.matches("Every 200ms").count(), 1, "{screen}");
+
+    tmux.send(&["C-c"]);
+    let screen = tmux.wait_for("gpusel to exit", |s| s.contains("exit="));
+    assert!(screen.contains("exit=0"), "{screen}");
+    assert_eq!(tmux.pane("#{alternate_on}"), "0", "alternate screen left");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "1", "cursor shown again");
+    // The user's screen is as it was: the table went with the alternate
+    // screen, the shell's earlier output is still there.
+    assert!(!screen.contains("lab-gpu01"), "{screen}");
+    assert!(screen.contains("before-gpusel"), "{screen}");
+}
+
+/// A child process of `parent`, from the parent field of `/proc/*/stat`.
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // Fields after the command name, which is in parentheses.
+            let ppid: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+}
+
+#[test]
+fn sigterm_also_leaves_the_terminal_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = lab_copy(&dir);
+    let tmux = Tmux::start();
+    tmux.send(&[&watch_command(&snapshot), "Enter"]);
+    tmux.wait_for("the first frame", |s| s.contains("lab-gpu01"));
+    // The pane's foreground process is gpusel (the shell waits for it).
+    let pid = tmux.pane("#{pane_pid}");
+    let child = child_of(pid.parse().unwrap()).expect("gpusel runs under the pane's shell");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let screen = tmux.wait_for("gpusel to exit", |s| s.contains("exit="));
+    assert!(screen.contains("exit=0"), "{screen}");
+    assert_eq!(tmux.pane("#{alternate_on}"), "0");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "1");
+}
+
+#[test]
+fn watch_into_a_pipe_prints_frames_without_escapes() {
+    let child = gpusel_std_on(LAB)
+        .args(["list", "--watch", "100ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(text.matches("lab-gpu01").count() >= 2, "{text}");
+}
