@@ -132,9 +132,13 @@ impl Mark {
             );
         }
         // The parent of MIG devices reports no processes of its own: it is
-        // as taken as its most taken device.
+        // as taken as its most taken device. A provider that cannot list the
+        // devices (nvidia-smi) leaves nothing to tell by.
         if gpu.lease.is_some() {
             return Mark::Leased;
+        }
+        if gpu.mig_devices.is_empty() {
+            return Mark::Unusable;
         }
         gpu.mig_devices
             .iter()
@@ -552,8 +556,13 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
     let mut below = Vec::new();
     if !gpu.mig_enabled() {
         below = processes_below(gpu.processes.as_deref(), now, look);
+    } else if gpu.mig_devices.is_empty() {
+        below.push(Below::Text(
+            "[!] MIG mode: its MIG devices are not listed (the nvml provider lists them)".into(),
+            Style::Red,
+        ));
     }
-    below.extend(lease_below(gpu.lease.as_ref(), now));
+    below.extend(lease_below(gpu.lease.as_ref()));
     Row { cells, below }
 }
 
@@ -580,7 +589,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
         (Col::Uuid, clean(&mig.uuid), Style::Dim),
     ];
     let mut below = processes_below(mig.processes.as_deref(), now, look);
-    below.extend(lease_below(mig.lease.as_ref(), now));
+    below.extend(lease_below(mig.lease.as_ref()));
     Row { cells, below }
 }
 
@@ -628,7 +637,10 @@ fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
     }
 }
 
-fn lease_below(lease: Option<&LeaseStatus>, now: SystemTime) -> Option<Below> {
+/// The lease line. Leases are read live even when the snapshot is replayed
+/// from a file, so their age is counted from now, not from the snapshot.
+fn lease_below(lease: Option<&LeaseStatus>) -> Option<Below> {
+    let now = SystemTime::now();
     let text = match lease? {
         LeaseStatus { holder: None } => "leased (the holder left no record)".to_string(),
         LeaseStatus { holder: Some(h) } => format!(

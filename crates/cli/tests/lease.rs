@@ -385,7 +385,12 @@ fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
     let out = other(&["list"]);
     let stdout = out.ok();
     let row0 = stdout.lines().nth(2).unwrap_or_default();
-    assert!(row0.contains(&format!("root:{pid} sleep 60")), "{stdout}");
+    assert!(row0.starts_with("0    [L]"), "{stdout}");
+    let lease = stdout.lines().nth(3).unwrap_or_default();
+    assert!(
+        lease.contains(&format!("leased by root (pid {pid}, ")) && lease.ends_with(": sleep 60"),
+        "{stdout}"
+    );
     // Cannot take it.
     other(&["-d", "0"]).code(3).stderr_has("leased by root");
     let out = other(&["-d", "0", "--", "true"]);
@@ -437,7 +442,10 @@ fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
         );
         out.code(0);
         let stdout = run(on(&snapshot, &locks).arg("list")).ok().to_string();
-        assert!(stdout.contains(&format!("root:{pid} sleep 60")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("leased by root (pid {pid}, ")),
+            "{stdout}"
+        );
         assert!(
             !stdout.contains("mallory") && !stdout.contains("forged"),
             "{stdout}"
@@ -456,7 +464,10 @@ fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
     let out = other(&["-d", "0", "--", "sh", "-c", &script]);
     let stdout = out.ok();
     assert!(stdout.starts_with("0\n"), "{stdout}");
-    assert!(stdout.contains(&format!("{OTHER}:")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("leased by {OTHER} (pid ")),
+        "{stdout}"
+    );
 
     // A lock directory the other user created is theirs; root refuses it,
     // since its owner could delete root's lock files.

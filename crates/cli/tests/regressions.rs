@@ -65,7 +65,7 @@ fn list_rounds_sizes_one_way() {
     let out = lab_out(["list"]);
     let table = out.ok();
     // 30 GiB - 4 MiB is "30 GiB", as 41 GiB is "41 GiB": no "30.0".
-    assert!(table.contains("carol:51902 python 30 GiB"), "{table}");
+    assert!(table.contains("51902  carol    30 GiB"), "{table}");
     assert!(!table.contains(".0 GiB"), "{table}");
 }
 

@@ -63,29 +63,18 @@ where
     out(smi(scenario).args(args))
 }
 
-/// Replaces the user of every `user:pid` entry of a `list` table with `?`.
-/// The fixtures' pids belong to the machine they describe: here they are
-/// someone else's processes or none, so `/proc` cannot give their users.
-pub fn mask_users(table: &str) -> String {
+/// The device rows of a `list` table (the process and lease lines under
+/// them are indented), with the availability marker masked. The fixtures'
+/// pids belong to the machine they describe: here they are someone else's
+/// processes or none, so what `/proc` adds (users, start times, whether the
+/// process is visible, hence `[~]` or `[!]`) differs from machine to machine.
+pub fn device_rows(table: &str) -> String {
     table
         .lines()
-        .map(|line| {
-            line.split(' ')
-                .map(|word| match word.split_once(':') {
-                    Some((user, pid))
-                        if !user.is_empty()
-                            && !pid.is_empty()
-                            && pid
-                                .trim_end_matches(',')
-                                .bytes()
-                                .all(|b| b.is_ascii_digit()) =>
-                    {
-                        format!("?:{pid}")
-                    }
-                    _ => word.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+        .filter(|line| !line.starts_with(' '))
+        .map(|line| match line.find(" [") {
+            Some(at) if line[at..].len() > 4 => format!("{} [.]{}", &line[..at], &line[at + 4..]),
+            _ => line.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")
