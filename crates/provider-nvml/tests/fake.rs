@@ -74,6 +74,7 @@ fn without_proc_fields(mut s: Snapshot) -> Snapshot {
                 p.user = None;
                 p.start_time = None;
                 p.command_line = None;
+                p.visible = None;
             }
         }
     }
@@ -165,11 +166,11 @@ fn busy_box_merges_compute_and_graphics(scene: &Scene) {
             ),
         ]
     );
-    // No such pid here: /proc adds nothing.
+    // No such pid here: /proc adds nothing, and says it cannot see them.
     assert!(
         procs
             .iter()
-            .all(|p| p.user.is_none() && p.start_time.is_none())
+            .all(|p| p.user.is_none() && p.start_time.is_none() && p.visible == Some(false))
     );
     let v100 = &s.gpus[3].processes.as_ref().unwrap()[0];
     assert_eq!((v100.pid, v100.used_memory), (4194320, None));

@@ -68,6 +68,7 @@ fn the_lab_scenario_is_the_lab_snapshot() {
         for gpu in [&mut s, &mut f] {
             for p in gpu.processes.iter_mut().flatten() {
                 (p.user, p.start_time, p.command_line, p.kind) = (None, None, None, None);
+                p.visible = None;
             }
         }
         assert_eq!(s, f);
