@@ -4,7 +4,7 @@
 //!
 //! Rendered into a `String` so that tests can see exactly what a terminal of
 //! any width gets. Every string that comes from the driver or `/proc` goes
-//! through [`sanitize::clean`] before it is measured or printed.
+//! through [`crate::sanitize::clean`] before it is measured or printed.
 
 use std::time::SystemTime;
 
@@ -40,8 +40,9 @@ const GAP: usize = 2;
 const INDENT: &str = "    ";
 
 /// A color (SGR attribute) for a piece of text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Style {
+    #[default]
     Plain,
     Bold,
     Dim,
@@ -371,12 +372,6 @@ fn device_line(cells: &[(Col, String, Style)], widths: &[(Col, usize)]) -> Line 
         }
     }
     line
-}
-
-impl Default for Style {
-    fn default() -> Self {
-        Style::Plain
-    }
 }
 
 /// Appends `line` to `out`: trailing blanks dropped, cut at `limit` columns
