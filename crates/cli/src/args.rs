@@ -18,7 +18,9 @@ Pick idle NVIDIA GPUs for a job, set CUDA_VISIBLE_DEVICES, and run it.
   gpusel -n 2 --mem 20GiB -- CMD     two GPUs with 20 GiB free each
   gpusel                             print the choice, e.g. 3 (for $(gpusel))
   eval \"$(gpusel env)\"               export it into the current shell
-  gpusel list                        table of the GPUs
+  gpusel list                        table of the GPUs, their processes and leases
+  gpusel list --watch                the same, redrawn every 2s until Ctrl-C
+  gpusel status --json               the GPUs this job may use, for scripts
 
 If CUDA_VISIBLE_DEVICES is already set (Slurm, Kubernetes, you), gpusel chooses only among those devices and writes back a subset of the same tokens. Otherwise it writes NVML indices (the numbers nvidia-smi shows) and sets CUDA_DEVICE_ORDER=PCI_BUS_ID so that CUDA numbers the GPUs the same way; --uuid writes GPU UUIDs instead.
 

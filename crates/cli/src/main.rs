@@ -83,6 +83,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(snapshot)
             };
             if cli.global.json {
+                if args.watch.is_some() {
+                    return Err(Failure::Usage(
+                        "--watch redraws the table and cannot be used with --json; for a stream of snapshots, run `gpusel list --json` in a loop".into(),
+                    ));
+                }
                 return out::print_json(&take()?);
             }
             list::show(&args, take)

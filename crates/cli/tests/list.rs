@@ -386,3 +386,37 @@ fn long_names_are_cut_to_the_terminal() {
         assert!(text.contains('…'), "{text}");
     }
 }
+
+#[test]
+fn watch_and_json_do_not_mix() {
+    lab_out(["list", "--watch", "--json"])
+        .code(2)
+        .no_stdout()
+        .one_error_naming("--watch");
+}
+
+#[test]
+fn a_process_proc_cannot_see_is_marked_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    gpu["processes"] = serde_json::json!([
+        {"pid": 4242, "used_memory": 1073741824, "name": "python", "visible": false}
+    ]);
+    let path = write_file(
+        &dir,
+        "hidden.json",
+        &snapshot_json("box", vec![gpu, idle_gpu(1)]),
+    );
+    let text = out_of(gpusel_on(&path).arg("list"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[2].starts_with("0    [!]"), "{text}");
+    assert_eq!(
+        lines[3], "    [!] 4242  ?  1 GiB  -  python  (not visible in /proc here)",
+        "{text}"
+    );
+    assert!(lines[4].starts_with("1    [ ]"), "{text}");
+    // And the field survives a round trip through --json.
+    let json: serde_json::Value =
+        serde_json::from_str(&out_of(gpusel_on(&path).args(["list", "--json"]))).unwrap();
+    assert_eq!(json["gpus"][0]["processes"][0]["visible"], false);
+}
