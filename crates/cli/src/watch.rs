@@ -114,10 +114,16 @@ pub fn run(
     Ok(())
 }
 
+/// Writes one frame (see [`frame_bytes`]).
+fn draw(text: &str, rows: Option<usize>) -> io::Result<()> {
+    write_all(&frame_bytes(text, rows))
+}
+
 /// One frame from the top-left corner: each line overwrites the old one and
 /// clears what is left of it, lines past the screen's height are left out
-/// (printing them would scroll), and the rest of the screen is cleared.
-fn draw(text: &str, rows: Option<usize>) -> io::Result<()> {
+/// (printing them would scroll), and the rest of the screen is cleared. The
+/// screen is never cleared as a whole, so nothing flickers.
+fn frame_bytes(text: &str, rows: Option<usize>) -> String {
     let mut out = String::with_capacity(text.len() + 256);
     out.push_str("\x1b[H");
     let lines: Vec<&str> = text.lines().collect();
@@ -130,5 +136,28 @@ fn draw(text: &str, rows: Option<usize>) -> io::Result<()> {
         }
     }
     out.push_str("\x1b[J");
-    write_all(&out)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_overwrites_in_place() {
+        let frame = frame_bytes("one\ntwo\n", Some(40));
+        assert_eq!(frame, "\x1b[Hone\x1b[K\r\ntwo\x1b[K\x1b[J");
+        assert!(
+            !frame.contains("\x1b[2J"),
+            "no whole-screen clear: it flickers"
+        );
+    }
+
+    #[test]
+    fn a_frame_never_scrolls_the_screen() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let frame = frame_bytes(&text, Some(10));
+        assert_eq!(frame.matches("\r\n").count(), 9, "{frame:?}");
+        assert!(frame.contains("line 9\x1b[K") && !frame.contains("line 10"));
+    }
 }

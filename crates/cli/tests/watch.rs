@@ -35,6 +35,9 @@ impl Tmux {
             .status()
             .expect("tmux is installed (apt-get install tmux)");
         assert!(status.success(), "tmux new-session failed");
+        // Keys sent before the shell is ready would be echoed before its
+        // prompt, and its output would not start a line.
+        tmux.wait_for("the shell's prompt", |s| s.starts_with('$'));
         tmux
     }
 
@@ -124,6 +127,12 @@ fn set_util(path: &Path, util: u8) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Whether the shell has printed gpusel's exit status (the command line
+/// itself also holds `exit=`, but not at the start of a line).
+fn exit_printed(screen: &str) -> bool {
+    screen.lines().any(|l| l.starts_with("exit="))
+}
+
 fn gpu0_row(screen: &str) -> String {
     screen
         .lines()
@@ -139,6 +148,15 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
     let tmux = Tmux::start();
     tmux.send(&["echo before-gpusel", "Enter"]);
     tmux.wait_for("the shell", |s| s.contains("before-gpusel\n"));
+    // Every byte the pane's programs write, to check how frames are drawn.
+    let record = dir.path().join("pane.out");
+    let status = tmux
+        .cmd()
+        .args(["pipe-pane", "-o", "-t", "t"])
+        .arg(format!("cat > '{}'", record.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
     tmux.send(&[&watch_command(&snapshot), "Enter"]);
 
     let screen = tmux.wait_for("the first frame", |s| s.contains("lab-gpu01"));
@@ -159,14 +177,30 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
     assert_eq!(screen.matches("Every 200ms").count(), 1, "{screen}");
 
     tmux.send(&["C-c"]);
-    let screen = tmux.wait_for("gpusel to exit", |s| s.contains("exit="));
-    assert!(screen.contains("exit=0"), "{screen}");
+    let screen = tmux.wait_for("gpusel to exit", exit_printed);
+    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0", "alternate screen left");
     assert_eq!(tmux.pane("#{cursor_flag}"), "1", "cursor shown again");
     // The user's screen is as it was: the table went with the alternate
     // screen, the shell's earlier output is still there.
     assert!(!screen.contains("lab-gpu01"), "{screen}");
     assert!(screen.contains("before-gpusel"), "{screen}");
+
+    // What was written: the alternate screen entered once, frames drawn from
+    // the top-left corner without ever clearing the whole screen (which
+    // flickers), and the cursor and the screen given back once.
+    let bytes = String::from_utf8_lossy(&std::fs::read(&record).unwrap()).into_owned();
+    assert_eq!(bytes.matches("\x1b[?1049h").count(), 1, "{bytes:?}");
+    assert_eq!(bytes.matches("\x1b[?1049l").count(), 1, "{bytes:?}");
+    assert!(bytes.matches("\x1b[HEvery 200ms").count() >= 2, "{bytes:?}");
+    assert!(!bytes.contains("\x1b[2J"), "{bytes:?}");
+    let leave = bytes
+        .find("\x1b[?25h\x1b[?1049l")
+        .expect("cursor and screen restored");
+    assert!(
+        !bytes[leave..].contains("lab-gpu01"),
+        "nothing drawn after leaving: {bytes:?}"
+    );
 }
 
 /// A child process of `parent`, from the parent field of `/proc/*/stat`.
@@ -202,8 +236,8 @@ fn sigterm_also_leaves_the_terminal_clean() {
         .status()
         .unwrap();
     assert!(status.success());
-    let screen = tmux.wait_for("gpusel to exit", |s| s.contains("exit="));
-    assert!(screen.contains("exit=0"), "{screen}");
+    let screen = tmux.wait_for("gpusel to exit", exit_printed);
+    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0");
     assert_eq!(tmux.pane("#{cursor_flag}"), "1");
 }
