@@ -108,7 +108,7 @@ Availability, as nvgpu shows it:
   [L]  leased by a gpusel job (gpusel never gives it to another)
   [!]  in use by a process this machine's /proc does not show (another PID namespace, such as a container, or hidepid=), or the driver would not list its processes: someone uses it and nobody here can say who
 
-Width: the table fits the terminal (or COLUMNS) by leaving out the SM clock, memory utilization, the bar, temperature and power, in that order, and then cutting names and commands with …; --wide shows every column whole, with performance state, PCI bus id, UUID and process kind (C compute, G graphics). Into a pipe or a file the table is never cut, as with ps.
+Width: the table fits the terminal, or COLUMNS when set, by leaving out the SM clock, memory utilization, the bar, temperature and power, in that order, and then cutting names and commands with …; --wide shows every column whole, with performance state, PCI bus id, UUID and process kind (C compute, G graphics). Into a pipe or a file (and no COLUMNS) nothing is cut, as with ps. Start times are counted back from when the snapshot was taken.
 
 Color, by load (green light, yellow moderate, red heavy): on a terminal unless NO_COLOR is set or TERM=dumb; CLICOLOR_FORCE=1 forces it; --color overrides both. Names and commands are shown with control characters escaped (\\e, \\x07, \\u{202e}), so no process can write to your terminal through them.
 

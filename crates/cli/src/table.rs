@@ -664,7 +664,8 @@ struct ProcessWidths {
 }
 
 impl ProcessWidths {
-    /// Longest user name shown whole; longer ones are cut unless `--wide`.
+    /// Longest user name shown whole on a terminal; longer ones are cut
+    /// unless `--wide`.
     const USER: usize = 12;
 
     fn of(rows: &[Row], look: &Look) -> Self {
@@ -678,10 +679,10 @@ impl ProcessWidths {
         let user = max(|p| &p.user);
         ProcessWidths {
             pid: max(|p| &p.pid),
-            user: if look.wide {
-                user
-            } else {
-                user.min(Self::USER)
+            // Cut only to fit a terminal: a pipe gets every name whole.
+            user: match look.width {
+                Some(_) if !look.wide => user.min(Self::USER),
+                _ => user,
             },
             memory: max(|p| &p.memory),
             since: max(|p| &p.since),

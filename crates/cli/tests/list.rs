@@ -385,6 +385,13 @@ fn long_names_are_cut_to_the_terminal() {
         }
         assert!(text.contains('…'), "{text}");
     }
+    // A pipe gets everything whole.
+    let piped = out_of(gpusel_on(&path).args(["list", "--full-cmd"]));
+    assert!(!piped.contains('…'), "{piped}");
+    assert!(
+        piped.contains(&"u".repeat(40)) && piped.contains(&"a".repeat(500)),
+        "{piped}"
+    );
 }
 
 #[test]
