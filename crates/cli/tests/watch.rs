@@ -1,5 +1,6 @@
-//! `gpusel list --watch` on a real terminal: tmux runs it in a pane of its
-//! own, and the test reads the screen as a user would see it.
+//! `gpusel list` and `gpusel list --watch` on a real terminal: tmux runs
+//! them in a pane of their own, and the tests read the screen as a user
+//! would see it.
 
 mod common;
 
@@ -18,12 +19,18 @@ struct Tmux {
 impl Tmux {
     /// A 120x40 session running a plain `sh` with a clean environment.
     fn start() -> Self {
+        Self::sized(120, 40)
+    }
+
+    /// A `columns` x `rows` session running a plain `sh`.
+    fn sized(columns: u16, rows: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("tmux.sock");
         let tmux = Tmux { socket, _dir: dir };
         let status = tmux
             .cmd()
-            .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", "t"])
+            .args(["new-session", "-d", "-s", "t"])
+            .args(["-x", &columns.to_string(), "-y", &rows.to_string()])
             .args([
                 "env",
                 "-i",
@@ -59,9 +66,16 @@ impl Tmux {
 
     /// The visible screen of the pane, as text.
     fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The visible screen, with `extra` flags for capture-pane (`-e`: with
+    /// the colors as escape sequences).
+    fn capture(&self, extra: &[&str]) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "t"])
+            .args(extra)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -104,9 +118,15 @@ impl Drop for Tmux {
 /// The shell command that runs `gpusel list --watch 200ms` on `snapshot`
 /// with nothing of the test's environment, then prints its exit status.
 fn watch_command(snapshot: &Path) -> String {
+    list_command(snapshot, "--watch 200ms")
+}
+
+/// The shell command that runs `gpusel list FLAGS` on `snapshot`, then
+/// prints its exit status.
+fn list_command(snapshot: &Path, flags: &str) -> String {
     format!(
         "env GPUSEL_SYSTEM_CONFIG={NO_CONFIG}/system.toml XDG_CONFIG_HOME={NO_CONFIG} \
-         GPUSEL_LOCK_DIR={} {} -p {} list --watch 200ms; echo \"exit=$?\"",
+         GPUSEL_LOCK_DIR={} {} -p {} list {flags}; echo \"exit=$?\"",
         fresh_lock_dir().display(),
         bin().display(),
         provider(snapshot),
@@ -260,4 +280,30 @@ fn watch_into_a_pipe_prints_frames_without_escapes() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(text.matches("lab-gpu01").count() >= 2, "{text}");
+}
+
+#[test]
+fn list_on_a_terminal_fits_its_width_in_color() {
+    let tmux = Tmux::sized(64, 40);
+    tmux.send(&["clear", "Enter"]);
+    tmux.send(&[&list_command(Path::new(LAB), ""), "Enter"]);
+    let screen = tmux.wait_for("the table", exit_printed);
+    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
+    let table: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("lab-gpu01"))
+        .take_while(|l| !l.starts_with("exit="))
+        .collect();
+    assert_eq!(table.len(), 15, "{screen}");
+    // The width came from the terminal (no COLUMNS here): columns gave way,
+    // and no line wrapped.
+    assert!(
+        !table[1].contains("SM CLOCK") && !table[1].contains("MEM%"),
+        "{screen}"
+    );
+    assert!(table[2].starts_with("0    [~]"), "{screen}");
+    assert!(table.iter().all(|l| l.chars().count() <= 64), "{screen}");
+    // And colored, as a terminal is.
+    let colored = tmux.capture(&["-e"]);
+    assert!(colored.contains("\x1b[32m[ ]"), "{colored:?}");
 }
