@@ -125,7 +125,8 @@ Only the devices CUDA_VISIBLE_DEVICES lets CUDA see (all when it is unset); --al
 #[derive(Debug, Args, Clone)]
 pub struct ListArgs {
     /// Redraw the table in place every INTERVAL (default 2s) until Ctrl-C,
-    /// like `gpustat -i` or `watch`: 500ms, 2s, 1m.
+    /// like `gpustat -i` or `watch`: 500ms, 2s, 1m. Your screen comes back
+    /// as it was on Ctrl-C, and until `fg` on Ctrl-Z.
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = parse_interval)]
     pub watch: Option<std::time::Duration>,
 

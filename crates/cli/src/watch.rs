@@ -6,11 +6,12 @@
 //! only what is left of each line and below the last: the screen is never
 //! blanked between frames, so nothing flickers. SIGINT, SIGTERM and SIGHUP
 //! end the loop, and the cursor and the user's screen are given back before
-//! gpusel exits. Into a pipe, frames follow each other with a blank line
+//! gpusel exits; Ctrl-Z gives them back before stopping, and `fg` takes the
+//! screen again, as `less` and `top` do. Into a pipe, frames follow each other with a blank line
 //! between and no escape sequences.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
@@ -19,10 +20,16 @@ use crate::failure::Failure;
 
 /// The signal that asked the loop to stop, 0 while none has.
 static STOP: AtomicI32 = AtomicI32::new(0);
+/// Set by Ctrl-Z (SIGTSTP): the loop gives the screen back, then stops.
+static SUSPEND: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(signal: nix::libc::c_int) {
     // Only an atomic store: anything more is not async-signal-safe.
     STOP.store(signal, Ordering::SeqCst);
+}
+
+extern "C" fn on_suspend(_: nix::libc::c_int) {
+    SUSPEND.store(true, Ordering::SeqCst);
 }
 
 /// How often the loop looks for a signal or a resized terminal while it
@@ -76,9 +83,19 @@ pub fn run(
         SaFlags::empty(),
         SigSet::empty(),
     );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores into an atomic.
-        unsafe { sigaction(signal, &action) }.map_err(|e| Failure::Output(io::Error::other(e)))?;
+    let suspend = SigAction::new(
+        SigHandler::Handler(on_suspend),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for (signal, action) in [
+        (Signal::SIGINT, &action),
+        (Signal::SIGTERM, &action),
+        (Signal::SIGHUP, &action),
+        (Signal::SIGTSTP, &suspend),
+    ] {
+        // SAFETY: the handlers only store into an atomic.
+        unsafe { sigaction(signal, action) }.map_err(|e| Failure::Output(io::Error::other(e)))?;
     }
     let output = |e: io::Error| match e.kind() {
         // The reader went away (`gpusel list --watch | head`): done.
@@ -106,12 +123,32 @@ pub fn run(
         let next = Instant::now() + interval;
         while STOP.load(Ordering::SeqCst) == 0 && Instant::now() < next {
             std::thread::sleep(TICK.min(next.saturating_duration_since(Instant::now())));
+            if SUSPEND.swap(false, Ordering::SeqCst) {
+                if !tty {
+                    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+                    continue;
+                }
+                if let Err(e) = suspend_screen() {
+                    return output(e).map_or(Ok(()), Err);
+                }
+                // Continued (`fg`): draw again at once.
+                break;
+            }
             if tty && width() != cols {
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// Gives the screen and cursor back, stops as Ctrl-Z asked, and takes the
+/// screen again once continued.
+fn suspend_screen() -> io::Result<()> {
+    write_all(LEAVE)?;
+    // SIGSTOP, not SIGTSTP: the handler above would only catch it again.
+    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+    write_all(ENTER)
 }
 
 /// Writes one frame (see [`frame_bytes`]).

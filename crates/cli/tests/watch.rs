@@ -322,5 +322,36 @@ fn watch_into_a_reader_that_goes_away_exits_quietly() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Every 50ms: gpusel list (Ctrl-C to quit)\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Every 50ms: gpusel list (Ctrl-C to quit)\n"
+    );
+}
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = lab_copy(&dir);
+    let tmux = Tmux::start();
+    // sh without job control cannot stop a job; an interactive one can.
+    tmux.send(&["exec sh -i", "Enter"]);
+    tmux.send(&[&watch_command(&snapshot), "Enter"]);
+    tmux.wait_for("the first frame", |s| s.contains("lab-gpu01"));
+    assert_eq!(tmux.pane("#{alternate_on}"), "1");
+
+    tmux.send(&["C-z"]);
+    let screen = tmux.wait_for("the shell to say the job stopped", |s| {
+        s.to_lowercase().contains("stopped")
+    });
+    assert_eq!(tmux.pane("#{alternate_on}"), "0", "{screen}");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "1", "{screen}");
+    assert!(!screen.contains("lab-gpu01"), "{screen}");
+
+    tmux.send(&["fg", "Enter"]);
+    tmux.wait_for("the table again", |s| s.contains("lab-gpu01"));
+    assert_eq!(tmux.pane("#{alternate_on}"), "1");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "0");
+    tmux.send(&["C-c"]);
+    tmux.wait_for("gpusel to exit", |s| !s.contains("lab-gpu01"));
+    assert_eq!(tmux.pane("#{cursor_flag}"), "1");
 }
