@@ -351,9 +351,20 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
         }
         let classic = to_classic(&text);
-        assert!(classic.contains("# HELP gpusel_snapshot_errors_total Failed"), "{classic}");
-        assert!(classic.contains("# TYPE gpusel_snapshot_errors_total counter\ngpusel_snapshot_errors_total 2\n"), "{classic}");
-        assert!(!classic.contains("# UNIT") && !classic.contains("# EOF"), "{classic}");
+        assert!(
+            classic.contains("# HELP gpusel_snapshot_errors_total Failed"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains(
+                "# TYPE gpusel_snapshot_errors_total counter\ngpusel_snapshot_errors_total 2\n"
+            ),
+            "{classic}"
+        );
+        assert!(
+            !classic.contains("# UNIT") && !classic.contains("# EOF"),
+            "{classic}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
         // Unknown is absent, not zero.
         assert!(!text.contains("gpusel_gpu_temperature_celsius{"), "{text}");

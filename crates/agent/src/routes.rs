@@ -128,7 +128,9 @@ async fn metrics(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Respo
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 async fn healthz(Shared(state): Shared<Arc<State>>) -> Response {
