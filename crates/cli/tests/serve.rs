@@ -496,3 +496,35 @@ fn a_port_in_use_is_a_clear_error() {
         "{line}"
     );
 }
+
+#[test]
+fn mig_devices_have_rows_and_series_of_their_own() {
+    let server = serve(nvml_std(fixture("mig-h100")), &[]);
+    let page = server.get("/");
+    for row in ["0", "0:0", "0:1", "0:2", "1"] {
+        assert!(
+            page.body.contains(&format!("data-gpu=\"{row}\"")),
+            "no row {row}: {}",
+            page.body
+        );
+    }
+    assert!(page.body.contains("MIG 3g.40gb"), "{}", page.body);
+    assert!(page.body.contains("on its MIG devices"), "{}", page.body);
+    let metrics = server.get("/metrics");
+    promtool_accepts(&metrics);
+    let busy = lines(
+        &metrics.body,
+        "gpusel_mig_processes{gpu=\"0\",mig=\"0\",uuid=\"MIG-4e2a8c6b-1d3f-5a7e-9b0c-2d4f6a8c0e11\",profile=\"3g.40gb\"",
+    );
+    assert_eq!(busy.len(), 1, "{}", metrics.body);
+    assert!(busy[0].ends_with(" 1.0"), "{busy:?}");
+    assert_eq!(
+        lines(&metrics.body, "gpusel_mig_memory_total_bytes{").len(),
+        3
+    );
+    let parent = lines(&metrics.body, "gpusel_gpu_processes{gpu=\"0\"");
+    assert!(
+        parent[0].ends_with(" 1.0"),
+        "the parent counts its MIG devices' processes: {parent:?}"
+    );
+}
