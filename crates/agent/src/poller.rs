@@ -66,6 +66,7 @@ fn run(
     loop {
         let started = Instant::now();
         let attempt = SystemTime::now();
+        state.begin_attempt();
         // A provider that panics is a failed round, not a server that
         // silently serves one snapshot forever.
         let result =
@@ -101,7 +102,7 @@ fn run(
             interval_ms: u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX),
             command_lines: options.expose_cmdline,
         };
-        state.publish(Published::render(
+        state.finish_attempt(Published::render(
             last_good.clone(),
             status,
             took,

@@ -1,7 +1,7 @@
 //! What the snapshot loop publishes and every request reads.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
 use gpu_core::{AgentError, AgentSnapshot, AgentStatus, Snapshot};
@@ -25,6 +25,8 @@ pub struct Published {
     pub openmetrics: Bytes,
     /// The body of `/metrics` for everyone else (classic text format).
     pub metrics: Bytes,
+    /// Failed attempts since the start, as `/metrics` counts them.
+    pub errors_total: u64,
 }
 
 impl Published {
@@ -66,6 +68,7 @@ impl Published {
             json: Bytes::from(json),
             openmetrics: Bytes::from(metrics),
             metrics: Bytes::from(classic),
+            errors_total,
         }
     }
 
@@ -89,6 +92,9 @@ impl Published {
 #[derive(Debug)]
 pub struct State {
     current: RwLock<Arc<Published>>,
+    /// When the attempt in progress started; `None` between attempts. Its
+    /// lock also orders the loop's and the watchdog's publications.
+    attempt: Mutex<Option<Instant>>,
     token: Option<Token>,
     interval: Duration,
 }
@@ -98,6 +104,7 @@ impl State {
     pub fn new(initial: Published, token: Option<Token>, interval: Duration) -> Self {
         State {
             current: RwLock::new(Arc::new(initial)),
+            attempt: Mutex::new(None),
             token,
             interval,
         }
@@ -120,6 +127,36 @@ impl State {
         }
     }
 
+    /// Notes that an attempt to read the GPUs starts now.
+    pub fn begin_attempt(&self) {
+        *lock(&self.attempt) = Some(Instant::now());
+    }
+
+    /// Publishes the round of the attempt that just ended.
+    pub fn finish_attempt(&self, round: Published) {
+        let mut attempt = lock(&self.attempt);
+        self.publish(round);
+        *attempt = None;
+    }
+
+    /// When the attempt in progress has run for `threshold` or longer,
+    /// publishes what `stalled` makes of the current round and how long the
+    /// attempt has run. A driver call that hangs thus shows as a failure
+    /// while it hangs, not as the last good snapshot looking current.
+    pub fn check_stalled(
+        &self,
+        threshold: Duration,
+        stalled: impl FnOnce(&Published, Duration) -> Published,
+    ) {
+        let attempt = lock(&self.attempt);
+        if let Some(running) = attempt.map(|started| started.elapsed())
+            && running >= threshold
+        {
+            let round = stalled(&self.current(), running);
+            self.publish(round);
+        }
+    }
+
     /// The token clients must send, when one is set.
     pub fn token(&self) -> Option<&Token> {
         self.token.as_ref()
@@ -129,4 +166,10 @@ impl State {
     pub fn interval(&self) -> Duration {
         self.interval
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -528,3 +528,36 @@ fn mig_devices_have_rows_and_series_of_their_own() {
         "the parent counts its MIG devices' processes: {parent:?}"
     );
 }
+
+#[test]
+fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
+    // The fake nvidia-smi of the `hang` scenario never answers; the smi
+    // provider gives up after 8 s, and the next attempt is a minute later,
+    // after the test.
+    let mut cmd = common::gpusel_std();
+    cmd.env("PATH", common::smi::path_with_fake())
+        .env("FAKE_SMI_SCENARIO", "hang")
+        .env("GPUSEL_SMI_TIMEOUT", "8s")
+        .args(["-p", "smi"]);
+    let server = serve(cmd, &["--interval", "60s"]);
+    let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("has not answered"));
+    assert_eq!(api.status, 503, "{api:#?}");
+    let error = api.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("provider 'smi' has not answered for ")
+            && error.ends_with(" s; the driver may be hung"),
+        "{error}"
+    );
+    let metrics = server.get("/metrics");
+    assert!(
+        metrics.body.lines().any(|l| l == "gpusel_up 0"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(server.get("/healthz").status, 503);
+    // Then the provider's own timeout ends the attempt, with its reason.
+    let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("nvidia-smi"));
+    assert_eq!(api.status, 503);
+    let (code, stderr) = server.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+}
