@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
-use gpu_core::{AgentError, AgentSnapshot, AgentStatus, Snapshot};
+use gpu_core::{AgentError, AgentStatus, Snapshot};
 
 use crate::metrics;
 use crate::options::Token;
@@ -18,7 +18,7 @@ pub struct Published {
     pub snapshot: Option<Arc<Snapshot>>,
     /// How the snapshots are going.
     pub status: AgentStatus,
-    /// The body of `/api/v1/snapshot`: an [`AgentSnapshot`], or an
+    /// The body of `/api/v1/snapshot`: an [`AgentSnapshot`](gpu_core::AgentSnapshot), or an
     /// [`AgentError`] while there is no snapshot.
     pub json: Bytes,
     /// The body of `/metrics` for Prometheus (OpenMetrics).
@@ -37,10 +37,17 @@ impl Published {
         duration: Duration,
         errors_total: u64,
     ) -> Self {
+        // gpu_core::AgentSnapshot, borrowed: the same JSON without a copy.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            #[serde(flatten)]
+            snapshot: &'a Snapshot,
+            agent: &'a AgentStatus,
+        }
         let json = match &snapshot {
-            Some(s) => serde_json::to_vec(&AgentSnapshot {
-                snapshot: Snapshot::clone(s),
-                agent: status.clone(),
+            Some(s) => serde_json::to_vec(&Body {
+                snapshot: s,
+                agent: &status,
             }),
             None => serde_json::to_vec(&AgentError {
                 error: format!(
@@ -172,4 +179,38 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpu_core::AgentSnapshot;
+
+    #[test]
+    fn the_api_body_reads_back_as_an_agent_snapshot_and_as_a_snapshot() {
+        // JSON times are whole seconds.
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut snapshot = Snapshot::new("node1", "test");
+        snapshot.time = time;
+        snapshot.gpus.push(gpu_core::Gpu::new(0, "GPU-0", "A100"));
+        let mut status = Published::starting(Duration::from_secs(2), false).status;
+        status.up = true;
+        status.last_attempt = time;
+        let round = Published::render(
+            Some(Arc::new(snapshot.clone())),
+            status.clone(),
+            Duration::ZERO,
+            0,
+        );
+        let back: AgentSnapshot = serde_json::from_slice(&round.json).unwrap();
+        assert_eq!(
+            back,
+            AgentSnapshot {
+                snapshot: snapshot.clone(),
+                agent: status
+            }
+        );
+        let plain: Snapshot = serde_json::from_slice(&round.json).unwrap();
+        assert_eq!(plain, snapshot);
+    }
 }
