@@ -561,3 +561,45 @@ fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn an_unusable_lock_dir_hides_leases_not_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let server = serve(
+        gpusel_std_on(LAB),
+        &["--lock-dir", not_a_dir.to_str().unwrap()],
+    );
+    let json = server.get("/api/v1/snapshot").json();
+    assert_eq!(json["agent"]["up"], true);
+    assert_eq!(json["gpus"].as_array().unwrap().len(), 8);
+    let lease_error = json["agent"]["lease_error"].as_str().unwrap();
+    assert!(
+        lease_error.contains(not_a_dir.to_str().unwrap()),
+        "{lease_error}"
+    );
+    let page = server.get("/");
+    assert!(page.body.contains("Leases not shown: "), "{}", page.body);
+    let metrics = server.get("/metrics");
+    assert!(
+        !metrics.body.contains("gpusel_gpu_leased"),
+        "unknown is absent, not 0: {}",
+        metrics.body
+    );
+    promtool_accepts(&metrics);
+}
+
+#[test]
+fn no_provider_no_server() {
+    let o = out(common::gpusel().args([
+        "-p",
+        "nvml:/nonexistent/libnvidia-ml.so.1",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    o.code(4);
+    o.one_error_naming("/nonexistent/libnvidia-ml.so.1");
+    assert!(!o.stderr.contains("serving"), "{o:#?}");
+}
