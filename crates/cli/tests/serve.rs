@@ -224,6 +224,19 @@ fn a_failing_provider_is_shown_with_the_last_good_snapshot() {
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // One line when it fails and one when it recovers, not one per round.
+    assert_eq!(
+        stderr
+            .matches("cannot read the GPUs; serving the last good snapshot")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("the GPUs can be read again").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
