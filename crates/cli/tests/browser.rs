@@ -5,16 +5,28 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::nvml::{fixture, nvml_std};
 use common::serve::serve;
 
+/// What a Chromium run left: its exit status, stdout and stderr.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
 /// Headless Chromium as root in a container: no sandbox, no GPU, nothing
-/// fetched from the network, a profile of its own.
-fn chromium(profile: &Path, args: &[&str]) -> Option<std::process::Output> {
+/// fetched from the network, a profile of its own. `None` when it is not
+/// installed outside CI; killed (and the test failed) if it hangs.
+fn chromium(args: &[&str]) -> Option<Run> {
     let binary = std::env::var("GPUSEL_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let result = Command::new(&binary)
+    let scratch = tempfile::tempdir().unwrap();
+    let stdout = scratch.path().join("stdout");
+    let stderr = scratch.path().join("stderr");
+    let spawned = Command::new(&binary)
         .args([
             "--headless",
             "--no-sandbox",
@@ -26,20 +38,44 @@ fn chromium(profile: &Path, args: &[&str]) -> Option<std::process::Output> {
             "--disable-sync",
             "--disable-dev-shm-usage",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            scratch.path().join("profile").display()
+        ))
         .args(args)
-        .output();
-    match result {
-        Ok(out) => Some(out),
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
         Err(e) => {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "{binary} is needed in CI (.ci/run installs Debian's chromium): {e}"
             );
             eprintln!("SKIPPED: {binary} not installed (apt-get install chromium)");
-            None
+            return None;
         }
-    }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{binary} {args:?} did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    Some(Run {
+        ok: status.success(),
+        stdout: read(&stdout),
+        stderr: read(&stderr),
+    })
 }
 
 /// Where the screenshot is kept for people to look at.
@@ -53,16 +89,11 @@ fn artifact() -> PathBuf {
 fn the_browser_shows_hostile_names_as_text() {
     let server = serve(nvml_std(fixture("hostile-names")), &[]);
     let url = format!("http://{}/", server.addr);
-    let profile = tempfile::tempdir().unwrap();
-    let Some(out) = chromium(profile.path(), &["--dump-dom", &url]) else {
+    let Some(run) = chromium(&["--dump-dom", &url]) else {
         return;
     };
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(run.ok, "chromium failed: {}", run.stderr);
+    let dom = run.stdout;
 
     // The rows the browser built: one per GPU.
     assert_eq!(dom.matches("<tr class=\"gpu\"").count(), 2, "{dom}");
@@ -91,14 +122,9 @@ fn the_browser_shows_hostile_names_as_text() {
 
     let png = artifact();
     let _ = std::fs::remove_file(&png);
-    let profile = tempfile::tempdir().unwrap();
     let shot = format!("--screenshot={}", png.display());
-    let out = chromium(profile.path(), &[&shot, "--window-size=1280,800", &url]).unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = chromium(&[&shot, "--window-size=1280,800", &url]).unwrap();
+    assert!(run.ok, "chromium failed: {}", run.stderr);
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     eprintln!("screenshot: {}", png.display());
