@@ -9,13 +9,16 @@
 //! one to its dcgm-exporter name.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use gpu_core::{Gpu, Snapshot};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 /// The `Content-Type` of the OpenMetrics body [`render`] writes, which
@@ -43,16 +46,66 @@ pub struct Round<'a> {
 }
 
 type Labels = Vec<(&'static str, String)>;
-type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// A gauge family whose series are written in the order they were set (GPU
+/// order), where prometheus-client's `Family` writes them in a hash map's
+/// order: a person reading `/metrics` finds GPU 0 first.
+#[derive(Debug, Clone)]
+struct Series(Arc<SeriesInner>);
+
+#[derive(Debug)]
+struct SeriesInner {
+    name: String,
+    help: String,
+    unit: Option<Unit>,
+    samples: Mutex<Vec<(Labels, f64)>>,
+}
+
+impl Series {
+    fn set(&self, labels: &Labels, value: f64) {
+        self.samples().push((labels.clone(), value));
+    }
+
+    fn samples(&self) -> std::sync::MutexGuard<'_, Vec<(Labels, f64)>> {
+        self.0
+            .samples
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Collector for Series {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let samples = self.samples();
+        // Like the registry's own metrics: no samples, no family.
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.0;
+        let mut metric = encoder.encode_descriptor(
+            &inner.name,
+            &inner.help,
+            inner.unit.as_ref(),
+            MetricType::Gauge,
+        )?;
+        for (labels, value) in samples.iter() {
+            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
 
 /// One gauge family, registered with its help text and unit.
-fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeFamily {
-    let family = GaugeFamily::default();
-    match unit {
-        Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
-        None => registry.register(name, help, family.clone()),
-    }
-    family
+fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> Series {
+    let series = Series(Arc::new(SeriesInner {
+        name: name.into(),
+        // The registry ends its own metrics' help with a period.
+        help: format!("{help}."),
+        unit,
+        samples: Mutex::default(),
+    }));
+    registry.register_collector(Box::new(series.clone()));
+    series
 }
 
 fn ratio() -> Option<Unit> {
@@ -99,9 +152,7 @@ pub fn render(round: &Round<'_>) -> String {
         .time
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    timestamp
-        .get_or_create(&vec![("host", host.to_string())])
-        .set(since_epoch.as_secs_f64());
+    timestamp.set(&vec![("host", host.to_string())], since_epoch.as_secs_f64());
 
     let info = gauge(
         &mut registry,
@@ -123,7 +174,7 @@ pub fn render(round: &Round<'_>) -> String {
             snapshot.driver_version.clone().unwrap_or_default(),
         ));
         info_labels.push(("provider", snapshot.provider.clone()));
-        info.get_or_create(&info_labels).set(1.0);
+        info.set(&info_labels, 1.0);
         families.record(gpu, &labels);
     }
     finish(&registry)
@@ -176,20 +227,20 @@ fn labels(gpu: &Gpu, host: &str) -> Labels {
 
 /// The per-GPU families.
 struct GpuFamilies {
-    memory_total: GaugeFamily,
-    memory_used: GaugeFamily,
-    memory_free: GaugeFamily,
-    utilization: GaugeFamily,
-    memory_utilization: GaugeFamily,
-    temperature: GaugeFamily,
-    power_draw: GaugeFamily,
-    power_limit: GaugeFamily,
-    sm_clock: GaugeFamily,
-    performance_state: GaugeFamily,
-    processes: GaugeFamily,
-    process_memory: GaugeFamily,
-    mig_mode: GaugeFamily,
-    leased: Option<GaugeFamily>,
+    memory_total: Series,
+    memory_used: Series,
+    memory_free: Series,
+    utilization: Series,
+    memory_utilization: Series,
+    temperature: Series,
+    power_draw: Series,
+    power_limit: Series,
+    sm_clock: Series,
+    performance_state: Series,
+    processes: Series,
+    process_memory: Series,
+    mig_mode: Series,
+    leased: Option<Series>,
 }
 
 impl GpuFamilies {
@@ -265,9 +316,9 @@ impl GpuFamilies {
     }
 
     fn record(&self, gpu: &Gpu, labels: &Labels) {
-        let set = |family: &GaugeFamily, value: Option<f64>| {
+        let set = |family: &Series, value: Option<f64>| {
             if let Some(v) = value {
-                family.get_or_create(labels).set(v);
+                family.set(labels, v);
             }
         };
         set(&self.memory_total, gpu.memory_total.map(|v| v as f64));
@@ -325,11 +376,11 @@ impl GpuFamilies {
 /// The per-MIG-device families: a MIG device is what a job gets, so its
 /// memory, processes and lease are what a dashboard of a MIG GPU shows.
 struct MigFamilies {
-    memory_total: GaugeFamily,
-    memory_used: GaugeFamily,
-    memory_free: GaugeFamily,
-    processes: GaugeFamily,
-    leased: Option<GaugeFamily>,
+    memory_total: Series,
+    memory_used: Series,
+    memory_free: Series,
+    processes: Series,
+    leased: Option<Series>,
 }
 
 impl MigFamilies {
@@ -378,9 +429,9 @@ impl MigFamilies {
             ("profile", mig.profile.clone().unwrap_or_default()),
             ("host", host.to_string()),
         ];
-        let set = |family: &GaugeFamily, value: Option<f64>| {
+        let set = |family: &Series, value: Option<f64>| {
             if let Some(v) = value {
-                family.get_or_create(&labels).set(v);
+                family.set(&labels, v);
             }
         };
         set(&self.memory_total, mig.memory_total.map(|v| v as f64));
@@ -446,5 +497,37 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         // Unknown is absent, not zero.
         assert!(!text.contains("gpusel_gpu_temperature_celsius{"), "{text}");
+    }
+
+    #[test]
+    fn series_come_in_gpu_order() {
+        let mut s = Snapshot::new("h", "test");
+        for i in 0..12 {
+            let mut gpu = Gpu::new(i, format!("GPU-{i}"), "A100");
+            gpu.temperature = Some(30 + i as i32);
+            s.gpus.push(gpu);
+        }
+        let text = render(&Round {
+            snapshot: Some(&s),
+            up: true,
+            duration: Duration::ZERO,
+            errors_total: 0,
+            leases_known: false,
+        });
+        let order: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("gpusel_gpu_temperature_celsius{"))
+            .map(|l| l.split('"').nth(1).unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert_eq!(order, expected);
+        assert!(
+            !text.contains("gpusel_gpu_leased"),
+            "leases unknown: {text}"
+        );
+        assert!(
+            !text.contains("gpusel_mig_"),
+            "no MIG device, no MIG family: {text}"
+        );
     }
 }
