@@ -67,6 +67,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return config.render(cli.global.json);
     }
     if let Some(Sub::Serve(args)) = &cli.sub {
+        if cli.global.json {
+            return Err(Failure::Usage(
+                "--json has no meaning for `serve`: the server always serves JSON at /api/v1/snapshot".into(),
+            ));
+        }
         let provider = providers::registry().open(&config.provider.value)?;
         return serve::run(provider, args, &config);
     }

@@ -616,3 +616,11 @@ fn no_provider_no_server() {
     o.one_error_naming("/nonexistent/libnvidia-ml.so.1");
     assert!(!o.stderr.contains("serving"), "{o:#?}");
 }
+
+#[test]
+fn json_is_not_a_serve_flag() {
+    let o = out(common::lab().args(["serve", "--json"]));
+    o.code(2);
+    let line = o.one_error_naming("--json");
+    assert!(line.contains("/api/v1/snapshot"), "{line}");
+}
