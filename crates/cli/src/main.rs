@@ -8,6 +8,7 @@ mod list;
 mod out;
 mod providers;
 mod sanitize;
+mod serve;
 mod status;
 mod table;
 mod term;
@@ -70,6 +71,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Sub::Config) = cli.sub {
         return config.render(cli.global.json);
     }
+    if let Some(Sub::Serve(args)) = &cli.sub {
+        if cli.global.json {
+            return Err(Failure::Usage(
+                "--json has no meaning for `serve`: the server always serves JSON at /api/v1/snapshot".into(),
+            ));
+        }
+        let provider = providers::registry().open(&config.provider.value)?;
+        return serve::run(provider, args, &config);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
@@ -122,7 +132,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cli.global.json,
             &[],
         ),
-        Some(Sub::Config) => Ok(()),
+        Some(Sub::Config) | Some(Sub::Serve(_)) => Ok(()),
         None => {
             let mode = if cli.command.is_empty() {
                 Mode::Print

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod nvml;
+pub mod serve;
 pub mod smi;
 
 use std::borrow::BorrowMut;
