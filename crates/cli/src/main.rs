@@ -66,6 +66,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return config.render(cli.global.json);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
     let registry = providers::registry();
@@ -73,7 +74,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.sub {
         Some(Sub::List) => {
             let mut snapshot = rt.block_on(provider.snapshot())?;
-            list::add_leases(&mut snapshot, &config.lock_dir.value);
+            // A remote node's leases are in its own lock directory; the
+            // agent reports them, and this machine's would be wrong there.
+            if !provider.is_remote() {
+                list::add_leases(&mut snapshot, &config.lock_dir.value);
+            }
             if cli.global.json {
                 out::print_json(&snapshot)
             } else {

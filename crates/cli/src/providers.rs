@@ -1,6 +1,6 @@
 //! The providers this binary knows, in the order `--provider auto` tries them.
 
-use gpu_core::ProviderRegistry;
+use gpu_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
 
 /// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
 /// in registration order: NVML first, then nvidia-smi.
@@ -26,6 +26,22 @@ pub fn registry() -> ProviderRegistry {
         true,
         |spec| Ok(Box::new(provider_smi::SmiProvider::from_env(spec.argument.as_deref())?)),
     );
+    // A remote node's agent (issue 7). Never tried by `auto`: it is another
+    // machine's GPUs, asked for by URL.
+    registry.register(
+        provider_http::NAME,
+        "http://HOST:PORT[/PREFIX]",
+        "another node's GPUs from its `gpusel serve` agent (token file $GPUSEL_HTTP_TOKEN_FILE; timeout $GPUSEL_HTTP_TIMEOUT, default 10s)",
+        false,
+        open_http,
+    );
+    registry.register(
+        "https",
+        "https://HOST:PORT",
+        "not built in (gpusel has no TLS): tunnel the agent's port over SSH and use http://",
+        false,
+        open_http,
+    );
     // The deprecated torch provider (issue 8): never tried by `auto`, and
     // registered even without the feature so that asking for it says how to get it.
     registry.register(
@@ -36,6 +52,11 @@ pub fn registry() -> ProviderRegistry {
         open_torch,
     );
     registry
+}
+
+/// `http://` and `https://`: the latter only to say why it is not built in.
+fn open_http(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
+    Ok(Box::new(provider_http::HttpProvider::from_env(&spec.raw)?))
 }
 
 const TORCH: &str = "torch";
