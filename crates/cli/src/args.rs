@@ -44,6 +44,8 @@ Environment:
   GPUSEL_STRATEGY        default for --strategy
   GPUSEL_LOCK_DIR        default for --lock-dir
   GPUSEL_INTERVAL        default for --interval
+  GPUSEL_HTTP_TOKEN_FILE file holding the bearer token of an http:// agent
+  GPUSEL_HTTP_TIMEOUT    limit on one request to an http:// agent (default 10s)
   GPUSEL_BAN             GPUs never to give out, added to the config's bans (0,GPU-5f2c)
   GPUSEL_SYSTEM_CONFIG   the site config file to read instead of /etc/gpusel/config.toml
   XDG_CONFIG_HOME        where the user's gpusel/config.toml is (default ~/.config)
@@ -95,9 +97,11 @@ pub enum Sub {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Where GPU state comes from: `auto` (NVML, then nvidia-smi), `nvml[:LIB]`,
-    /// `smi[:PATH]`, or `file:PATH` to replay a snapshot written by
-    /// `gpusel list --json`. Default: auto (or the config's
-    /// provider, or GPUSEL_PROVIDER).
+    /// `smi[:PATH]`, `file:PATH` to replay a snapshot written by
+    /// `gpusel list --json`, or `http://HOST:PORT[/PREFIX]` for another
+    /// node's GPUs from its `gpusel serve` (list and print a choice; no local
+    /// lease, no `-- CMD`). Default: auto (or the config's provider, or
+    /// GPUSEL_PROVIDER).
     #[arg(long, short = 'p', global = true, value_name = "PROVIDER")]
     pub provider: Option<String>,
 

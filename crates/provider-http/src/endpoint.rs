@@ -22,8 +22,9 @@ impl Endpoint {
     /// every user of the machine, so tokens travel in files.
     pub fn parse(url: &str) -> Result<Self, HttpError> {
         let given = url.trim();
+        let shown = redact(given);
         let bad = |reason: &str| HttpError::BadUrl {
-            url: url.to_string(),
+            url: shown.clone(),
             reason: reason.to_string(),
         };
         let scheme_end = given
@@ -91,6 +92,19 @@ impl Endpoint {
     }
 }
 
+/// `url` with any `user:password@` replaced by `***@`, so an error never
+/// repeats a secret onto a terminal or into a log.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest.get(..end).and_then(|authority| authority.rfind('@')) {
+        Some(at) => format!("{scheme}://***{}", rest.get(at..).unwrap_or_default()),
+        None => url.to_string(),
+    }
+}
+
 fn join(base: &str, path: &str) -> Result<Uri, String> {
     format!("{base}{path}")
         .parse::<Uri>()
@@ -141,7 +155,9 @@ mod tests {
         assert!(err("node1:9090").contains("no http:// in front"));
         assert!(err("ftp://node1").contains("scheme \"ftp\" is not http"));
         assert!(err("https://node1:9090").contains("https is not supported"));
-        assert!(err("http://user:secret@node1:9090").contains("credentials do not belong"));
+        let e = err("http://user:secret@node1:9090/x");
+        assert!(e.contains("credentials do not belong"), "{e}");
+        assert!(e.starts_with("\"http://***@node1:9090/x\""), "{e}");
         assert!(err("http://node1:9090/?x=1").contains("?query"));
         assert!(err("http://node1:9090/#top").contains("#fragment"));
         assert!(err("http://").contains("is not an agent URL"));

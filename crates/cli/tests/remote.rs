@@ -1,0 +1,214 @@
+//! `--provider http://HOST:PORT`: another node's GPUs, through its agent.
+//! Here the agent is a stand-in on loopback (tests/common/http.rs) serving
+//! the lab snapshot, so each can misbehave on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{snapshot_server, stand_in};
+use common::*;
+
+fn remote() -> String {
+    snapshot_server(LAB, None)
+}
+
+fn remote_out<I, S>(url: &str, args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    out(gpusel().arg("--provider").arg(url).args(args))
+}
+
+#[test]
+fn list_shows_the_remote_node_by_its_own_name() {
+    let url = remote();
+    let remote = remote_out(&url, ["list"]);
+    let stdout = remote.ok();
+    let local = lab_out(["list"]);
+    let header = stdout.lines().next().unwrap();
+    assert!(header.starts_with("lab-gpu01  (8 GPUs"), "{stdout}");
+    assert!(header.contains(&format!("nvml via {url} at")), "{header}");
+    // Apart from the provider in the header, the same table as the file.
+    assert_eq!(
+        stdout.lines().skip(1).collect::<Vec<_>>(),
+        local.ok().lines().skip(1).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn list_json_is_the_remote_snapshot() {
+    let url = remote();
+    let json: serde_json::Value =
+        serde_json::from_str(remote_out(&url, ["--json", "list"]).ok()).unwrap();
+    let lab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(LAB).unwrap()).unwrap();
+    assert_eq!(json["host"], "lab-gpu01");
+    assert_eq!(json["gpus"], lab["gpus"]);
+    assert_eq!(json["provider"], format!("nvml via {url}"));
+}
+
+#[test]
+fn selection_prints_a_remote_choice_and_takes_no_local_lease() {
+    let url = remote();
+    let lock_dir = fresh_lock_dir();
+    let o: Out = gpusel()
+        .args(["--provider", &url, "-n", "2"])
+        .env("GPUSEL_LOCK_DIR", &lock_dir)
+        // This machine's visibility says nothing about the remote GPUs.
+        .env("CUDA_VISIBLE_DEVICES", "0")
+        .output()
+        .unwrap()
+        .into();
+    let picked = tokens(o.ok());
+    assert_eq!(picked.len(), 2, "{o:?}");
+    assert!(picked.iter().all(|t| LAB_IDLE.contains(t)), "{o:?}");
+    assert!(
+        !lock_dir.exists(),
+        "a local lease was attempted for remote GPUs"
+    );
+
+    let env = remote_out(&url, ["env", "-d", "7"]);
+    assert_eq!(
+        env.ok(),
+        "export CUDA_VISIBLE_DEVICES=7\nexport CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
+    );
+}
+
+#[test]
+fn running_a_job_on_remote_gpus_is_refused() {
+    let url = remote();
+    let o = remote_out(&url, ["--", "true"]);
+    o.code(125).no_stdout();
+    let line = o.one_error_naming(&url);
+    assert!(line.contains("runs CMD on this machine"), "{line}");
+    assert!(line.contains("ssh HOST gpusel -- CMD"), "{line}");
+}
+
+#[test]
+fn no_agent_listening_is_one_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = remote_out(&url, ["list"]);
+    o.code(4).no_stdout();
+    let line = o.one_error_naming(&url);
+    assert!(
+        line.ends_with(&format!(
+            "connection refused; is `gpusel serve` running on 127.0.0.1:{port}?"
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_token_comes_from_the_file_the_environment_names() {
+    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let o = remote_out(&url, ["list"]);
+    o.code(4);
+    assert!(
+        o.one_error_naming("401 Unauthorized")
+            .contains("GPUSEL_HTTP_TOKEN_FILE"),
+        "{o:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "token", "T0ken-for-lab\n");
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &file)
+        .output()
+        .unwrap()
+        .into();
+    assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
+
+    let wrong = write_file(&dir, "wrong", "not-it");
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &wrong)
+        .output()
+        .unwrap()
+        .into();
+    o.code(4);
+    let line = o.one_error_naming(&wrong.display().to_string());
+    assert!(line.contains("was not accepted"), "{line}");
+}
+
+#[test]
+fn a_slow_agent_is_given_up_on_at_the_timeout() {
+    let url = stand_in(|_| {
+        std::thread::sleep(Duration::from_secs(30));
+        ("200 OK".into(), String::new())
+    });
+    let start = Instant::now();
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TIMEOUT", "300ms")
+        .output()
+        .unwrap()
+        .into();
+    o.code(4);
+    assert!(
+        o.one_error_naming(&url)
+            .contains("did not answer within 300ms"),
+        "{o:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "it waited for the agent"
+    );
+}
+
+#[test]
+fn settings_and_urls_that_cannot_work_say_what_to_do() {
+    let cases: [(&str, &[(&str, &str)], &str); 5] = [
+        (
+            "https://node1:9090",
+            &[],
+            "https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel",
+        ),
+        (
+            "http://alice:secret@node1:9090",
+            &[],
+            "credentials do not belong in a URL",
+        ),
+        ("http://node1:99999", &[], "the port is not a number"),
+        (
+            "http://node1:9090",
+            &[("GPUSEL_HTTP_TIMEOUT", "soon")],
+            "GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration",
+        ),
+        (
+            "http://node1:9090",
+            &[("GPUSEL_HTTP_TOKEN_FILE", "/nonexistent/token")],
+            "token file /nonexistent/token: cannot read it",
+        ),
+    ];
+    for (url, env, want) in cases {
+        let mut cmd = gpusel();
+        cmd.args(["--provider", url, "list"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = out(cmd);
+        o.code(4).no_stdout();
+        assert!(
+            o.one_error_naming(want).contains("unavailable"),
+            "{url}: {o:?}"
+        );
+        assert!(
+            !o.stderr.contains("secret"),
+            "the password is echoed: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_remote_provider() {
+    let o = out(gpusel().arg("--help"));
+    assert!(o.ok().contains("http://HOST:PORT[/PREFIX]"), "{o:?}");
+}
