@@ -165,7 +165,8 @@ fn a_slow_agent_is_given_up_on_at_the_timeout() {
 
 #[test]
 fn settings_and_urls_that_cannot_work_say_what_to_do() {
-    let cases: [(&str, &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         (
             "https://node1:9090",
             &[],
