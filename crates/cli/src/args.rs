@@ -91,6 +91,41 @@ pub enum Sub {
     List,
     /// Show the effective configuration and where each value comes from.
     Config,
+    /// Serve the GPUs over HTTP: a dashboard (/), JSON (/api/v1/snapshot),
+    /// Prometheus metrics (/metrics) and /healthz. Read-only.
+    #[command(long_about = SERVE_ABOUT)]
+    Serve(ServeArgs),
+}
+
+const SERVE_ABOUT: &str = "\
+Serve the GPUs over HTTP, read-only: an HTML dashboard at /, the snapshot as JSON at /api/v1/snapshot (the schema of `gpusel list --json`, plus an `agent` status object), Prometheus metrics at /metrics, and /healthz (200 `ok` or 503 `failing`).
+
+One snapshot is taken every --interval in the background and every request is answered from it: requests never touch the driver. When the provider fails, the last good snapshot is served with the error (the dashboard says so, the JSON has agent.up=false and agent.last_error, /metrics has gpusel_up 0).
+
+Safety: listens on 127.0.0.1 only unless --listen says otherwise. Nothing in it can start, stop or lease anything. Process command lines are not served (arguments can hold secrets) unless --expose-cmdline; names and users are. With --token-file, every request but /healthz needs the token, as `Authorization: Bearer TOKEN` or as the password of the browser's login prompt. Stops cleanly on SIGTERM or SIGINT.";
+
+/// Options of `gpusel serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on. The default serves this machine only;
+    /// 0.0.0.0:9477 (or [::]:9477) exposes it to the network (use
+    /// --token-file then). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9477")]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to take a snapshot (500ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+
+    /// Require the token in this file (its first line, 16 characters or more)
+    /// on every request except /healthz.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+
+    /// Serve processes' full command lines and lease holders' full commands,
+    /// which can hold passwords and tokens. Off by default.
+    #[arg(long)]
+    pub expose_cmdline: bool,
 }
 
 /// Options every mode takes.

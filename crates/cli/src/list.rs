@@ -3,26 +3,13 @@
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use std::path::Path;
 
-use gpu_core::{
-    Gpu, GpuProcess, LeaseStatus, LockDir, MigDevice, Snapshot, format_bytes, format_power,
-};
+use gpu_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, Snapshot, format_bytes, format_power};
 
 /// Fills in who leases each device. A lock directory that cannot be used is
 /// a warning here, not a failure: the GPUs are still worth showing.
 pub fn add_leases(snapshot: &mut Snapshot, lock_dir: &Path) {
-    let dir = match LockDir::open(lock_dir) {
-        Ok(dir) => dir,
-        Err(e) => {
-            crate::out::eprint_line("warning: ", &format!("leases not shown: {e}"));
-            return;
-        }
-    };
-    let state = |uuid: &str| dir.state(uuid).ok().and_then(|s| s.status());
-    for gpu in &mut snapshot.gpus {
-        gpu.lease = state(&gpu.uuid);
-        for mig in &mut gpu.mig_devices {
-            mig.lease = state(&mig.uuid);
-        }
+    if let Err(e) = gpu_core::add_leases(snapshot, lock_dir) {
+        crate::out::eprint_line("warning: ", &format!("leases not shown: {e}"));
     }
 }
 

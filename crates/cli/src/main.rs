@@ -7,6 +7,7 @@ mod failure;
 mod list;
 mod out;
 mod providers;
+mod serve;
 mod wait;
 
 use std::io::IsTerminal;
@@ -65,6 +66,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Sub::Config) = cli.sub {
         return config.render(cli.global.json);
     }
+    if let Some(Sub::Serve(args)) = &cli.sub {
+        let provider = providers::registry().open(&config.provider.value)?;
+        return serve::run(provider, args, &config);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,7 +99,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cli.global.json,
             &[],
         ),
-        Some(Sub::Config) => Ok(()),
+        Some(Sub::Config) | Some(Sub::Serve(_)) => Ok(()),
         None => {
             let mode = if cli.command.is_empty() {
                 Mode::Print

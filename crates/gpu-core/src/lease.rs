@@ -212,6 +212,25 @@ impl LeaseState {
     }
 }
 
+/// Fills in who leases each device of `snapshot` (GPUs and MIG devices), as
+/// `gpusel list` and the agent show it. Probing never takes a lease. A
+/// device whose lock file cannot be read is shown as not leased: the
+/// snapshot is still worth showing.
+///
+/// Fails only when the lock directory itself cannot be used, leaving the
+/// snapshot as it was; the caller decides whether that is a warning.
+pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(), LeaseError> {
+    let dir = LockDir::open(lock_dir)?;
+    let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
+    for gpu in &mut snapshot.gpus {
+        gpu.lease = state(&gpu.uuid);
+        for mig in &mut gpu.mig_devices {
+            mig.lease = state(&mig.uuid);
+        }
+    }
+    Ok(())
+}
+
 fn is(st: &FileStat, kind: SFlag) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
 }

@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+mod agent_status;
 mod cvd;
 mod device;
 mod file_provider;
@@ -71,6 +72,7 @@ mod size;
 mod strategy;
 pub mod timefmt;
 
+pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };
@@ -78,7 +80,7 @@ pub use device::{Device, DeviceLabel};
 pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
-pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir};
+pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
     Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
 };

@@ -1,0 +1,323 @@
+//! `/metrics`: the snapshot in the Prometheus (OpenMetrics) text format,
+//! rendered once per snapshot.
+//!
+//! Names follow Prometheus's rules: a `gpusel_` prefix, base units in the
+//! name (`_bytes`, `_celsius`, `_ratio` for 0-1 fractions, `_watts`,
+//! `_hertz`, `_seconds`), and on every GPU series the labels `gpu` (the
+//! index `gpusel list` shows), `uuid`, `name` and `host`. A value the driver
+//! does not report is left out, not written as 0. docs/metrics.md maps each
+//! one to its dcgm-exporter name.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use gpu_core::{Gpu, Snapshot};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` of the body [`render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What one round of the snapshot loop knows, for [`render`].
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// The last good snapshot, if any.
+    pub snapshot: Option<&'a Snapshot>,
+    /// Whether the last attempt succeeded.
+    pub up: bool,
+    /// How long the last attempt took.
+    pub duration: Duration,
+    /// Failed attempts since the agent started.
+    pub errors_total: u64,
+    /// Whether the lease directory could be read on the last good snapshot.
+    pub leases_known: bool,
+}
+
+type Labels = Vec<(&'static str, String)>;
+type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// One gauge family, registered with its help text and unit.
+fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeFamily {
+    let family = GaugeFamily::default();
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
+        None => registry.register(name, help, family.clone()),
+    }
+    family
+}
+
+fn ratio() -> Option<Unit> {
+    Some(Unit::Other("ratio".into()))
+}
+
+/// Renders the metrics text of one round.
+pub fn render(round: &Round<'_>) -> String {
+    let mut registry = Registry::with_prefix("gpusel");
+    let up = gauge(
+        &mut registry,
+        "up",
+        "1 when the last attempt to read the GPUs succeeded, 0 while the values below are the last good ones",
+        None,
+    );
+    up.get_or_create(&Vec::new())
+        .set(f64::from(u8::from(round.up)));
+    let errors = Family::<Labels, Counter>::default();
+    registry.register(
+        "snapshot_errors",
+        "Failed attempts to read the GPUs since the agent started",
+        errors.clone(),
+    );
+    errors.get_or_create(&Vec::new()).inc_by(round.errors_total);
+    let duration = gauge(
+        &mut registry,
+        "snapshot_duration",
+        "How long the last attempt to read the GPUs took",
+        Some(Unit::Seconds),
+    );
+    duration
+        .get_or_create(&Vec::new())
+        .set(round.duration.as_secs_f64());
+
+    let Some(snapshot) = round.snapshot else {
+        return finish(&registry);
+    };
+    let host = snapshot.host.as_str();
+    let timestamp = gauge(
+        &mut registry,
+        "snapshot_timestamp",
+        "When the served snapshot was taken, in seconds since the Unix epoch; time() minus this is its age",
+        Some(Unit::Seconds),
+    );
+    let since_epoch = snapshot
+        .time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    timestamp
+        .get_or_create(&vec![("host", host.to_string())])
+        .set(since_epoch.as_secs_f64());
+
+    let info = gauge(
+        &mut registry,
+        "gpu_info",
+        "Always 1; labels carry the GPU's PCI bus id, driver and provider",
+        None,
+    );
+    let families = GpuFamilies::register(&mut registry, round.leases_known);
+    for gpu in &snapshot.gpus {
+        let labels = labels(gpu, host);
+        let mut info_labels = labels.clone();
+        info_labels.push(("pci_bus_id", gpu.pci_bus_id.clone().unwrap_or_default()));
+        info_labels.push((
+            "driver_version",
+            snapshot.driver_version.clone().unwrap_or_default(),
+        ));
+        info_labels.push(("provider", snapshot.provider.clone()));
+        info.get_or_create(&info_labels).set(1.0);
+        families.record(gpu, &labels);
+    }
+    finish(&registry)
+}
+
+fn finish(registry: &Registry) -> String {
+    let mut text = String::with_capacity(8192);
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, registry);
+    text
+}
+
+fn labels(gpu: &Gpu, host: &str) -> Labels {
+    vec![
+        ("gpu", gpu.index.to_string()),
+        ("uuid", gpu.uuid.clone()),
+        ("name", gpu.name.clone()),
+        ("host", host.to_string()),
+    ]
+}
+
+/// The per-GPU families.
+struct GpuFamilies {
+    memory_total: GaugeFamily,
+    memory_used: GaugeFamily,
+    memory_free: GaugeFamily,
+    utilization: GaugeFamily,
+    memory_utilization: GaugeFamily,
+    temperature: GaugeFamily,
+    power_draw: GaugeFamily,
+    power_limit: GaugeFamily,
+    sm_clock: GaugeFamily,
+    performance_state: GaugeFamily,
+    processes: GaugeFamily,
+    process_memory: GaugeFamily,
+    mig_mode: GaugeFamily,
+    leased: Option<GaugeFamily>,
+}
+
+impl GpuFamilies {
+    fn register(r: &mut Registry, leases_known: bool) -> Self {
+        GpuFamilies {
+            memory_total: gauge(r, "gpu_memory_total", "Total GPU memory", Some(Unit::Bytes)),
+            memory_used: gauge(r, "gpu_memory_used", "Used GPU memory", Some(Unit::Bytes)),
+            memory_free: gauge(r, "gpu_memory_free", "Free GPU memory", Some(Unit::Bytes)),
+            utilization: gauge(
+                r,
+                "gpu_utilization",
+                "Fraction of the last sample period in which a kernel ran (0-1)",
+                ratio(),
+            ),
+            memory_utilization: gauge(
+                r,
+                "gpu_memory_utilization",
+                "Fraction of the last sample period in which memory was read or written (0-1)",
+                ratio(),
+            ),
+            temperature: gauge(
+                r,
+                "gpu_temperature",
+                "GPU core temperature",
+                Some(Unit::Celsius),
+            ),
+            power_draw: gauge(
+                r,
+                "gpu_power_draw",
+                "Power draw",
+                Some(Unit::Other("watts".into())),
+            ),
+            power_limit: gauge(
+                r,
+                "gpu_power_limit",
+                "Enforced power limit",
+                Some(Unit::Other("watts".into())),
+            ),
+            sm_clock: gauge(
+                r,
+                "gpu_sm_clock",
+                "Current SM clock",
+                Some(Unit::Other("hertz".into())),
+            ),
+            performance_state: gauge(
+                r,
+                "gpu_performance_state",
+                "Performance state, 0 (P0, fastest) to 15",
+                None,
+            ),
+            processes: gauge(
+                r,
+                "gpu_processes",
+                "Processes holding a context on the GPU (or its MIG devices)",
+                None,
+            ),
+            process_memory: gauge(
+                r,
+                "gpu_process_memory_used",
+                "GPU memory used by all the processes on the GPU, as the driver accounts it",
+                Some(Unit::Bytes),
+            ),
+            mig_mode: gauge(r, "gpu_mig_mode", "1 when MIG mode is on", None),
+            leased: leases_known.then(|| {
+                gauge(
+                    r,
+                    "gpu_leased",
+                    "1 when a gpusel job leases the GPU or one of its MIG devices",
+                    None,
+                )
+            }),
+        }
+    }
+
+    fn record(&self, gpu: &Gpu, labels: &Labels) {
+        let set = |family: &GaugeFamily, value: Option<f64>| {
+            if let Some(v) = value {
+                family.get_or_create(labels).set(v);
+            }
+        };
+        set(&self.memory_total, gpu.memory_total.map(|v| v as f64));
+        set(&self.memory_used, gpu.memory_used.map(|v| v as f64));
+        set(&self.memory_free, gpu.memory_free.map(|v| v as f64));
+        set(
+            &self.utilization,
+            gpu.utilization_gpu.map(|v| f64::from(v) / 100.0),
+        );
+        set(
+            &self.memory_utilization,
+            gpu.utilization_memory.map(|v| f64::from(v) / 100.0),
+        );
+        set(&self.temperature, gpu.temperature.map(f64::from));
+        set(
+            &self.power_draw,
+            gpu.power_draw.map(|mw| f64::from(mw) / 1000.0),
+        );
+        set(
+            &self.power_limit,
+            gpu.power_limit.map(|mw| f64::from(mw) / 1000.0),
+        );
+        set(&self.sm_clock, gpu.sm_clock.map(|mhz| f64::from(mhz) * 1e6));
+        set(
+            &self.performance_state,
+            gpu.performance_state.map(f64::from),
+        );
+        set(
+            &self.mig_mode,
+            gpu.mig_mode.map(|on| f64::from(u8::from(on))),
+        );
+        // A MIG GPU's processes live on its MIG devices; count them all, and
+        // say nothing when any list is unknown rather than undercount.
+        let lists: Option<Vec<&Vec<gpu_core::GpuProcess>>> = if gpu.mig_devices.is_empty() {
+            gpu.processes.as_ref().map(|p| vec![p])
+        } else {
+            gpu.mig_devices
+                .iter()
+                .map(|m| m.processes.as_ref())
+                .collect()
+        };
+        if let Some(lists) = lists {
+            let all = lists.iter().flat_map(|l| l.iter());
+            set(&self.processes, Some(all.clone().count() as f64));
+            let memory: Option<u64> = all.map(|p| p.used_memory).sum();
+            set(&self.process_memory, memory.map(|m| m as f64));
+        }
+        if let Some(leased) = &self.leased {
+            let any = gpu.lease.is_some() || gpu.mig_devices.iter().any(|m| m.lease.is_some());
+            set(leased, Some(f64::from(u8::from(any))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_labels() {
+        let mut s = Snapshot::new("node\"1", "test");
+        let mut gpu = Gpu::new(3, "GPU-3", "NVIDIA A100\n\"evil\"");
+        gpu.memory_total = Some(80 << 30);
+        gpu.utilization_gpu = Some(45);
+        gpu.power_draw = Some(87_500);
+        gpu.processes = Some(vec![]);
+        s.gpus.push(gpu);
+        let text = render(&Round {
+            snapshot: Some(&s),
+            up: true,
+            duration: Duration::from_millis(3),
+            errors_total: 2,
+            leases_known: true,
+        });
+        let labels = r#"{gpu="3",uuid="GPU-3",name="NVIDIA A100\n\"evil\"",host="node\"1"}"#;
+        for line in [
+            format!("gpusel_gpu_memory_total_bytes{labels} 85899345920.0"),
+            format!("gpusel_gpu_utilization_ratio{labels} 0.45"),
+            format!("gpusel_gpu_power_draw_watts{labels} 87.5"),
+            format!("gpusel_gpu_processes{labels} 0.0"),
+            format!("gpusel_gpu_leased{labels} 0.0"),
+            "gpusel_up 1.0".to_string(),
+            "gpusel_snapshot_errors_total 2".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+        }
+        // Unknown is absent, not zero.
+        assert!(!text.contains("gpusel_gpu_temperature_celsius{"), "{text}");
+    }
+}

@@ -1,0 +1,74 @@
+//! `gpusel serve`: the agent, with this process's signals and messages.
+
+use gpu_core::GpuInfoProvider;
+
+use crate::args::ServeArgs;
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::out::eprint_line;
+
+/// Serves until SIGTERM or SIGINT.
+pub fn run(
+    provider: Box<dyn GpuInfoProvider>,
+    args: &ServeArgs,
+    config: &Config,
+) -> Result<(), Failure> {
+    let mut options = agent::ServeOptions::new(args.listen);
+    options.interval = args.interval;
+    options.lock_dir = config.lock_dir.value.clone();
+    options.expose_cmdline = args.expose_cmdline;
+    if let Some(path) = &args.token_file {
+        options.token =
+            Some(agent::Token::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?);
+    }
+    let has_token = options.token.is_some();
+    // The server's own threads: one per core (the default), each serving
+    // many connections; the snapshot loop has a thread of its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .enable_time()
+        .thread_name("gpusel-serve")
+        .build()
+        .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        // Installed before anything is announced, so that a SIGTERM sent
+        // as soon as the address is printed is a clean stop.
+        let shutdown = shutdown_signal().map_err(|e| {
+            Failure::Provider(format!("cannot listen for SIGTERM/SIGINT: {e}"))
+        })?;
+        let server = agent::Server::bind(options)
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        let addr = server.local_addr();
+        if !addr.ip().is_loopback() && !has_token {
+            eprint_line(
+                "warning: ",
+                &format!("{} is reachable from other machines and no --token-file is set: anyone who can reach it sees the GPUs, process names and users", addr.ip()),
+            );
+        }
+        eprint_line(
+            "",
+            &format!("serving http://{addr}/ (dashboard), /api/v1/snapshot, /metrics, /healthz; Ctrl-C or SIGTERM stops"),
+        );
+        server
+            .run(provider, async move {
+                shutdown.await;
+                eprint_line("", "shutting down");
+            })
+            .await
+            .map_err(|e| Failure::Provider(e.to_string()))
+    })
+}
+
+/// A future that completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
