@@ -24,6 +24,7 @@
 
 mod auth;
 mod error;
+pub mod master;
 pub mod metrics;
 mod options;
 mod page;

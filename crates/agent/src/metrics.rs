@@ -36,11 +36,16 @@ pub struct Round<'a> {
     pub leases_known: bool,
 }
 
-type Labels = Vec<(&'static str, String)>;
-type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
+pub(crate) type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
 
 /// One gauge family, registered with its help text and unit.
-fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeFamily {
+pub(crate) fn gauge(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+) -> GaugeFamily {
     let family = GaugeFamily::default();
     match unit {
         Some(unit) => registry.register_with_unit(name, help, unit, family.clone()),
@@ -121,14 +126,14 @@ pub fn render(round: &Round<'_>) -> String {
     finish(&registry)
 }
 
-fn finish(registry: &Registry) -> String {
+pub(crate) fn finish(registry: &Registry) -> String {
     let mut text = String::with_capacity(8192);
     // Writing into a String cannot fail.
     let _ = encode(&mut text, registry);
     text
 }
 
-fn labels(gpu: &Gpu, host: &str) -> Labels {
+pub(crate) fn labels(gpu: &Gpu, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
         ("uuid", gpu.uuid.clone()),
@@ -138,7 +143,7 @@ fn labels(gpu: &Gpu, host: &str) -> Labels {
 }
 
 /// The per-GPU families.
-struct GpuFamilies {
+pub(crate) struct GpuFamilies {
     memory_total: GaugeFamily,
     memory_used: GaugeFamily,
     memory_free: GaugeFamily,
@@ -156,7 +161,7 @@ struct GpuFamilies {
 }
 
 impl GpuFamilies {
-    fn register(r: &mut Registry, leases_known: bool) -> Self {
+    pub(crate) fn register(r: &mut Registry, leases_known: bool) -> Self {
         GpuFamilies {
             memory_total: gauge(r, "gpu_memory_total", "Total GPU memory", Some(Unit::Bytes)),
             memory_used: gauge(r, "gpu_memory_used", "Used GPU memory", Some(Unit::Bytes)),
@@ -227,7 +232,7 @@ impl GpuFamilies {
         }
     }
 
-    fn record(&self, gpu: &Gpu, labels: &Labels) {
+    pub(crate) fn record(&self, gpu: &Gpu, labels: &Labels) {
         let set = |family: &GaugeFamily, value: Option<f64>| {
             if let Some(v) = value {
                 family.get_or_create(labels).set(v);

@@ -12,7 +12,7 @@ use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::options::Token;
+pub use crate::options::Token;
 use crate::page;
 use crate::state::State;
 
@@ -101,7 +101,9 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
-async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
+/// `GET /api/v1/snapshot`: the latest round's JSON (503 before the first
+/// good snapshot). The master serves its own snapshot with it too.
+pub async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
     let round = state.current();
     let status = if round.snapshot.is_some() {
         StatusCode::OK

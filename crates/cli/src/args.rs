@@ -126,6 +126,14 @@ pub struct ServeArgs {
     /// which can hold passwords and tokens. Off by default.
     #[arg(long)]
     pub expose_cmdline: bool,
+
+    /// Be a master: poll every agent this TOML file lists ([[agent]] url =
+    /// "http://HOST:PORT", optional name and token_file; url = "self" for
+    /// this machine's own GPUs) every --interval, and show all nodes at /,
+    /// /api/v1/cluster and /metrics. A node that is down or slow is shown as
+    /// such and never holds up the page. See examples/agents.toml.
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<std::path::PathBuf>,
 }
 
 /// Options every mode takes.

@@ -67,8 +67,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return config.render(cli.global.json);
     }
     if let Some(Sub::Serve(args)) = &cli.sub {
-        let provider = providers::registry().open(&config.provider.value)?;
-        return serve::run(provider, args, &config);
+        return serve::run(args, &config);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

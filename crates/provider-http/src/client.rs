@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::endpoint::{Endpoint, SNAPSHOT_PATH};
 use crate::error::HttpError;
+use crate::parse::Remote;
 use crate::token::Token;
 use crate::{ENV_CONNECT_TIMEOUT, ENV_TIMEOUT};
 
@@ -124,6 +125,15 @@ impl Client {
         endpoint: &Endpoint,
         token: Option<&Token>,
     ) -> Result<Snapshot, HttpError> {
+        Ok(self.fetch(endpoint, token).await?.snapshot)
+    }
+
+    /// The snapshot and the agent's status, as the agent sent them.
+    pub async fn fetch(
+        &self,
+        endpoint: &Endpoint,
+        token: Option<&Token>,
+    ) -> Result<Remote, HttpError> {
         let body = self.get(endpoint, SNAPSHOT_PATH, token).await?;
         crate::parse::snapshot(&body, endpoint.url())
     }
@@ -202,7 +212,16 @@ impl Client {
                     "redirects to {}; redirects are not followed, give that URL",
                     printable(&to)
                 ),
-                _ => body.map(|b| first_line(&b.to_bytes())).unwrap_or_default(),
+                _ => body
+                    .map(|b| {
+                        let b = b.to_bytes();
+                        first_line(
+                            crate::parse::agent_error(&b)
+                                .as_deref()
+                                .map_or(&b[..], str::as_bytes),
+                        )
+                    })
+                    .unwrap_or_default(),
             };
             return Err(HttpError::Status {
                 url,

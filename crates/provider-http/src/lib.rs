@@ -40,6 +40,7 @@ pub use crate::client::{
 };
 pub use crate::endpoint::{Endpoint, SNAPSHOT_PATH};
 pub use crate::error::{ErrorClass, HttpError};
+pub use crate::parse::Remote;
 pub use crate::token::Token;
 
 /// Name of the provider in `--provider http://HOST:PORT`.
@@ -89,11 +90,10 @@ impl HttpProvider {
         &self.endpoint
     }
 
-    /// The snapshot exactly as the agent sent it, with the typed error.
-    pub async fn fetch(&self) -> Result<Snapshot, HttpError> {
-        self.client
-            .snapshot(&self.endpoint, self.token.as_ref())
-            .await
+    /// The snapshot and the agent's status exactly as the agent sent them,
+    /// with the typed error.
+    pub async fn fetch(&self) -> Result<Remote, HttpError> {
+        self.client.fetch(&self.endpoint, self.token.as_ref()).await
     }
 }
 
@@ -106,7 +106,18 @@ impl GpuInfoProvider for HttpProvider {
     /// The agent's snapshot; its `provider` becomes `nvml via http://...`,
     /// so that what `list` shows says where the data came from.
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let mut snapshot = self.fetch().await?;
+        let Remote {
+            mut snapshot,
+            agent,
+        } = self.fetch().await?;
+        if let Some(error) = agent.and_then(|a| a.last_error) {
+            // Still worth showing, as long as it is clear how old it is.
+            tracing::warn!(
+                "{}: the agent's last attempt to read its GPUs failed ({error}); this is its last good snapshot, taken at {}",
+                self.endpoint,
+                gpu_core::timefmt::format(snapshot.time)
+            );
+        }
         snapshot.provider = format!("{} via {}", snapshot.provider, self.endpoint);
         Ok(snapshot)
     }

@@ -1,21 +1,45 @@
 //! Reading an agent's answer as a snapshot. The bytes come from the network:
 //! anything may arrive, and nothing here may panic.
 
-use gpu_core::Snapshot;
+use gpu_core::{AgentStatus, Snapshot};
+use serde::Deserialize;
 
 use crate::error::HttpError;
 
+/// What an agent serves at `/api/v1/snapshot`: a snapshot, and beside it
+/// the agent's own status (absent from a plain snapshot file served by
+/// some other web server).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Remote {
+    /// The agent's last good snapshot.
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+    /// How the agent's snapshots are going.
+    #[serde(default)]
+    pub agent: Option<AgentStatus>,
+}
+
 /// The snapshot in `body`, validated; `url` names the source in errors.
-pub fn snapshot(body: &[u8], url: &str) -> Result<Snapshot, HttpError> {
-    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| HttpError::NotOurSchema {
+pub fn snapshot(body: &[u8], url: &str) -> Result<Remote, HttpError> {
+    let remote: Remote = serde_json::from_slice(body).map_err(|e| HttpError::NotOurSchema {
         url: url.to_string(),
         message: describe(body, &e),
     })?;
-    snapshot.validate().map_err(|error| HttpError::Invalid {
-        url: url.to_string(),
-        error,
-    })?;
-    Ok(snapshot)
+    remote
+        .snapshot
+        .validate()
+        .map_err(|error| HttpError::Invalid {
+            url: url.to_string(),
+            error,
+        })?;
+    Ok(remote)
+}
+
+/// The `error` of an agent's JSON error body, if that is what `body` is.
+pub fn agent_error(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<gpu_core::AgentError>(body)
+        .ok()
+        .map(|e| e.error)
 }
 
 /// The parser's complaint, named for what the body most likely is.
@@ -47,7 +71,27 @@ mod tests {
     #[test]
     fn a_real_snapshot_parses() {
         let s = snapshot(lab().as_bytes(), URL).unwrap();
-        assert_eq!(s.gpus.len(), 8);
+        assert_eq!(s.snapshot.gpus.len(), 8);
+        assert_eq!(s.agent, None);
+        let served = serde_json::to_vec(&gpu_core::AgentSnapshot {
+            snapshot: s.snapshot.clone(),
+            agent: AgentStatus {
+                version: "0.1.0".into(),
+                up: false,
+                last_attempt: std::time::SystemTime::UNIX_EPOCH,
+                last_error: Some("NVML: GPU is lost".into()),
+                lease_error: None,
+                interval_ms: 2000,
+                command_lines: false,
+            },
+        })
+        .unwrap();
+        let r = snapshot(&served, URL).unwrap();
+        assert_eq!(r.snapshot, s.snapshot);
+        assert_eq!(
+            r.agent.unwrap().last_error.as_deref(),
+            Some("NVML: GPU is lost")
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn a_snapshot_arrives_with_the_remote_host_and_provider_named() {
         format!("{} via {url}", expected.provider)
     );
     // A second request reuses the pooled connection and gets the same.
-    assert_eq!(provider.fetch().await.unwrap(), expected);
+    assert_eq!(provider.fetch().await.unwrap().snapshot, expected);
 }
 
 #[tokio::test]
