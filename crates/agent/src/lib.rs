@@ -16,7 +16,10 @@
 //! let options = agent::ServeOptions::new("127.0.0.1:9477".parse().unwrap());
 //! let server = agent::Server::bind(options).await?;
 //! println!("listening on {}", server.local_addr());
-//! server.run(provider, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! // Serves until `stop` is sent or dropped (`gpusel serve`: SIGTERM or SIGINT).
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! server.run(provider, async { let _ = stopped.await; }).await
 //! # }
 //! ```
 

@@ -18,8 +18,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-/// The `Content-Type` of the body [`render`] writes.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of the OpenMetrics body [`render`] writes, which
+/// Prometheus asks for.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `Content-Type` of the classic Prometheus text format of
+/// [`to_classic`], served to every other client (curl, promtool, older
+/// scrapers), as dcgm-exporter and node_exporter serve it.
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What one round of the snapshot loop knows, for [`render`].
 #[derive(Debug, Clone, Copy)]
@@ -61,30 +67,28 @@ fn ratio() -> Option<Unit> {
 /// Renders the metrics text of one round.
 pub fn render(round: &Round<'_>) -> String {
     let mut registry = Registry::with_prefix("gpusel");
-    let up = gauge(
-        &mut registry,
+    let up = Gauge::<i64>::default();
+    registry.register(
         "up",
         "1 when the last attempt to read the GPUs succeeded, 0 while the values below are the last good ones",
-        None,
+        up.clone(),
     );
-    up.get_or_create(&Vec::new())
-        .set(f64::from(u8::from(round.up)));
-    let errors = Family::<Labels, Counter>::default();
+    up.set(i64::from(round.up));
+    let errors = Counter::<u64>::default();
     registry.register(
         "snapshot_errors",
         "Failed attempts to read the GPUs since the agent started",
         errors.clone(),
     );
-    errors.get_or_create(&Vec::new()).inc_by(round.errors_total);
-    let duration = gauge(
-        &mut registry,
+    errors.inc_by(round.errors_total);
+    let duration = Gauge::<f64, AtomicU64>::default();
+    registry.register_with_unit(
         "snapshot_duration",
         "How long the last attempt to read the GPUs took",
-        Some(Unit::Seconds),
+        Unit::Seconds,
+        duration.clone(),
     );
-    duration
-        .get_or_create(&Vec::new())
-        .set(round.duration.as_secs_f64());
+    duration.set(round.duration.as_secs_f64());
 
     let Some(snapshot) = round.snapshot else {
         return finish(&registry);
@@ -124,6 +128,35 @@ pub fn render(round: &Round<'_>) -> String {
         families.record(gpu, &labels);
     }
     finish(&registry)
+}
+
+/// The same metrics in the classic text format (0.0.4): OpenMetrics without
+/// its `# UNIT` and `# EOF` lines, and with counters' `HELP` and `TYPE`
+/// under the sample's name (`x_total`), where OpenMetrics puts the family's.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => text.push_str(&line),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 pub(crate) fn finish(registry: &Registry) -> String {
@@ -317,11 +350,27 @@ mod tests {
             format!("gpusel_gpu_power_draw_watts{labels} 87.5"),
             format!("gpusel_gpu_processes{labels} 0.0"),
             format!("gpusel_gpu_leased{labels} 0.0"),
-            "gpusel_up 1.0".to_string(),
+            "gpusel_up 1".to_string(),
             "gpusel_snapshot_errors_total 2".to_string(),
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
         }
+        let classic = to_classic(&text);
+        assert!(
+            classic.contains("# HELP gpusel_snapshot_errors_total Failed"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains(
+                "# TYPE gpusel_snapshot_errors_total counter\ngpusel_snapshot_errors_total 2\n"
+            ),
+            "{classic}"
+        );
+        assert!(
+            !classic.contains("# UNIT") && !classic.contains("# EOF"),
+            "{classic}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
         // Unknown is absent, not zero.
         assert!(!text.contains("gpusel_gpu_temperature_celsius{"), "{text}");
     }

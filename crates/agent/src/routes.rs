@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State as Shared;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -113,13 +113,32 @@ pub async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
     (status, [(header::CONTENT_TYPE, JSON)], round.json.clone()).into_response()
 }
 
-async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
+/// OpenMetrics when the client asks for it (Prometheus does), the classic
+/// text format otherwise.
+async fn metrics(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Response {
     let round = state.current();
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        round.metrics.clone(),
-    )
-        .into_response()
+    let openmetrics = wants_openmetrics(&headers);
+    let (content_type, body) = if openmetrics {
+        (crate::metrics::OPENMETRICS, round.openmetrics.clone())
+    } else {
+        (crate::metrics::CLASSIC, round.metrics.clone())
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Whether the client's `Accept` asks for OpenMetrics (Prometheus does);
+/// others get the classic text format.
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| contains(v.as_bytes(), b"application/openmetrics-text"))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 async fn healthz(Shared(state): Shared<Arc<State>>) -> Response {

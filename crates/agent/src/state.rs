@@ -21,7 +21,9 @@ pub struct Published {
     /// The body of `/api/v1/snapshot`: an [`AgentSnapshot`], or an
     /// [`AgentError`] while there is no snapshot.
     pub json: Bytes,
-    /// The body of `/metrics`.
+    /// The body of `/metrics` for Prometheus (OpenMetrics).
+    pub openmetrics: Bytes,
+    /// The body of `/metrics` for everyone else (classic text format).
     pub metrics: Bytes,
 }
 
@@ -57,11 +59,13 @@ impl Published {
             errors_total,
             leases_known: status.lease_error.is_none(),
         });
+        let classic = metrics::to_classic(&metrics);
         Published {
             snapshot,
             status,
             json: Bytes::from(json),
-            metrics: Bytes::from(metrics),
+            openmetrics: Bytes::from(metrics),
+            metrics: Bytes::from(classic),
         }
     }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::State as Shared;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gpu_core::GpuInfoProvider;
@@ -196,10 +196,19 @@ async fn cluster_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
     }
 }
 
-async fn metrics_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        metrics::render(&cluster),
-    )
-        .into_response()
+async fn metrics_route(Shared(cluster): Shared<Arc<Cluster>>, headers: HeaderMap) -> Response {
+    let openmetrics = metrics::render(&cluster);
+    if routes::wants_openmetrics(&headers) {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)],
+            openmetrics,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::CLASSIC)],
+            crate::metrics::to_classic(&openmetrics),
+        )
+            .into_response()
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod nvml;
+pub mod serve;
 pub mod smi;
 
 use std::borrow::BorrowMut;

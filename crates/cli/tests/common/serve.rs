@@ -1,0 +1,253 @@
+//! Running `gpusel serve` for real on a loopback port, and talking HTTP to
+//! it with nothing but a TCP socket (the tests see the bytes a client sees).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine; a hang fails instead of blocking.
+const HANG: Duration = Duration::from_secs(60);
+
+/// A running `gpusel serve`, killed when dropped.
+pub struct Served {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `cmd` (a gpusel command with its provider set) as
+/// `gpusel serve --listen 127.0.0.1:0 ARGS` (ARGS may give another
+/// `--listen`) and waits until it says where it listens.
+pub fn serve(mut cmd: Command, args: &[&str]) -> Served {
+    cmd.arg("serve");
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("gpusel serve starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped"));
+    let sink = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                let addr = rest.split('/').next().unwrap_or_default().to_string();
+                let _ = tx.send(addr);
+            }
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let addr = match rx.recv_timeout(HANG) {
+        Ok(addr) => addr.parse().expect("a socket address"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "gpusel serve did not say where it listens; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+    };
+    Served {
+        child,
+        addr,
+        stderr,
+    }
+}
+
+/// An HTTP response as a client receives it.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header called `name` (lowercase).
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:#?}"))
+    }
+}
+
+impl Served {
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], "")
+    }
+
+    /// `GET path` with extra header lines (`Name: value`).
+    pub fn get_with(&self, path: &str, headers: &[&str]) -> Response {
+        self.request("GET", path, headers, "")
+    }
+
+    /// Any request; the connection is closed after it.
+    pub fn request(&self, method: &str, path: &str, headers: &[&str], body: &str) -> Response {
+        let mut stream = TcpStream::connect(self.addr).expect("connect to gpusel serve");
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        let mut text = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for h in headers {
+            text.push_str(h);
+            text.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        text.push_str("\r\n");
+        text.push_str(body);
+        stream.write_all(text.as_bytes()).expect("send request");
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        parse(&raw)
+    }
+
+    /// Waits until `check` holds for `GET path`, and returns that response.
+    #[track_caller]
+    pub fn wait_for(&self, path: &str, check: impl Fn(&Response) -> bool) -> Response {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let r = self.get(path);
+            if check(&r) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path} never got there: {r:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) and waits for the exit: its exit code
+    /// and stderr.
+    pub fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(sent.success(), "kill -{signal} failed");
+        let deadline = Instant::now() + HANG;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "gpusel serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        (status.code(), self.stderr())
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Runs `promtool check metrics` on `text`: `Ok` or its complaint. `None`
+/// when promtool is not installed outside CI (in CI that is a failure).
+pub fn promtool(text: &str) -> Option<Result<(), String>> {
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool is needed in CI (.ci/run installs Debian's prometheus): {e}"
+            );
+            eprintln!("SKIPPED: promtool not installed (apt-get install prometheus)");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })
+}
