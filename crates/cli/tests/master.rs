@@ -235,7 +235,7 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
     let down = section(&page.body, "mig");
     assert!(down.contains("data-status=\"down\""), "{down}");
     assert!(down.contains("connection refused"), "{down}");
-    assert!(down.contains("last seen"), "{down}");
+    assert!(down.contains("Last seen "), "{down}");
     assert!(
         !down.contains("<table"),
         "a down node's old GPUs are not shown as current: {down}"

@@ -51,17 +51,22 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
             facts.push(format!("answered in {} ms", l.as_millis()));
         }
         let seen = match state.last_success {
-            Some(t) => format!("last seen {} ({})", age(t), gpu_core::timefmt::format(t)),
-            None => "never seen since the master started".into(),
+            Some(t) => format!("Last seen {} ({}).", age(t), gpu_core::timefmt::format(t)),
+            None => "Never seen since the master started.".into(),
         };
         let problem = match (state.status, &state.error) {
             (Status::Up, _) => None,
             (Status::Pending, _) => Some("Not polled yet.".to_string()),
             (Status::Failing, Some(e)) => Some(format!(
-                "The node's agent cannot read its GPUs: {e}. Shown: its last good snapshot."
+                "The node's agent cannot read its GPUs: {} Shown: its last good snapshot.",
+                sentence(e)
             )),
-            (status, Some(e)) => Some(format!("{}: {e}. {seen}.", title_case(status.as_str()))),
-            (status, None) => Some(format!("{}. {seen}.", title_case(status.as_str()))),
+            (status, Some(e)) => Some(format!(
+                "{}: {} {seen}",
+                title_case(status.as_str()),
+                sentence(e)
+            )),
+            (status, None) => Some(format!("{}. {seen}", title_case(status.as_str()))),
         };
         // A node that does not answer shows no table: yesterday's GPUs
         // would read as today's.
@@ -108,6 +113,16 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
         nodes: sections,
     }
     .render()
+}
+
+/// `text` ending in a full stop, unless it ends in punctuation already.
+fn sentence(text: &str) -> String {
+    let t = text.trim_end();
+    if t.ends_with(['.', '?', '!']) {
+        t.to_string()
+    } else {
+        format!("{t}.")
+    }
 }
 
 fn title_case(word: &str) -> String {

@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod nvml;
 pub mod serve;
