@@ -87,7 +87,14 @@ pub fn run(
             provider.name()
         )));
     }
-    let request = request_from(args, config);
+    let mut request = request_from(args, config);
+    if remote && !args.no_lease {
+        // The node's own jobs hold these (its agent reads its lock
+        // directory); a job started there would be refused them.
+        request = request.predicate("not leased on the remote node", |d| {
+            d.mig.map_or(d.gpu.lease.is_none(), |m| m.lease.is_none())
+        });
+    }
     let (strategy_name, from) = strategy_name(args, config);
     let strategy = strategies::by_name(&strategy_name).map_err(|e| {
         Failure::Usage(match from {

@@ -105,13 +105,29 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
     let dom = String::from_utf8_lossy(&out.stdout);
 
     // One section per node, in the file's order, each with its status.
-    let sections: Vec<&str> = dom.match_indices("<section ").map(|(i, _)| &dom[i..]).collect();
+    let sections: Vec<&str> = dom
+        .match_indices("<section ")
+        .map(|(i, _)| &dom[i..])
+        .collect();
     assert_eq!(sections.len(), 3, "{dom}");
     assert!(sections[0].starts_with("<section class=\"node\" id=\"node-1\" data-node=\"hostile &lt;i&gt;node&lt;/i&gt;\" data-status=\"up\">"), "{dom}");
-    assert!(sections[1].starts_with("<section class=\"node\" id=\"node-2\" data-node=\"lab\" data-status=\"up\">"), "{dom}");
-    assert!(sections[2].starts_with("<section class=\"node\" id=\"node-3\" data-node=\"gone\" data-status=\"down\">"), "{dom}");
+    assert!(
+        sections[1].starts_with(
+            "<section class=\"node\" id=\"node-2\" data-node=\"lab\" data-status=\"up\">"
+        ),
+        "{dom}"
+    );
+    assert!(
+        sections[2].starts_with(
+            "<section class=\"node\" id=\"node-3\" data-node=\"gone\" data-status=\"down\">"
+        ),
+        "{dom}"
+    );
     assert_eq!(dom.matches("<tr class=\"gpu\"").count(), 2 + 8, "{dom}");
-    assert!(dom.contains("<span class=\"node-name\">hostile &lt;i&gt;node&lt;/i&gt;</span>"), "{dom}");
+    assert!(
+        dom.contains("<span class=\"node-name\">hostile &lt;i&gt;node&lt;/i&gt;</span>"),
+        "{dom}"
+    );
     assert!(
         dom.contains("<span class=\"pname\">&lt;img src=x onerror=alert(1)&gt;</span>"),
         "{dom}"
@@ -125,7 +141,11 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
         gone_section.contains("connection refused; is `gpusel serve` running on"),
         "{gone_section}"
     );
-    assert!(gone_section.contains("running on 127.0.0.1:") && gone_section.contains("? Never seen since the master started."), "{gone_section}");
+    assert!(
+        gone_section.contains("running on 127.0.0.1:")
+            && gone_section.contains("? Never seen since the master started."),
+        "{gone_section}"
+    );
     for element in ["<img", "<svg", "<b ", "<i>", "id=\"injected\"", "<script"] {
         assert!(!dom.contains(element), "the page holds {element}: {dom}");
     }
@@ -135,7 +155,11 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
     let profile = tempfile::tempdir().unwrap();
     let shot = format!("--screenshot={}", png.display());
     let out = chromium(profile.path(), &[&shot, "--window-size=1280,1600", &url]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     eprintln!("screenshot: {}", png.display());

@@ -1,12 +1,14 @@
-//! `--provider http://HOST:PORT`: another node's GPUs, through its agent.
-//! Here the agent is a stand-in on loopback (tests/common/http.rs) serving
-//! the lab snapshot, so each can misbehave on purpose.
+//! `--provider http://HOST:PORT`: another node's GPUs, through its agent:
+//! the real `gpusel serve` on fake NVML, and, where an agent must misbehave
+//! on purpose, a stand-in on loopback (tests/common/http.rs).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::http::{snapshot_server, stand_in};
+use common::nvml::{fixture, nvml_lab_out, nvml_std};
+use common::serve::serve;
 use common::*;
 
 fn remote() -> String {
@@ -19,6 +21,51 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     out(gpusel().arg("--provider").arg(url).args(args))
+}
+
+#[test]
+fn list_of_a_real_agent_is_the_table_its_own_gpusel_prints() {
+    let agent = serve(nvml_std(fixture("lab-8xa100")), &["--interval", "100ms"]);
+    let url = format!("http://{}", agent.addr);
+    let remote = remote_out(&url, ["list"]);
+    let local = nvml_lab_out(["list"]);
+    let (remote, local) = (remote.ok(), local.ok());
+    let (r_head, r_rows) = remote.split_once('\n').unwrap();
+    let (l_head, l_rows) = local.split_once('\n').unwrap();
+    assert_eq!(r_rows, l_rows);
+    assert!(
+        r_head.contains(&format!("nvml via {url} at")),
+        "{r_head}\n{l_head}"
+    );
+    assert_eq!(
+        r_head.split("  (").next(),
+        l_head.split("  (").next(),
+        "the agent's host name"
+    );
+
+    // The agent's JSON carries its status beside the snapshot; --json is
+    // still the snapshot schema, and feeds the file provider.
+    let json = remote_out(&url, ["--json", "list"]);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = write_file(&dir, "remote.json", json.ok());
+    let replay = out(gpusel_on(&saved).arg("list"));
+    assert_eq!(replay.ok().split_once('\n').unwrap().1, l_rows);
+}
+
+#[test]
+fn an_agent_that_cannot_read_its_gpus_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = serve(
+        gpusel_std_on(dir.path().join("missing.json")),
+        &["--interval", "100ms"],
+    );
+    let url = format!("http://{}", agent.addr);
+    let o = remote_out(&url, ["list"]);
+    o.code(4).no_stdout();
+    let line = o.one_error_naming(
+        "answered 503 Service Unavailable (no GPU snapshot yet: cannot read snapshot file",
+    );
+    assert!(line.contains(&url), "{line}");
 }
 
 #[test]
@@ -212,4 +259,49 @@ fn settings_and_urls_that_cannot_work_say_what_to_do() {
 fn help_lists_the_remote_provider() {
     let o = out(gpusel().arg("--help"));
     assert!(o.ok().contains("http://HOST:PORT[/PREFIX]"), "{o:?}");
+}
+
+#[test]
+fn the_remote_node_s_leases_are_shown_not_this_machine_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_locks = dir.path().join("remote-locks");
+    // A job on the "remote" node holds GPU 7 in that node's lock directory.
+    let mut job = gpusel_std_on(LAB)
+        .arg("--lock-dir")
+        .arg(&remote_locks)
+        .args(["-d", "7", "--", "sh", "-c", "echo ready; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(job.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &[
+            "--interval",
+            "100ms",
+            "--lock-dir",
+            remote_locks.to_str().unwrap(),
+        ],
+    );
+    let url = format!("http://{}", agent.addr);
+    // This machine's lock directory (a fresh one, from the helpers) holds nothing.
+    let o = remote_out(&url, ["list"]);
+    let table = o.ok();
+    assert!(
+        table.lines().nth(1).unwrap().contains("LEASED BY"),
+        "{table}"
+    );
+    let row7 = table.lines().find(|l| l.starts_with("7 ")).unwrap();
+    assert!(row7.contains(&format!(":{} sh", job.id())), "{table}");
+    // A choice on the remote node skips what it leases, as it would there.
+    let o = remote_out(&url, ["-d", "5,7"]);
+    assert_eq!(o.ok(), "5\n");
+    job.kill().unwrap();
+    job.wait().unwrap();
 }
