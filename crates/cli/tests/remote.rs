@@ -215,23 +215,23 @@ fn settings_and_urls_that_cannot_work_say_what_to_do() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
     let cases: [Case; 5] = [
         (
-            "https://node1:9090",
+            "https://node1:9477",
             &[],
             "https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel",
         ),
         (
-            "http://alice:secret@node1:9090",
+            "http://alice:secret@node1:9477",
             &[],
             "credentials do not belong in a URL",
         ),
         ("http://node1:99999", &[], "the port is not a number"),
         (
-            "http://node1:9090",
+            "http://node1:9477",
             &[("GPUSEL_HTTP_TIMEOUT", "soon")],
             "GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration",
         ),
         (
-            "http://node1:9090",
+            "http://node1:9477",
             &[("GPUSEL_HTTP_TOKEN_FILE", "/nonexistent/token")],
             "token file /nonexistent/token: cannot read it",
         ),

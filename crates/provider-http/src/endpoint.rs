@@ -73,7 +73,7 @@ impl Endpoint {
         Ok(Endpoint { base, authority })
     }
 
-    /// The normalized base URL, e.g. `http://gpu-node-1:9090`.
+    /// The normalized base URL, e.g. `http://gpu-node-1:9477`.
     pub fn url(&self) -> &str {
         &self.base
     }
@@ -132,34 +132,34 @@ mod tests {
 
     #[test]
     fn normal_forms() {
-        assert_eq!(url("http://node1:9090"), "http://node1:9090");
-        assert_eq!(url(" HTTP://Node1:9090/ "), "http://node1:9090");
-        assert_eq!(url("http://node1:9090/gpus/"), "http://node1:9090/gpus");
+        assert_eq!(url("http://node1:9477"), "http://node1:9477");
+        assert_eq!(url(" HTTP://Node1:9477/ "), "http://node1:9477");
+        assert_eq!(url("http://node1:9477/gpus/"), "http://node1:9477/gpus");
         assert_eq!(
-            url("http://node1:9090/api/v1/snapshot"),
-            "http://node1:9090",
+            url("http://node1:9477/api/v1/snapshot"),
+            "http://node1:9477",
             "a copied API URL still names the agent"
         );
-        assert_eq!(url("http://[::1]:9090"), "http://[::1]:9090");
+        assert_eq!(url("http://[::1]:9477"), "http://[::1]:9477");
         assert_eq!(url("http://node1"), "http://node1");
-        let e = Endpoint::parse("http://10.0.0.7:9090/gpus").unwrap();
-        assert_eq!(e.authority(), "10.0.0.7:9090");
+        let e = Endpoint::parse("http://10.0.0.7:9477/gpus").unwrap();
+        assert_eq!(e.authority(), "10.0.0.7:9477");
         assert_eq!(
             e.uri(SNAPSHOT_PATH).unwrap().to_string(),
-            "http://10.0.0.7:9090/gpus/api/v1/snapshot"
+            "http://10.0.0.7:9477/gpus/api/v1/snapshot"
         );
     }
 
     #[test]
     fn refusals_say_why() {
-        assert!(err("node1:9090").contains("no http:// in front"));
+        assert!(err("node1:9477").contains("no http:// in front"));
         assert!(err("ftp://node1").contains("scheme \"ftp\" is not http"));
-        assert!(err("https://node1:9090").contains("https is not supported"));
-        let e = err("http://user:secret@node1:9090/x");
+        assert!(err("https://node1:9477").contains("https is not supported"));
+        let e = err("http://user:secret@node1:9477/x");
         assert!(e.contains("credentials do not belong"), "{e}");
-        assert!(e.starts_with("\"http://***@node1:9090/x\""), "{e}");
-        assert!(err("http://node1:9090/?x=1").contains("?query"));
-        assert!(err("http://node1:9090/#top").contains("#fragment"));
+        assert!(e.starts_with("\"http://***@node1:9477/x\""), "{e}");
+        assert!(err("http://node1:9477/?x=1").contains("?query"));
+        assert!(err("http://node1:9477/#top").contains("#fragment"));
         assert!(err("http://").contains("is not an agent URL"));
         assert!(err("http://node1:99999").contains("the port is not a number"));
         assert!(err("http://node1:0").contains("the port is not a number"));

@@ -13,7 +13,7 @@ use crate::{ENV_TIMEOUT, ENV_TOKEN_FILE, NAME};
 pub enum HttpError {
     /// The agent URL cannot be used.
     #[error(
-        "{url:?} is not an agent URL: {reason}; write http://HOST:PORT, e.g. http://gpu-node-1:9090"
+        "{url:?} is not an agent URL: {reason}; write http://HOST:PORT, e.g. http://gpu-node-1:9477"
     )]
     BadUrl {
         /// What the user wrote.
@@ -23,7 +23,7 @@ pub enum HttpError {
     },
     /// `https://`: this build speaks plain HTTP only.
     #[error(
-        "{url}: https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel (ssh -N -L 9090:localhost:9090 HOST, then http://localhost:9090) or a TLS-terminating proxy"
+        "{url}: https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel (ssh -N -L 9477:localhost:9477 HOST, then http://localhost:9477) or a TLS-terminating proxy"
     )]
     Https {
         /// What the user wrote.

@@ -281,7 +281,7 @@ url = "http://[::1]:9477"
             ("[[agent]]\nname = \"x\"\n", "missing field `url`"),
             (
                 "[[agent]]\nurl = \"https://a:1\"\n",
-                "line 2, column 7: \"https://a:1\": https is not supported",
+                "line 2, column 7: https://a:1: https is not supported",
             ),
             ("[[agent]]\nurl = \"a:1\"\n", "no http:// in front"),
             (
@@ -335,5 +335,26 @@ url = "http://[::1]:9477"
                 .to_string()
                 .contains("cannot read it")
         );
+    }
+
+    #[test]
+    fn the_example_in_examples_parses() {
+        let text = include_str!("../../../../examples/agents.toml");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(dir.path().join("tokens/node1.token"), "0123456789abcdef\n").unwrap();
+        let f = parse(text, &dir.path().join("agents.toml")).unwrap();
+        let urls: Vec<&str> = f.nodes.iter().map(NodeSpec::url).collect();
+        assert_eq!(
+            urls,
+            [
+                "self",
+                "http://gpu-node-1:9477",
+                "http://gpu-node-2:9477",
+                "http://gateway.example.org:8080/gpus/node3"
+            ]
+        );
+        assert_eq!(f.nodes[2].name, "gpu-node-2");
+        assert_eq!(f.timeout, Some(Duration::from_secs(2)));
     }
 }
