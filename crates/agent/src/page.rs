@@ -43,7 +43,17 @@ pub(crate) struct Row {
     pub(crate) temp: String,
     pub(crate) power: String,
     pub(crate) processes: Processes,
-    pub(crate) lease: String,
+    pub(crate) lease: Lease,
+}
+
+pub(crate) enum Lease {
+    Free,
+    NoRecord,
+    Held {
+        who: String,
+        command: String,
+        since: String,
+    },
 }
 
 pub(crate) enum Processes {
@@ -169,17 +179,15 @@ fn processes(list: Option<&[GpuProcess]>) -> Processes {
     }
 }
 
-fn lease(status: Option<&LeaseStatus>) -> String {
+fn lease(status: Option<&LeaseStatus>) -> Lease {
     match status {
-        None => String::new(),
-        Some(LeaseStatus { holder: None }) => "leased (no record)".into(),
-        Some(LeaseStatus { holder: Some(h) }) => format!(
-            "{}:{} {} since {}",
-            h.user,
-            h.pid,
-            h.command.join(" "),
-            gpu_core::timefmt::format(h.since)
-        ),
+        None => Lease::Free,
+        Some(LeaseStatus { holder: None }) => Lease::NoRecord,
+        Some(LeaseStatus { holder: Some(h) }) => Lease::Held {
+            who: format!("{}:{}", h.user, h.pid),
+            command: h.command.join(" "),
+            since: gpu_core::timefmt::format(h.since),
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use askama::Template;
 
 use super::cluster::{Cluster, Status};
-use crate::page::{Processes, Row, format_age, rows};
+use crate::page::{Lease, Processes, Row, format_age, rows};
 
 #[derive(Template)]
 #[template(path = "master.html")]
