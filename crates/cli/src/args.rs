@@ -108,7 +108,7 @@ Safety: listens on 127.0.0.1 only unless --listen says otherwise. Nothing in it 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     /// Address and port to listen on. The default serves this machine only;
-    /// 0.0.0.0:9477 (or [::]:9477) exposes it to the network (use
+    /// `0.0.0.0:9477` (or `[::]:9477`) exposes it to the network (use
     /// --token-file then). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9477")]
     pub listen: std::net::SocketAddr,
