@@ -69,12 +69,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Sub::Serve(args)) = &cli.sub {
         return serve::run(args, &config);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
     let registry = providers::registry();
     let provider = registry.open(&config.provider.value)?;
+    // Local providers block on their own; only a remote one needs the
+    // runtime's I/O and timers (whose descriptors a local job need not see).
+    let mut rt = tokio::runtime::Builder::new_current_thread();
+    if provider.is_remote() {
+        rt.enable_all();
+    }
+    let rt = rt
+        .build()
+        .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
     match cli.sub {
         Some(Sub::List) => {
             let mut snapshot = rt.block_on(provider.snapshot())?;

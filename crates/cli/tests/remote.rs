@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::{snapshot_server, stand_in};
-use common::nvml::{fixture, nvml_lab_out, nvml_std};
+use common::nvml::{fixture, nvml_out, nvml_std};
 use common::serve::serve;
 use common::*;
 
@@ -25,10 +25,13 @@ where
 
 #[test]
 fn list_of_a_real_agent_is_the_table_its_own_gpusel_prints() {
-    let agent = serve(nvml_std(fixture("lab-8xa100")), &["--interval", "100ms"]);
+    // Its pids are above pid_max: no process here can lend them a user,
+    // so both sides see the same table whatever runs meanwhile.
+    let scenario = fixture("hostile-names");
+    let agent = serve(nvml_std(&scenario), &["--interval", "100ms"]);
     let url = format!("http://{}", agent.addr);
     let remote = remote_out(&url, ["list"]);
-    let local = nvml_lab_out(["list"]);
+    let local = nvml_out(&scenario, ["list"]);
     let (remote, local) = (remote.ok(), local.ok());
     let (r_head, r_rows) = remote.split_once('\n').unwrap();
     let (l_head, l_rows) = local.split_once('\n').unwrap();
