@@ -26,6 +26,15 @@ pub fn registry() -> ProviderRegistry {
         true,
         |spec| Ok(Box::new(provider_smi::SmiProvider::from_env(spec.argument.as_deref())?)),
     );
+    // The deprecated torch provider (issue 8): never tried by `auto`, and
+    // registered even without the feature so that asking for it says how to get it.
+    registry.register(
+        TORCH,
+        TORCH,
+        "deprecated: libtorch's device count and memory; creates a CUDA context on every GPU (needs a build with --features torch)",
+        false,
+        open_torch,
+    );
     // A remote node's agent (issue 7). Never tried by `auto`: it is another
     // machine's GPUs, asked for by URL.
     registry.register(
@@ -41,15 +50,6 @@ pub fn registry() -> ProviderRegistry {
         "not built in (gpusel has no TLS): tunnel the agent's port over SSH and use http://",
         false,
         open_http,
-    );
-    // The deprecated torch provider (issue 8): never tried by `auto`, and
-    // registered even without the feature so that asking for it says how to get it.
-    registry.register(
-        TORCH,
-        TORCH,
-        "deprecated: libtorch's device count and memory; creates a CUDA context on every GPU (needs a build with --features torch)",
-        false,
-        open_torch,
     );
     registry
 }
