@@ -69,7 +69,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Sub::Serve(args)) = &cli.sub {
         return serve::run(args, &config);
     }
-    let registry = providers::registry();
+    let registry = providers::registry(&config);
     let provider = registry.open(&config.provider.value)?;
     // Local providers block on their own; only a remote one needs the
     // runtime's I/O and timers (whose descriptors a local job need not see).

@@ -2,9 +2,11 @@
 
 use gpu_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
 
-/// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
-/// in registration order: NVML first, then nvidia-smi.
-pub fn registry() -> ProviderRegistry {
+use crate::config::Config;
+
+/// Every provider compiled into `gpusel`, set up from `config`. `auto` tries
+/// the auto-eligible ones in registration order: NVML first, then nvidia-smi.
+pub fn registry(config: &Config) -> ProviderRegistry {
     #[allow(unused_mut)]
     let mut registry = ProviderRegistry::with_builtin();
     // NVML (issue 3) registers here, first, as the default.
@@ -42,21 +44,40 @@ pub fn registry() -> ProviderRegistry {
         "http://HOST:PORT[/PREFIX]",
         "another node's GPUs from its `gpusel serve` agent (token file $GPUSEL_HTTP_TOKEN_FILE; timeout $GPUSEL_HTTP_TIMEOUT, default 10s)",
         false,
-        open_http,
+        http(config),
     );
     registry.register(
         "https",
         "https://HOST:PORT",
         "not built in (gpusel has no TLS): tunnel the agent's port over SSH and use http://",
         false,
-        open_http,
+        http(config),
     );
     registry
 }
 
-/// `http://` and `https://`: the latter only to say why it is not built in.
-fn open_http(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
-    Ok(Box::new(provider_http::HttpProvider::from_env(&spec.raw)?))
+/// `http://` and `https://` (the latter only to say why it is not built in),
+/// with the token file and timeout of the config (file, then environment).
+fn http(
+    config: &Config,
+) -> impl Fn(&ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> + Send + Sync + 'static
+{
+    let token_file = config.http_token_file.as_ref().map(|s| s.value.clone());
+    let timeout = config.http_timeout.value;
+    move |spec| {
+        let endpoint = provider_http::Endpoint::parse(&spec.raw)?;
+        let mut settings = provider_http::Settings::from_env()?;
+        settings.timeout = timeout;
+        settings.connect_timeout = settings.connect_timeout.min(timeout);
+        let token = match &token_file {
+            Some(path) => Some(provider_http::Token::from_file(path)?),
+            None => None,
+        };
+        let client = provider_http::Client::new(settings);
+        Ok(Box::new(provider_http::HttpProvider::new(
+            client, endpoint, token,
+        )))
+    }
 }
 
 const TORCH: &str = "torch";
