@@ -350,6 +350,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_error_body_becomes_one_short_printable_line(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let line = first_line(&body);
+            proptest::prop_assert!(line.chars().count() <= 201);
+            proptest::prop_assert!(!line.chars().any(char::is_control), "{:?}", line);
+        }
+    }
+
     #[test]
     fn error_bodies_are_cut_to_one_clean_line() {
         assert_eq!(first_line(b"\n  no snapshot yet \nmore"), "no snapshot yet");

@@ -192,7 +192,10 @@ impl From<HttpError> for ProviderError {
                 error,
             },
             e if e.class() == ErrorClass::Config => ProviderError::Unavailable {
-                provider: NAME.into(),
+                provider: match e {
+                    HttpError::Https { .. } => "https".into(),
+                    _ => NAME.into(),
+                },
                 message: e.to_string(),
             },
             e => ProviderError::Failed {
