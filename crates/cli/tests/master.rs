@@ -217,7 +217,19 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
         "{hung:#}"
     );
 
-    // While a round waits on the hung agent, the master answers from what it has.
+    // Rounds keep the interval's beat while the hung agent's poll waits out
+    // its timeout: within less than one timeout, several rounds finish.
+    let rounds = |r: &Response| r.json()["rounds"]["count"].as_u64().unwrap();
+    let before = rounds(&master.get("/api/v1/cluster"));
+    let start = Instant::now();
+    master.wait_for("/api/v1/cluster", |r| rounds(r) >= before + 3);
+    assert!(
+        start.elapsed() < timeout,
+        "3 rounds took {:?}: the hung agent holds up the others",
+        start.elapsed()
+    );
+
+    // While the hung agent is polled, the master answers from what it has.
     for path in ["/", "/api/v1/cluster", "/metrics"] {
         let (r, took) = timed(&master, path);
         assert_eq!(r.status, 200, "{path}: {r:#?}");

@@ -1,6 +1,7 @@
 //! What the master knows about each node, updated by the poll loop and read
 //! by every request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -103,6 +104,18 @@ pub struct Node {
     /// Its entry in the agents file.
     pub spec: NodeSpec,
     state: RwLock<Arc<NodeState>>,
+    polling: AtomicBool,
+}
+
+/// A node's poll in flight; dropping it (done, or the task aborted) frees
+/// the node for the next round.
+#[derive(Debug)]
+pub struct InFlight(Arc<Node>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.polling.store(false, Ordering::Release);
+    }
 }
 
 impl Node {
@@ -111,7 +124,14 @@ impl Node {
         Node {
             spec,
             state: RwLock::new(Arc::new(NodeState::pending())),
+            polling: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the node as being polled, unless its last poll is still in
+    /// flight (a slow node is not asked twice at once).
+    pub fn start_poll(self: &Arc<Self>) -> Option<InFlight> {
+        (!self.polling.swap(true, Ordering::AcqRel)).then(|| InFlight(Arc::clone(self)))
     }
 
     /// Its latest state. The lock is held only to clone the pointer.
@@ -165,8 +185,8 @@ impl Node {
 pub struct Rounds {
     /// Rounds finished since the master started.
     pub count: u64,
-    /// How long the last round took, from its start until every node had
-    /// answered or timed out, in milliseconds.
+    /// How long the last finished round took, from its start until every
+    /// node it polled had answered or timed out, in milliseconds.
     pub last_ms: Option<f64>,
     /// When the last round finished.
     #[serde(with = "gpu_core::timefmt::rfc3339_opt")]

@@ -7,13 +7,17 @@ use std::time::{Instant, SystemTime};
 
 use provider_http::Client;
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 
 use super::agents_file::NodeSource;
-use super::cluster::{Cluster, Node, Outcome, Status};
+use super::cluster::{Cluster, InFlight, Node, Outcome, Status};
 use crate::state::State;
 
-/// Polls forever (the caller aborts the task). `first` is told when the
-/// first round is done, so that the first page is not all "pending".
+/// Polls forever (the caller aborts the task). Rounds start on the
+/// interval's beat whatever the last one is doing: a node still answering
+/// the last round is skipped, so a slow node slows only itself. `first` is
+/// told when the first round is done, so that the first page is not all
+/// "pending".
 pub async fn run(
     cluster: Arc<Cluster>,
     client: Client,
@@ -21,24 +25,37 @@ pub async fn run(
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut first = Some(first);
+    let mut beat = tokio::time::interval(cluster.interval);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        beat.tick().await;
         let started = Instant::now();
         let mut round = JoinSet::new();
         for node in &cluster.nodes {
-            round.spawn(poll(Arc::clone(node), client.clone(), local.clone()));
+            if let Some(flight) = node.start_poll() {
+                round.spawn(poll(
+                    flight,
+                    Arc::clone(node),
+                    client.clone(),
+                    local.clone(),
+                ));
+            }
         }
-        while round.join_next().await.is_some() {}
-        let took = started.elapsed();
-        cluster.round_done(took);
-        tracing::debug!(?took, nodes = cluster.nodes.len(), "poll round done");
-        if let Some(first) = first.take() {
-            let _ = first.send(());
-        }
-        tokio::time::sleep(cluster.interval.saturating_sub(took)).await;
+        let cluster = Arc::clone(&cluster);
+        let first = first.take();
+        tokio::spawn(async move {
+            while round.join_next().await.is_some() {}
+            let took = started.elapsed();
+            cluster.round_done(took);
+            tracing::debug!(?took, "poll round done");
+            if let Some(first) = first {
+                let _ = first.send(());
+            }
+        });
     }
 }
 
-async fn poll(node: Arc<Node>, client: Client, local: Option<Arc<State>>) {
+async fn poll(_flight: InFlight, node: Arc<Node>, client: Client, local: Option<Arc<State>>) {
     let attempt = SystemTime::now();
     let started = Instant::now();
     let outcome: Outcome = match &node.spec.source {
