@@ -115,7 +115,11 @@ pub fn render(round: &Round<'_>) -> String {
         None,
     );
     let families = GpuFamilies::register(&mut registry, round.leases_known);
+    let migs = MigFamilies::register(&mut registry, round.leases_known);
     for gpu in &snapshot.gpus {
+        for mig in &gpu.mig_devices {
+            migs.record(gpu, mig, host);
+        }
         let labels = labels(gpu, host);
         let mut info_labels = labels.clone();
         info_labels.push(("pci_bus_id", gpu.pci_bus_id.clone().unwrap_or_default()));
@@ -319,6 +323,80 @@ impl GpuFamilies {
         if let Some(leased) = &self.leased {
             let any = gpu.lease.is_some() || gpu.mig_devices.iter().any(|m| m.lease.is_some());
             set(leased, Some(f64::from(u8::from(any))));
+        }
+    }
+}
+
+/// The per-MIG-device families: a MIG device is what a job gets, so its
+/// memory, processes and lease are what a dashboard of a MIG GPU shows.
+struct MigFamilies {
+    memory_total: GaugeFamily,
+    memory_used: GaugeFamily,
+    memory_free: GaugeFamily,
+    processes: GaugeFamily,
+    leased: Option<GaugeFamily>,
+}
+
+impl MigFamilies {
+    fn register(r: &mut Registry, leases_known: bool) -> Self {
+        let help = |what: &str| {
+            format!(
+                "{what} (labels: gpu is the parent GPU's index, mig the device's, uuid its MIG UUID)"
+            )
+        };
+        MigFamilies {
+            memory_total: gauge(
+                r,
+                "mig_memory_total",
+                &help("Total memory of a MIG device"),
+                Some(Unit::Bytes),
+            ),
+            memory_used: gauge(
+                r,
+                "mig_memory_used",
+                &help("Used memory of a MIG device"),
+                Some(Unit::Bytes),
+            ),
+            memory_free: gauge(
+                r,
+                "mig_memory_free",
+                &help("Free memory of a MIG device"),
+                Some(Unit::Bytes),
+            ),
+            processes: gauge(r, "mig_processes", &help("Processes on a MIG device"), None),
+            leased: leases_known.then(|| {
+                gauge(
+                    r,
+                    "mig_leased",
+                    &help("1 when a gpusel job leases the MIG device"),
+                    None,
+                )
+            }),
+        }
+    }
+
+    fn record(&self, gpu: &Gpu, mig: &gpu_core::MigDevice, host: &str) {
+        let labels: Labels = vec![
+            ("gpu", gpu.index.to_string()),
+            ("mig", mig.index.to_string()),
+            ("uuid", mig.uuid.clone()),
+            ("profile", mig.profile.clone().unwrap_or_default()),
+            ("host", host.to_string()),
+        ];
+        let set = |family: &GaugeFamily, value: Option<f64>| {
+            if let Some(v) = value {
+                family.get_or_create(&labels).set(v);
+            }
+        };
+        set(&self.memory_total, mig.memory_total.map(|v| v as f64));
+        set(&self.memory_used, mig.memory_used.map(|v| v as f64));
+        set(&self.memory_free, mig.memory_free.map(|v| v as f64));
+        set(
+            &self.processes,
+            mig.processes.as_ref().map(|p| p.len() as f64),
+        );
+        if let Some(leased) = &self.leased {
+            set(leased, Some(f64::from(u8::from(mig.lease.is_some()))));
         }
     }
 }

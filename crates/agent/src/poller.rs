@@ -64,9 +64,11 @@ fn run(
     let mut last_good: Option<Arc<Snapshot>> = None;
     let mut lease_error = None;
     let mut errors_total = 0u64;
+    let mut previous_error: Option<String> = None;
     loop {
         let started = Instant::now();
         let attempt = SystemTime::now();
+        state.begin_attempt();
         // A provider that panics is a failed round, not a server that
         // silently serves one snapshot forever.
         let result =
@@ -89,9 +91,18 @@ fn run(
                 provider.name()
             )),
         };
-        if let Some(error) = &last_error {
+        if last_error.is_some() {
             errors_total += 1;
-            tracing::warn!(%error, "snapshot failed; serving the last good one");
+        }
+        // Logged when the state changes, not every round of a long outage.
+        if last_error != previous_error {
+            match &last_error {
+                Some(error) => {
+                    tracing::warn!(%error, "cannot read the GPUs; serving the last good snapshot")
+                }
+                None => tracing::warn!("the GPUs can be read again"),
+            }
+            previous_error.clone_from(&last_error);
         }
         let status = AgentStatus {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -102,7 +113,7 @@ fn run(
             interval_ms: u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX),
             command_lines: options.expose_cmdline,
         };
-        state.publish(Published::render(
+        state.finish_attempt(Published::render(
             last_good.clone(),
             status,
             took,

@@ -20,9 +20,11 @@ use crate::poller::{self, LoopOptions};
 use crate::routes;
 use crate::state::{Published, State};
 
-/// The longest the server waits for the first snapshot before it starts
+/// How long an attempt to read the GPUs may run before it is shown as a
+/// failure (the provider is then likely hung in a driver call), and the
+/// longest the server waits for the first snapshot before it starts
 /// answering (with 503 until the snapshot arrives).
-const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+pub const STALL: Duration = Duration::from_secs(5);
 
 /// A bound, not yet serving, agent.
 #[derive(Debug)]
@@ -75,6 +77,7 @@ impl Server {
             options.token.clone(),
             options.interval,
         ));
+        let provider_name = provider.name().to_string();
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let _poller = poller::spawn(
             provider,
@@ -86,14 +89,37 @@ impl Server {
             Arc::clone(&state),
             first_tx,
         )?;
+        let watchdog = tokio::spawn(watch(Arc::clone(&state), provider_name));
         let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
-            _ = tokio::time::timeout(FIRST_SNAPSHOT_WAIT, first_rx) => {}
-            () = &mut shutdown => return Ok(()),
+            _ = tokio::time::timeout(STALL, first_rx) => {}
+            () = &mut shutdown => {
+                watchdog.abort();
+                return Ok(());
+            }
         }
         let app = routes::router(state, options.request_timeout);
         serve_router(self.listener, app, options, shutdown).await;
+        watchdog.abort();
         Ok(())
+    }
+}
+
+/// Once a second, checks whether the snapshot loop is stuck in its provider.
+async fn watch(state: Arc<State>, provider: String) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.check_stalled(STALL, |round, running| {
+            let mut status = round.status.clone();
+            status.up = false;
+            status.last_error = Some(format!(
+                "provider '{provider}' has not answered for {} s; the driver may be hung",
+                running.as_secs()
+            ));
+            Published::render(round.snapshot.clone(), status, running, round.errors_total)
+        });
     }
 }
 

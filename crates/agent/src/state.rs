@@ -1,10 +1,10 @@
 //! What the snapshot loop publishes and every request reads.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
-use gpu_core::{AgentError, AgentSnapshot, AgentStatus, Snapshot};
+use gpu_core::{AgentError, AgentStatus, Snapshot};
 
 use crate::metrics;
 use crate::options::Token;
@@ -18,13 +18,15 @@ pub struct Published {
     pub snapshot: Option<Arc<Snapshot>>,
     /// How the snapshots are going.
     pub status: AgentStatus,
-    /// The body of `/api/v1/snapshot`: an [`AgentSnapshot`], or an
+    /// The body of `/api/v1/snapshot`: an [`AgentSnapshot`](gpu_core::AgentSnapshot), or an
     /// [`AgentError`] while there is no snapshot.
     pub json: Bytes,
     /// The body of `/metrics` for Prometheus (OpenMetrics).
     pub openmetrics: Bytes,
     /// The body of `/metrics` for everyone else (classic text format).
     pub metrics: Bytes,
+    /// Failed attempts since the start, as `/metrics` counts them.
+    pub errors_total: u64,
 }
 
 impl Published {
@@ -35,10 +37,17 @@ impl Published {
         duration: Duration,
         errors_total: u64,
     ) -> Self {
+        // gpu_core::AgentSnapshot, borrowed: the same JSON without a copy.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            #[serde(flatten)]
+            snapshot: &'a Snapshot,
+            agent: &'a AgentStatus,
+        }
         let json = match &snapshot {
-            Some(s) => serde_json::to_vec(&AgentSnapshot {
-                snapshot: Snapshot::clone(s),
-                agent: status.clone(),
+            Some(s) => serde_json::to_vec(&Body {
+                snapshot: s,
+                agent: &status,
             }),
             None => serde_json::to_vec(&AgentError {
                 error: format!(
@@ -66,6 +75,7 @@ impl Published {
             json: Bytes::from(json),
             openmetrics: Bytes::from(metrics),
             metrics: Bytes::from(classic),
+            errors_total,
         }
     }
 
@@ -89,6 +99,9 @@ impl Published {
 #[derive(Debug)]
 pub struct State {
     current: RwLock<Arc<Published>>,
+    /// When the attempt in progress started; `None` between attempts. Its
+    /// lock also orders the loop's and the watchdog's publications.
+    attempt: Mutex<Option<Instant>>,
     token: Option<Token>,
     interval: Duration,
 }
@@ -98,6 +111,7 @@ impl State {
     pub fn new(initial: Published, token: Option<Token>, interval: Duration) -> Self {
         State {
             current: RwLock::new(Arc::new(initial)),
+            attempt: Mutex::new(None),
             token,
             interval,
         }
@@ -120,6 +134,36 @@ impl State {
         }
     }
 
+    /// Notes that an attempt to read the GPUs starts now.
+    pub fn begin_attempt(&self) {
+        *lock(&self.attempt) = Some(Instant::now());
+    }
+
+    /// Publishes the round of the attempt that just ended.
+    pub fn finish_attempt(&self, round: Published) {
+        let mut attempt = lock(&self.attempt);
+        self.publish(round);
+        *attempt = None;
+    }
+
+    /// When the attempt in progress has run for `threshold` or longer,
+    /// publishes what `stalled` makes of the current round and how long the
+    /// attempt has run. A driver call that hangs thus shows as a failure
+    /// while it hangs, not as the last good snapshot looking current.
+    pub fn check_stalled(
+        &self,
+        threshold: Duration,
+        stalled: impl FnOnce(&Published, Duration) -> Published,
+    ) {
+        let attempt = lock(&self.attempt);
+        if let Some(running) = attempt.map(|started| started.elapsed())
+            && running >= threshold
+        {
+            let round = stalled(&self.current(), running);
+            self.publish(round);
+        }
+    }
+
     /// The token clients must send, when one is set.
     pub fn token(&self) -> Option<&Token> {
         self.token.as_ref()
@@ -128,5 +172,45 @@ impl State {
     /// How often snapshots are taken.
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpu_core::AgentSnapshot;
+
+    #[test]
+    fn the_api_body_reads_back_as_an_agent_snapshot_and_as_a_snapshot() {
+        // JSON times are whole seconds.
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut snapshot = Snapshot::new("node1", "test");
+        snapshot.time = time;
+        snapshot.gpus.push(gpu_core::Gpu::new(0, "GPU-0", "A100"));
+        let mut status = Published::starting(Duration::from_secs(2), false).status;
+        status.up = true;
+        status.last_attempt = time;
+        let round = Published::render(
+            Some(Arc::new(snapshot.clone())),
+            status.clone(),
+            Duration::ZERO,
+            0,
+        );
+        let back: AgentSnapshot = serde_json::from_slice(&round.json).unwrap();
+        assert_eq!(
+            back,
+            AgentSnapshot {
+                snapshot: snapshot.clone(),
+                agent: status
+            }
+        );
+        let plain: Snapshot = serde_json::from_slice(&round.json).unwrap();
+        assert_eq!(plain, snapshot);
     }
 }

@@ -12,16 +12,11 @@ use common::serve::serve;
 fn the_browser_shows_hostile_names_as_text() {
     let server = serve(nvml_std(fixture("hostile-names")), &[]);
     let url = format!("http://{}/", server.addr);
-    let profile = tempfile::tempdir().unwrap();
-    let Some(out) = chromium(profile.path(), &["--dump-dom", &url]) else {
+    let Some(run) = chromium(&["--dump-dom", &url]) else {
         return;
     };
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(run.ok, "chromium failed: {}", run.stderr);
+    let dom = run.stdout;
 
     // The rows the browser built: one per GPU.
     assert_eq!(dom.matches("<tr class=\"gpu\"").count(), 2, "{dom}");
@@ -50,14 +45,9 @@ fn the_browser_shows_hostile_names_as_text() {
 
     let png = artifact("dashboard.png");
     let _ = std::fs::remove_file(&png);
-    let profile = tempfile::tempdir().unwrap();
     let shot = format!("--screenshot={}", png.display());
-    let out = chromium(profile.path(), &[&shot, "--window-size=1280,800", &url]).unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = chromium(&[&shot, "--window-size=1280,800", &url]).unwrap();
+    assert!(run.ok, "chromium failed: {}", run.stderr);
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     eprintln!("screenshot: {}", png.display());
@@ -93,16 +83,11 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
             .is_some_and(|n| n.iter().all(|n| n["status"] != "pending"))
     });
     let url = format!("http://{}/", master.addr);
-    let profile = tempfile::tempdir().unwrap();
-    let Some(out) = chromium(profile.path(), &["--dump-dom", &url]) else {
+    let Some(run) = chromium(&["--dump-dom", &url]) else {
         return;
     };
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(run.ok, "chromium failed: {}", run.stderr);
+    let dom = run.stdout;
 
     // One section per node, in the file's order, each with its status.
     let sections: Vec<&str> = dom
@@ -152,14 +137,9 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
 
     let png = artifact("master.png");
     let _ = std::fs::remove_file(&png);
-    let profile = tempfile::tempdir().unwrap();
     let shot = format!("--screenshot={}", png.display());
-    let out = chromium(profile.path(), &[&shot, "--window-size=1280,1600", &url]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = chromium(&[&shot, "--window-size=1280,1600", &url]).unwrap();
+    assert!(run.ok, "chromium failed: {}", run.stderr);
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     eprintln!("screenshot: {}", png.display());

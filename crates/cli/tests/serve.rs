@@ -224,6 +224,19 @@ fn a_failing_provider_is_shown_with_the_last_good_snapshot() {
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // One line when it fails and one when it recovers, not one per round.
+    assert_eq!(
+        stderr
+            .matches("cannot read the GPUs; serving the last good snapshot")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("the GPUs can be read again").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -495,4 +508,111 @@ fn a_port_in_use_is_a_clear_error() {
         line.contains("choose another address with --listen"),
         "{line}"
     );
+}
+
+#[test]
+fn mig_devices_have_rows_and_series_of_their_own() {
+    let server = serve(nvml_std(fixture("mig-h100")), &[]);
+    let page = server.get("/");
+    for row in ["0", "0:0", "0:1", "0:2", "1"] {
+        assert!(
+            page.body.contains(&format!("data-gpu=\"{row}\"")),
+            "no row {row}: {}",
+            page.body
+        );
+    }
+    assert!(page.body.contains("MIG 3g.40gb"), "{}", page.body);
+    assert!(page.body.contains("on its MIG devices"), "{}", page.body);
+    let metrics = server.get("/metrics");
+    promtool_accepts(&metrics);
+    let busy = lines(
+        &metrics.body,
+        "gpusel_mig_processes{gpu=\"0\",mig=\"0\",uuid=\"MIG-4e2a8c6b-1d3f-5a7e-9b0c-2d4f6a8c0e11\",profile=\"3g.40gb\"",
+    );
+    assert_eq!(busy.len(), 1, "{}", metrics.body);
+    assert!(busy[0].ends_with(" 1.0"), "{busy:?}");
+    assert_eq!(
+        lines(&metrics.body, "gpusel_mig_memory_total_bytes{").len(),
+        3
+    );
+    let parent = lines(&metrics.body, "gpusel_gpu_processes{gpu=\"0\"");
+    assert!(
+        parent[0].ends_with(" 1.0"),
+        "the parent counts its MIG devices' processes: {parent:?}"
+    );
+}
+
+#[test]
+fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
+    // The fake nvidia-smi of the `hang` scenario never answers; the smi
+    // provider gives up after 8 s, and the next attempt is a minute later,
+    // after the test.
+    let mut cmd = common::gpusel_std();
+    cmd.env("PATH", common::smi::path_with_fake())
+        .env("FAKE_SMI_SCENARIO", "hang")
+        .env("GPUSEL_SMI_TIMEOUT", "8s")
+        .args(["-p", "smi"]);
+    let server = serve(cmd, &["--interval", "60s"]);
+    let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("has not answered"));
+    assert_eq!(api.status, 503, "{api:#?}");
+    let error = api.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("provider 'smi' has not answered for ")
+            && error.ends_with(" s; the driver may be hung"),
+        "{error}"
+    );
+    let metrics = server.get("/metrics");
+    assert!(
+        metrics.body.lines().any(|l| l == "gpusel_up 0"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(server.get("/healthz").status, 503);
+    // Then the provider's own timeout ends the attempt, with its reason.
+    let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("nvidia-smi"));
+    assert_eq!(api.status, 503);
+    let (code, stderr) = server.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn an_unusable_lock_dir_hides_leases_not_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let server = serve(
+        gpusel_std_on(LAB),
+        &["--lock-dir", not_a_dir.to_str().unwrap()],
+    );
+    let json = server.get("/api/v1/snapshot").json();
+    assert_eq!(json["agent"]["up"], true);
+    assert_eq!(json["gpus"].as_array().unwrap().len(), 8);
+    let lease_error = json["agent"]["lease_error"].as_str().unwrap();
+    assert!(
+        lease_error.contains(not_a_dir.to_str().unwrap()),
+        "{lease_error}"
+    );
+    let page = server.get("/");
+    assert!(page.body.contains("Leases not shown: "), "{}", page.body);
+    let metrics = server.get("/metrics");
+    assert!(
+        !metrics.body.contains("gpusel_gpu_leased"),
+        "unknown is absent, not 0: {}",
+        metrics.body
+    );
+    promtool_accepts(&metrics);
+}
+
+#[test]
+fn no_provider_no_server() {
+    let o = out(common::gpusel().args([
+        "-p",
+        "nvml:/nonexistent/libnvidia-ml.so.1",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    o.code(4);
+    o.one_error_naming("/nonexistent/libnvidia-ml.so.1");
+    assert!(!o.stderr.contains("serving"), "{o:#?}");
 }
