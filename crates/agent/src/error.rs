@@ -33,6 +33,14 @@ pub enum AgentError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The agents file of a master cannot be used.
+    #[error(transparent)]
+    Agents(#[from] crate::master::AgentsFileError),
+    /// The agents file lists `self`, but no provider was given for it.
+    #[error(
+        "the agents file lists `self`, but no GPU provider was given to read this machine's GPUs"
+    )]
+    NoSelfProvider,
     /// The background snapshot thread could not be started.
     #[error("cannot start the snapshot thread: {0}")]
     Thread(std::io::Error),

@@ -7,6 +7,9 @@
 //! snapshot), so no request ever touches the driver, and a slow or failing
 //! driver shows as a stale snapshot with an error, never as a slow server.
 //!
+//! With an agents file, [`Server::run_master`] serves a whole cluster
+//! instead: see [`master`].
+//!
 //! Routes ([`routes::router`]): `GET /` (dashboard), `GET /api/v1/snapshot`,
 //! `GET /metrics`, `GET /healthz`. Everything is read-only; see
 //! [`ServeOptions`] for the safety settings.
@@ -27,6 +30,7 @@
 
 mod auth;
 mod error;
+pub mod master;
 pub mod metrics;
 mod options;
 mod page;

@@ -45,13 +45,13 @@ pub struct Round<'a> {
     pub leases_known: bool,
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// A gauge family whose series are written in the order they were set (GPU
 /// order), where prometheus-client's `Family` writes them in a hash map's
 /// order: a person reading `/metrics` finds GPU 0 first.
 #[derive(Debug, Clone)]
-struct Series(Arc<SeriesInner>);
+pub(crate) struct Series(Arc<SeriesInner>);
 
 #[derive(Debug)]
 struct SeriesInner {
@@ -62,7 +62,7 @@ struct SeriesInner {
 }
 
 impl Series {
-    fn set(&self, labels: &Labels, value: f64) {
+    pub(crate) fn set(&self, labels: &Labels, value: f64) {
         self.samples().push((labels.clone(), value));
     }
 
@@ -96,7 +96,7 @@ impl Collector for Series {
 }
 
 /// One gauge family, registered with its help text and unit.
-fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> Series {
+pub(crate) fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> Series {
     let series = Series(Arc::new(SeriesInner {
         name: name.into(),
         // The registry ends its own metrics' help with a period.
@@ -209,14 +209,14 @@ pub fn to_classic(openmetrics: &str) -> String {
     text
 }
 
-fn finish(registry: &Registry) -> String {
+pub(crate) fn finish(registry: &Registry) -> String {
     let mut text = String::with_capacity(8192);
     // Writing into a String cannot fail.
     let _ = encode(&mut text, registry);
     text
 }
 
-fn labels(gpu: &Gpu, host: &str) -> Labels {
+pub(crate) fn labels(gpu: &Gpu, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
         ("uuid", gpu.uuid.clone()),
@@ -226,7 +226,7 @@ fn labels(gpu: &Gpu, host: &str) -> Labels {
 }
 
 /// The per-GPU families.
-struct GpuFamilies {
+pub(crate) struct GpuFamilies {
     memory_total: Series,
     memory_used: Series,
     memory_free: Series,
@@ -244,7 +244,7 @@ struct GpuFamilies {
 }
 
 impl GpuFamilies {
-    fn register(r: &mut Registry, leases_known: bool) -> Self {
+    pub(crate) fn register(r: &mut Registry, leases_known: bool) -> Self {
         GpuFamilies {
             memory_total: gauge(r, "gpu_memory_total", "Total GPU memory", Some(Unit::Bytes)),
             memory_used: gauge(r, "gpu_memory_used", "Used GPU memory", Some(Unit::Bytes)),
@@ -315,7 +315,7 @@ impl GpuFamilies {
         }
     }
 
-    fn record(&self, gpu: &Gpu, labels: &Labels) {
+    pub(crate) fn record(&self, gpu: &Gpu, labels: &Labels) {
         let set = |family: &Series, value: Option<f64>| {
             if let Some(v) = value {
                 family.set(labels, v);

@@ -32,21 +32,21 @@ struct Header {
 }
 
 /// One table row: a GPU or a MIG device.
-struct Row {
-    id: String,
-    name: String,
-    mig: bool,
-    memory: String,
-    memory_pct: Option<u8>,
-    util: Option<u8>,
-    mem_util: String,
-    temp: String,
-    power: String,
-    processes: Processes,
-    lease: Lease,
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) mig: bool,
+    pub(crate) memory: String,
+    pub(crate) memory_pct: Option<u8>,
+    pub(crate) util: Option<u8>,
+    pub(crate) mem_util: String,
+    pub(crate) temp: String,
+    pub(crate) power: String,
+    pub(crate) processes: Processes,
+    pub(crate) lease: Lease,
 }
 
-enum Lease {
+pub(crate) enum Lease {
     Free,
     NoRecord,
     Held {
@@ -56,17 +56,17 @@ enum Lease {
     },
 }
 
-enum Processes {
+pub(crate) enum Processes {
     Unknown,
     OnMig,
     List(Vec<Proc>),
 }
 
-struct Proc {
-    user: String,
-    pid: u32,
-    name: String,
-    memory: String,
+pub(crate) struct Proc {
+    pub(crate) user: String,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) memory: String,
 }
 
 /// Renders the dashboard. The page reloads itself every snapshot interval
@@ -91,16 +91,7 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
             stale: !round.status.up,
         }
     });
-    let mut rows = Vec::new();
-    let mut leased = false;
-    for gpu in round.snapshot.iter().flat_map(|s| &s.gpus) {
-        leased |= gpu.lease.is_some();
-        rows.push(gpu_row(gpu));
-        for mig in &gpu.mig_devices {
-            leased |= mig.lease.is_some();
-            rows.push(mig_row(gpu, mig));
-        }
-    }
+    let (rows, leased) = round.snapshot.as_deref().map(rows).unwrap_or_default();
     let problem = match (&round.snapshot, &round.status.last_error) {
         (_, Some(e)) => Some(format!(
             "The last attempt to read the GPUs failed ({}): {e}",
@@ -126,7 +117,24 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
     .render()
 }
 
-fn format_age(age: Duration) -> String {
+/// The table rows of `snapshot`, and whether any device is leased (the
+/// lease column is shown only then).
+pub(crate) fn rows(snapshot: &gpu_core::Snapshot) -> (Vec<Row>, bool) {
+    let mut rows = Vec::new();
+    let mut leased = false;
+    for gpu in &snapshot.gpus {
+        leased |= gpu.lease.is_some();
+        rows.push(gpu_row(gpu));
+        for mig in &gpu.mig_devices {
+            leased |= mig.lease.is_some();
+            rows.push(mig_row(gpu, mig));
+        }
+    }
+    (rows, leased)
+}
+
+/// `12 s ago`, `5 min ago`, `3 h ago`.
+pub(crate) fn format_age(age: Duration) -> String {
     let s = age.as_secs();
     match s {
         0..=119 => format!("{s} s ago"),

@@ -49,8 +49,9 @@ fn run(
     first: tokio::sync::oneshot::Sender<()>,
     stopped: mpsc::Receiver<()>,
 ) {
+    // I/O too: the provider may be another agent (`--provider http://...`).
     let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,

@@ -12,7 +12,7 @@ use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::options::Token;
+pub use crate::options::Token;
 use crate::page;
 use crate::state::State;
 
@@ -101,7 +101,9 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
-async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
+/// `GET /api/v1/snapshot`: the latest round's JSON (503 before the first
+/// good snapshot). The master serves its own snapshot with it too.
+pub async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
     let round = state.current();
     let status = if round.snapshot.is_some() {
         StatusCode::OK
@@ -115,16 +117,22 @@ async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
 /// text format otherwise.
 async fn metrics(Shared(state): Shared<Arc<State>>, headers: HeaderMap) -> Response {
     let round = state.current();
-    let openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| contains(v.as_bytes(), b"application/openmetrics-text"));
+    let openmetrics = wants_openmetrics(&headers);
     let (content_type, body) = if openmetrics {
         (crate::metrics::OPENMETRICS, round.openmetrics.clone())
     } else {
         (crate::metrics::CLASSIC, round.metrics.clone())
     };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Whether the client's `Accept` asks for OpenMetrics (Prometheus does);
+/// others get the classic text format.
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| contains(v.as_bytes(), b"application/openmetrics-text"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -53,6 +53,11 @@ impl Server {
         })
     }
 
+    /// The listener and the options, for a server that serves another router.
+    pub(crate) fn into_parts(self) -> (TcpListener, ServeOptions) {
+        (self.listener, self.options)
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

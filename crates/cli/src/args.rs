@@ -46,6 +46,8 @@ Environment:
   GPUSEL_STRATEGY        default for --strategy
   GPUSEL_LOCK_DIR        default for --lock-dir
   GPUSEL_INTERVAL        default for --interval
+  GPUSEL_HTTP_TOKEN_FILE file holding the bearer token of an http:// agent
+  GPUSEL_HTTP_TIMEOUT    limit on one request to an http:// agent (default 10s)
   GPUSEL_BAN             GPUs never to give out, added to the config's bans (0,GPU-5f2c)
   GPUSEL_SYSTEM_CONFIG   the site config file to read instead of /etc/gpusel/config.toml
   XDG_CONFIG_HOME        where the user's gpusel/config.toml is (default ~/.config)
@@ -130,6 +132,14 @@ pub struct ServeArgs {
     /// which can hold passwords and tokens. Off by default.
     #[arg(long)]
     pub expose_cmdline: bool,
+
+    /// Be a master: poll every agent this TOML file lists ([[agent]] url =
+    /// "http://HOST:PORT", optional name and token_file; url = "self" for
+    /// this machine's own GPUs) every --interval, and show all nodes at /,
+    /// /api/v1/cluster and /metrics. A node that is down or slow is shown as
+    /// such and never holds up the page. See examples/agents.toml.
+    #[arg(long, value_name = "FILE")]
+    pub agents: Option<std::path::PathBuf>,
 }
 
 const LIST_ABOUT: &str = "\
@@ -192,9 +202,11 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Where GPU state comes from: `auto` (NVML, then nvidia-smi), `nvml[:LIB]`,
-    /// `smi[:PATH]`, or `file:PATH` to replay a snapshot written by
-    /// `gpusel list --json`. Default: auto (or the config's
-    /// provider, or GPUSEL_PROVIDER).
+    /// `smi[:PATH]`, `file:PATH` to replay a snapshot written by
+    /// `gpusel list --json`, or `http://HOST:PORT[/PREFIX]` for another
+    /// node's GPUs from its `gpusel serve` (list and print a choice; no local
+    /// lease, no `-- CMD`). Default: auto (or the config's provider, or
+    /// GPUSEL_PROVIDER).
     #[arg(long, short = 'p', global = true, value_name = "PROVIDER")]
     pub provider: Option<String>,
 

@@ -77,7 +77,24 @@ pub fn run(
             "--silent cannot be used with `-- CMD`: without a GPU there is nothing to run the command on".into(),
         ));
     }
-    let request = request_from(args, config);
+    // A remote node's GPUs can be chosen and printed (for `ssh HOST
+    // CUDA_VISIBLE_DEVICES=... CMD`), but not leased from here (the locks are
+    // that node's) nor given to a job on this machine.
+    let remote = provider.is_remote();
+    if remote && mode == Mode::Run {
+        return Err(Failure::Usage(format!(
+            "`gpusel -- CMD` runs CMD on this machine, but {} serves another node's GPUs; run gpusel on that node (ssh HOST gpusel -- CMD), or print a choice without `-- CMD`",
+            provider.name()
+        )));
+    }
+    let mut request = request_from(args, config);
+    if remote && !args.no_lease {
+        // The node's own jobs hold these (its agent reads its lock
+        // directory); a job started there would be refused them.
+        request = request.predicate("not leased on the remote node", |d| {
+            d.mig.map_or(d.gpu.lease.is_none(), |m| m.lease.is_none())
+        });
+    }
     let (strategy_name, from) = strategy_name(args, config);
     let strategy = strategies::by_name(&strategy_name).map_err(|e| {
         Failure::Usage(match from {
@@ -85,7 +102,7 @@ pub fn run(
             _ => e.to_string(),
         })
     })?;
-    let leaser = if args.no_lease {
+    let leaser = if args.no_lease || remote {
         None
     } else {
         let argv: Vec<OsString> = if command.is_empty() {
@@ -120,7 +137,12 @@ pub fn run(
             gpus = snapshot.gpus.len(),
             "snapshot taken"
         );
-        let visible = Visible::from_env(&snapshot.gpus);
+        // This machine's CUDA_VISIBLE_DEVICES says nothing about another's GPUs.
+        let visible = if remote {
+            Visible::all()
+        } else {
+            Visible::from_env(&snapshot.gpus)
+        };
         let result = match &leaser {
             Some(leaser) => gpu_core::select_leased(
                 &snapshot,

@@ -95,6 +95,10 @@ pub struct Config {
     pub bans: Vec<Ban>,
     /// Default filters.
     pub filters: Filters,
+    /// The bearer token file for `--provider http://...`.
+    pub http_token_file: Option<Setting<PathBuf>>,
+    /// The limit on one request to an `http://` agent.
+    pub http_timeout: Setting<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +112,15 @@ struct File {
     ban: FileBan,
     #[serde(default)]
     filters: FileFilters,
+    #[serde(default)]
+    http: FileHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    token_file: Option<PathBuf>,
+    timeout: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +188,8 @@ impl Config {
             interval: Setting::new(DEFAULT_INTERVAL, Source::Default),
             bans: Vec::new(),
             filters: Filters::default(),
+            http_token_file: None,
+            http_timeout: Setting::new(provider_http::DEFAULT_TIMEOUT, Source::Default),
         };
         for path in paths() {
             let text = match std::fs::read_to_string(&path) {
@@ -287,6 +302,21 @@ impl Config {
         if let Some(n) = f.max_processes {
             self.filters.max_processes = Some(Setting::new(n, src()));
         }
+        if let Some(t) = file.http.token_file {
+            // Relative to the config file, as a site's paths are meant.
+            let t = path.parent().map_or(t.clone(), |dir| dir.join(&t));
+            self.http_token_file = Some(Setting::new(t, src()));
+        }
+        if let Some(t) = &file.http.timeout {
+            let d = provider_http::parse_duration(t.get_ref()).ok_or_else(|| {
+                let message = format!(
+                    "http.timeout = {:?} is not a duration: give e.g. 10s, 500ms or 30",
+                    t.get_ref()
+                );
+                bad_value(path, text, t, message)
+            })?;
+            self.http_timeout = Setting::new(d, src());
+        }
         Ok(())
     }
 
@@ -304,6 +334,21 @@ impl Config {
             let d = crate::args::parse_interval(&i)
                 .map_err(|m| Failure::Usage(format!("GPUSEL_INTERVAL: {m}")))?;
             self.interval = Setting::new(d, Source::Env("GPUSEL_INTERVAL"));
+        }
+        if let Some(t) = env(provider_http::ENV_TOKEN_FILE) {
+            self.http_token_file = Some(Setting::new(
+                t.into(),
+                Source::Env(provider_http::ENV_TOKEN_FILE),
+            ));
+        }
+        if let Some(t) = env(provider_http::ENV_TIMEOUT) {
+            let d = provider_http::parse_duration(&t).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{}={t:?} is not a duration: give e.g. 10s, 500ms or 30",
+                    provider_http::ENV_TIMEOUT
+                ))
+            })?;
+            self.http_timeout = Setting::new(d, Source::Env(provider_http::ENV_TIMEOUT));
         }
         if let Some(list) = env("GPUSEL_BAN") {
             let specs = DeviceSpec::parse_list(&list)
@@ -349,6 +394,12 @@ impl Config {
             opt("filters.max_processes", &f.max_processes, usize::to_string),
             opt("filters.max_power", &f.max_power, |mw| {
                 gpu_core::format_power(*mw)
+            }),
+            opt("http.token_file", &self.http_token_file, |p| {
+                p.display().to_string()
+            }),
+            row("http.timeout", &self.http_timeout, |d| {
+                humantime::format_duration(*d).to_string()
             }),
         ];
         for ban in &self.bans {

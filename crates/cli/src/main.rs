@@ -77,19 +77,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--json has no meaning for `serve`: the server always serves JSON at /api/v1/snapshot".into(),
             ));
         }
-        let provider = providers::registry().open(&config.provider.value)?;
-        return serve::run(provider, args, &config);
+        return serve::run(args, &config);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let registry = providers::registry(&config);
+    let provider = registry.open(&config.provider.value)?;
+    // Local providers block on their own; only a remote one needs the
+    // runtime's I/O and timers (whose descriptors a local job need not see).
+    let mut rt = tokio::runtime::Builder::new_current_thread();
+    if provider.is_remote() {
+        rt.enable_all();
+    }
+    let rt = rt
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
-    let registry = providers::registry();
-    let provider = registry.open(&config.provider.value)?;
     match cli.sub {
         Some(Sub::List(args)) => {
             let take = || -> Result<gpu_core::Snapshot, Failure> {
                 let mut snapshot = rt.block_on(provider.snapshot())?;
-                list::add_leases(&mut snapshot, &config.lock_dir.value);
+                // A remote node's leases are in its own lock directory; the
+                // agent reports them, and this machine's would be wrong there.
+                if !provider.is_remote() {
+                    list::add_leases(&mut snapshot, &config.lock_dir.value);
+                }
                 Ok(snapshot)
             };
             if cli.global.json {
@@ -104,7 +113,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Some(Sub::Status(args)) => {
             let mut snapshot = rt.block_on(provider.snapshot())?;
-            if !args.all {
+            // This process's CUDA_VISIBLE_DEVICES says nothing about
+            // another node's GPUs: a remote status shows them all.
+            if !args.all && !provider.is_remote() {
                 let visible = gpu_core::Visible::from_env(&snapshot.gpus);
                 if let Some(problem) = visible.warning() {
                     out::eprint_line(

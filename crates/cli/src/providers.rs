@@ -1,10 +1,12 @@
 //! The providers this binary knows, in the order `--provider auto` tries them.
 
-use gpu_core::ProviderRegistry;
+use gpu_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
 
-/// Every provider compiled into `gpusel`. `auto` tries the auto-eligible ones
-/// in registration order: NVML first, then nvidia-smi.
-pub fn registry() -> ProviderRegistry {
+use crate::config::Config;
+
+/// Every provider compiled into `gpusel`, set up from `config`. `auto` tries
+/// the auto-eligible ones in registration order: NVML first, then nvidia-smi.
+pub fn registry(config: &Config) -> ProviderRegistry {
     #[allow(unused_mut)]
     let mut registry = ProviderRegistry::with_builtin();
     // NVML (issue 3) registers here, first, as the default.
@@ -35,7 +37,47 @@ pub fn registry() -> ProviderRegistry {
         false,
         open_torch,
     );
+    // A remote node's agent (issue 7). Never tried by `auto`: it is another
+    // machine's GPUs, asked for by URL.
+    registry.register(
+        provider_http::NAME,
+        "http://HOST:PORT[/PREFIX]",
+        "another node's GPUs from its `gpusel serve` agent (token file $GPUSEL_HTTP_TOKEN_FILE; timeout $GPUSEL_HTTP_TIMEOUT, default 10s)",
+        false,
+        http(config),
+    );
+    registry.register(
+        "https",
+        "https://HOST:PORT",
+        "not built in (gpusel has no TLS): tunnel the agent's port over SSH and use http://",
+        false,
+        http(config),
+    );
     registry
+}
+
+/// `http://` and `https://` (the latter only to say why it is not built in),
+/// with the token file and timeout of the config (file, then environment).
+fn http(
+    config: &Config,
+) -> impl Fn(&ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> + Send + Sync + 'static
+{
+    let token_file = config.http_token_file.as_ref().map(|s| s.value.clone());
+    let timeout = config.http_timeout.value;
+    move |spec| {
+        let endpoint = provider_http::Endpoint::parse(&spec.raw)?;
+        let mut settings = provider_http::Settings::from_env()?;
+        settings.timeout = timeout;
+        settings.connect_timeout = settings.connect_timeout.min(timeout);
+        let token = match &token_file {
+            Some(path) => Some(provider_http::Token::from_file(path)?),
+            None => None,
+        };
+        let client = provider_http::Client::new(settings);
+        Ok(Box::new(provider_http::HttpProvider::new(
+            client, endpoint, token,
+        )))
+    }
 }
 
 const TORCH: &str = "torch";

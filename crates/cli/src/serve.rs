@@ -7,12 +7,17 @@ use crate::config::Config;
 use crate::failure::Failure;
 use crate::out::eprint_line;
 
-/// Serves until SIGTERM or SIGINT.
-pub fn run(
-    provider: Box<dyn GpuInfoProvider>,
-    args: &ServeArgs,
-    config: &Config,
-) -> Result<(), Failure> {
+/// Serves until SIGTERM or SIGINT: an agent, or with `--agents` a master.
+pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
+    let agents = match &args.agents {
+        Some(path) => Some(agent::master::load(path).map_err(|e| Failure::Usage(e.to_string()))?),
+        None => None,
+    };
+    // A master without `self` may run where there is no GPU at all.
+    let provider: Option<Box<dyn GpuInfoProvider>> = match &agents {
+        Some(a) if !a.has_self() => None,
+        _ => Some(crate::providers::registry(config).open(&config.provider.value)?),
+    };
     let mut options = agent::ServeOptions::new(args.listen);
     options.interval = args.interval;
     options.lock_dir = config.lock_dir.value.clone();
@@ -46,17 +51,31 @@ pub fn run(
                 &format!("{} is reachable from other machines and no --token-file is set: anyone who can reach it sees the GPUs, process names and users", addr.ip()),
             );
         }
-        eprint_line(
-            "",
-            &format!("serving http://{addr}/ (dashboard), /api/v1/snapshot, /metrics, /healthz; Ctrl-C or SIGTERM stops"),
-        );
-        server
-            .run(provider, async move {
-                shutdown.await;
-                eprint_line("", "shutting down");
-            })
-            .await
-            .map_err(|e| Failure::Provider(e.to_string()))
+        let stop = async move {
+            shutdown.await;
+            eprint_line("", "shutting down");
+        };
+        let served = match (agents, provider) {
+            (Some(agents), provider) => {
+                eprint_line(
+                    "",
+                    &format!(
+                        "master of {} nodes: serving http://{addr}/ (all nodes), /api/v1/cluster, /metrics, /healthz; Ctrl-C or SIGTERM stops",
+                        agents.nodes.len()
+                    ),
+                );
+                server.run_master(provider, agents, stop).await
+            }
+            (None, Some(provider)) => {
+                eprint_line(
+                    "",
+                    &format!("serving http://{addr}/ (dashboard), /api/v1/snapshot, /metrics, /healthz; Ctrl-C or SIGTERM stops"),
+                );
+                server.run(provider, stop).await
+            }
+            (None, None) => return Err(Failure::Provider("no GPU provider".into())),
+        };
+        served.map_err(|e| Failure::Provider(e.to_string()))
     })
 }
 

@@ -4,86 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::browser::{artifact, chromium};
 use common::nvml::{fixture, nvml_std};
 use common::serve::serve;
-
-/// What a Chromium run left: its exit status, stdout and stderr.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Headless Chromium as root in a container: no sandbox, no GPU, nothing
-/// fetched from the network, a profile of its own. `None` when it is not
-/// installed outside CI; killed (and the test failed) if it hangs.
-fn chromium(args: &[&str]) -> Option<Run> {
-    let binary = std::env::var("GPUSEL_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let scratch = tempfile::tempdir().unwrap();
-    let stdout = scratch.path().join("stdout");
-    let stderr = scratch.path().join("stderr");
-    let spawned = Command::new(&binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            scratch.path().join("profile").display()
-        ))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{binary} is needed in CI (.ci/run installs Debian's chromium): {e}"
-            );
-            eprintln!("SKIPPED: {binary} not installed (apt-get install chromium)");
-            return None;
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{binary} {args:?} did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
-    Some(Run {
-        ok: status.success(),
-        stdout: read(&stdout),
-        stderr: read(&stderr),
-    })
-}
-
-/// Where the screenshot is kept for people to look at.
-fn artifact() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("dashboard.png")
-}
 
 #[test]
 fn the_browser_shows_hostile_names_as_text() {
@@ -120,10 +43,102 @@ fn the_browser_shows_hostile_names_as_text() {
         assert!(!dom.contains(element), "the page holds {element}: {dom}");
     }
 
-    let png = artifact();
+    let png = artifact("dashboard.png");
     let _ = std::fs::remove_file(&png);
     let shot = format!("--screenshot={}", png.display());
     let run = chromium(&[&shot, "--window-size=1280,800", &url]).unwrap();
+    assert!(run.ok, "chromium failed: {}", run.stderr);
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    eprintln!("screenshot: {}", png.display());
+}
+
+#[test]
+fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
+    let hostile = serve(nvml_std(fixture("hostile-names")), &["--interval", "100ms"]);
+    let lab = serve(nvml_std(fixture("lab-8xa100")), &["--interval", "100ms"]);
+    // A port nothing listens on: the node that is down.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agents = common::write_file(
+        &dir,
+        "agents.toml",
+        &format!(
+            "[[agent]]\nurl = \"http://{}\"\nname = \"hostile <i>node</i>\"\n\
+             [[agent]]\nurl = \"http://{}\"\nname = \"lab\"\n\
+             [[agent]]\nurl = \"http://{gone}\"\nname = \"gone\"\n",
+            hostile.addr, lab.addr
+        ),
+    );
+    let master = serve(
+        common::gpusel_std(),
+        &["--agents", agents.to_str().unwrap(), "--interval", "100ms"],
+    );
+    master.wait_for("/api/v1/cluster", |r| {
+        r.json()["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["status"] != "pending"))
+    });
+    let url = format!("http://{}/", master.addr);
+    let Some(run) = chromium(&["--dump-dom", &url]) else {
+        return;
+    };
+    assert!(run.ok, "chromium failed: {}", run.stderr);
+    let dom = run.stdout;
+
+    // One section per node, in the file's order, each with its status.
+    let sections: Vec<&str> = dom
+        .match_indices("<section ")
+        .map(|(i, _)| &dom[i..])
+        .collect();
+    assert_eq!(sections.len(), 3, "{dom}");
+    assert!(sections[0].starts_with("<section class=\"node\" id=\"node-1\" data-node=\"hostile &lt;i&gt;node&lt;/i&gt;\" data-status=\"up\">"), "{dom}");
+    assert!(
+        sections[1].starts_with(
+            "<section class=\"node\" id=\"node-2\" data-node=\"lab\" data-status=\"up\">"
+        ),
+        "{dom}"
+    );
+    assert!(
+        sections[2].starts_with(
+            "<section class=\"node\" id=\"node-3\" data-node=\"gone\" data-status=\"down\">"
+        ),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<tr class=\"gpu\"").count(), 2 + 8, "{dom}");
+    assert!(
+        dom.contains("<span class=\"node-name\">hostile &lt;i&gt;node&lt;/i&gt;</span>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<span class=\"pname\">&lt;img src=x onerror=alert(1)&gt;</span>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td class=\"name\">NVIDIA A100-SXM4-80GB &lt;svg onload=alert(2)&gt;</td>"),
+        "{dom}"
+    );
+    let gone_section = sections[2];
+    assert!(
+        gone_section.contains("connection refused; is `gpusel serve` running on"),
+        "{gone_section}"
+    );
+    assert!(
+        gone_section.contains("running on 127.0.0.1:")
+            && gone_section.contains("? Never seen since the master started."),
+        "{gone_section}"
+    );
+    for element in ["<img", "<svg", "<b ", "<i>", "id=\"injected\"", "<script"] {
+        assert!(!dom.contains(element), "the page holds {element}: {dom}");
+    }
+
+    let png = artifact("master.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = format!("--screenshot={}", png.display());
+    let run = chromium(&[&shot, "--window-size=1280,1600", &url]).unwrap();
     assert!(run.ok, "chromium failed: {}", run.stderr);
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

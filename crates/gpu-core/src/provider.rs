@@ -79,4 +79,13 @@ pub trait GpuInfoProvider: Send + Sync {
     /// Reads the current state of every GPU. A field one GPU cannot report is
     /// `None`; only a failure to read anything at all is an error.
     async fn snapshot(&self) -> Result<Snapshot, ProviderError>;
+
+    /// Whether the GPUs are another machine's (an agent reached over the
+    /// network). Their leases live in that machine's lock directory and
+    /// this machine's `CUDA_VISIBLE_DEVICES` says nothing about them, so
+    /// callers take no local lease, apply no local visibility, and never run
+    /// a local job on them.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }

@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod http;
 pub mod nvml;
 pub mod serve;
 pub mod smi;
@@ -43,7 +45,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 14] = [
+const CLEAN_ENV: [&str; 17] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -58,6 +60,9 @@ const CLEAN_ENV: [&str; 14] = [
     "GPUSEL_SMI_TIMEOUT",
     "FAKE_SMI_SCENARIO",
     "GPUSEL_LOCK_DIR",
+    "GPUSEL_HTTP_TOKEN_FILE",
+    "GPUSEL_HTTP_TIMEOUT",
+    "GPUSEL_HTTP_CONNECT_TIMEOUT",
 ];
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that

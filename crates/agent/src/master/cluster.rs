@@ -1,0 +1,307 @@
+//! What the master knows about each node, updated by the poll loop and read
+//! by every request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use gpu_core::{AgentStatus, Snapshot};
+use provider_http::{ErrorClass, HttpError};
+use serde::Serialize;
+
+use super::agents_file::NodeSpec;
+
+/// How a node answered its last poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not polled yet.
+    Pending,
+    /// Answered with a fresh snapshot.
+    Up,
+    /// Answered, but its own driver reads fail: the snapshot is its last good one.
+    Failing,
+    /// Did not answer within the timeout.
+    Slow,
+    /// Cannot be reached: nothing listens, the host is unknown or unreachable.
+    Down,
+    /// Wants a (different) token.
+    Unauthorized,
+    /// Answers with something other than a snapshot.
+    Error,
+}
+
+impl Status {
+    /// The word the page and the JSON show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Up => "up",
+            Status::Failing => "failing",
+            Status::Slow => "slow",
+            Status::Down => "down",
+            Status::Unauthorized => "unauthorized",
+            Status::Error => "error",
+        }
+    }
+
+    /// Whether the node answered with a snapshot.
+    pub fn answered(self) -> bool {
+        matches!(self, Status::Up | Status::Failing)
+    }
+
+    /// The status an error means.
+    pub fn of(error: &HttpError) -> Self {
+        match error.class() {
+            ErrorClass::Slow => Status::Slow,
+            ErrorClass::Down => Status::Down,
+            ErrorClass::Unauthorized => Status::Unauthorized,
+            ErrorClass::BadAnswer | ErrorClass::Config => Status::Error,
+        }
+    }
+}
+
+/// What one poll of a node brings: its snapshot and its agent's status, or
+/// the status that its failure means and the error.
+pub type Outcome = Result<(Arc<Snapshot>, Option<AgentStatus>), (Status, String)>;
+
+/// A node's state after its last poll.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// How it answered.
+    pub status: Status,
+    /// Why it is not up, when it is not.
+    pub error: Option<String>,
+    /// When it was last polled.
+    pub last_attempt: Option<SystemTime>,
+    /// How long the last poll took.
+    pub latency: Option<Duration>,
+    /// When it last answered with a snapshot.
+    pub last_success: Option<SystemTime>,
+    /// Its last snapshot (kept while it is down, with its age).
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Its agent's status, as of the last snapshot.
+    pub agent: Option<AgentStatus>,
+}
+
+impl NodeState {
+    fn pending() -> Self {
+        NodeState {
+            status: Status::Pending,
+            error: None,
+            last_attempt: None,
+            latency: None,
+            last_success: None,
+            snapshot: None,
+            agent: None,
+        }
+    }
+}
+
+/// One node: what the agents file says, and its latest state.
+#[derive(Debug)]
+pub struct Node {
+    /// Its entry in the agents file.
+    pub spec: NodeSpec,
+    state: RwLock<Arc<NodeState>>,
+    polling: AtomicBool,
+}
+
+/// A node's poll in flight; dropping it (done, or the task aborted) frees
+/// the node for the next round.
+#[derive(Debug)]
+pub struct InFlight(Arc<Node>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.polling.store(false, Ordering::Release);
+    }
+}
+
+impl Node {
+    /// A node not polled yet.
+    pub fn new(spec: NodeSpec) -> Self {
+        Node {
+            spec,
+            state: RwLock::new(Arc::new(NodeState::pending())),
+            polling: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the node as being polled, unless its last poll is still in
+    /// flight (a slow node is not asked twice at once).
+    pub fn start_poll(self: &Arc<Self>) -> Option<InFlight> {
+        (!self.polling.swap(true, Ordering::AcqRel)).then(|| InFlight(Arc::clone(self)))
+    }
+
+    /// Its latest state. The lock is held only to clone the pointer.
+    pub fn state(&self) -> Arc<NodeState> {
+        match self.state.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Records the outcome of a poll that started at `attempt` and took `latency`.
+    pub fn record(&self, attempt: SystemTime, latency: Duration, outcome: Outcome) {
+        let previous = self.state();
+        let next = match outcome {
+            Ok((snapshot, agent)) => {
+                let failing = agent.as_ref().and_then(|a| a.last_error.clone());
+                NodeState {
+                    status: if failing.is_some() {
+                        Status::Failing
+                    } else {
+                        Status::Up
+                    },
+                    error: failing,
+                    last_attempt: Some(attempt),
+                    latency: Some(latency),
+                    last_success: Some(attempt),
+                    snapshot: Some(snapshot),
+                    agent,
+                }
+            }
+            Err((status, error)) => NodeState {
+                status,
+                error: Some(error),
+                last_attempt: Some(attempt),
+                latency: Some(latency),
+                last_success: previous.last_success,
+                snapshot: previous.snapshot.clone(),
+                agent: previous.agent.clone(),
+            },
+        };
+        let next = Arc::new(next);
+        match self.state.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+    }
+}
+
+/// How the poll rounds go.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rounds {
+    /// Rounds finished since the master started.
+    pub count: u64,
+    /// How long the last finished round took, from its start until every
+    /// node it polled had answered or timed out, in milliseconds.
+    pub last_ms: Option<f64>,
+    /// When the last round finished.
+    #[serde(with = "gpu_core::timefmt::rfc3339_opt")]
+    pub last_finished: Option<SystemTime>,
+}
+
+/// Every node, and the round statistics.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, in the agents file's order.
+    pub nodes: Vec<Arc<Node>>,
+    /// How often the nodes are polled.
+    pub interval: Duration,
+    /// How long one node may take to answer.
+    pub timeout: Duration,
+    rounds: RwLock<Rounds>,
+}
+
+impl Cluster {
+    /// A cluster of `specs`, none polled yet.
+    pub fn new(specs: Vec<NodeSpec>, interval: Duration, timeout: Duration) -> Self {
+        Cluster {
+            nodes: specs.into_iter().map(|s| Arc::new(Node::new(s))).collect(),
+            interval,
+            timeout,
+            rounds: RwLock::new(Rounds::default()),
+        }
+    }
+
+    /// The round statistics.
+    pub fn rounds(&self) -> Rounds {
+        match self.rounds.read() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    /// Records a finished round that took `took`.
+    pub fn round_done(&self, took: Duration) {
+        let mut g = match self.rounds.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.count += 1;
+        g.last_ms = Some(took.as_secs_f64() * 1000.0);
+        g.last_finished = Some(SystemTime::now());
+    }
+
+    /// Every node's state at this moment.
+    pub fn view(&self) -> Vec<(&NodeSpec, Arc<NodeState>)> {
+        self.nodes.iter().map(|n| (&n.spec, n.state())).collect()
+    }
+}
+
+/// The body of `GET /api/v1/cluster`.
+#[derive(Debug, Serialize)]
+pub struct ClusterJson<'a> {
+    /// [`gpu_core::SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The master's host name.
+    pub master: String,
+    /// How often nodes are polled, in milliseconds.
+    pub interval_ms: u128,
+    /// How long one node may take, in milliseconds.
+    pub timeout_ms: u128,
+    /// The poll rounds.
+    pub rounds: Rounds,
+    /// The nodes, in the agents file's order.
+    pub nodes: Vec<NodeJson<'a>>,
+}
+
+/// One node in `GET /api/v1/cluster`.
+#[derive(Debug, Serialize)]
+pub struct NodeJson<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its agent URL, or `self`.
+    pub url: &'a str,
+    /// `up`, `failing`, `slow`, `down`, `unauthorized`, `error` or `pending`.
+    pub status: Status,
+    /// Why it is not up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// When it was last polled.
+    #[serde(with = "gpu_core::timefmt::rfc3339_opt")]
+    pub last_attempt: Option<SystemTime>,
+    /// How long the last poll took, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// When it last answered with a snapshot.
+    #[serde(with = "gpu_core::timefmt::rfc3339_opt")]
+    pub last_success: Option<SystemTime>,
+    /// Seconds since then.
+    pub age_seconds: Option<u64>,
+    /// Its agent's status, as of the last snapshot.
+    pub agent: Option<&'a AgentStatus>,
+    /// Its last snapshot, kept while it is down (see `age_seconds`).
+    pub snapshot: Option<&'a Snapshot>,
+}
+
+impl<'a> NodeJson<'a> {
+    /// The JSON view of one node at `now`.
+    pub fn new(spec: &'a NodeSpec, state: &'a NodeState, now: SystemTime) -> Self {
+        NodeJson {
+            name: &spec.name,
+            url: spec.url(),
+            status: state.status,
+            error: state.error.as_deref(),
+            last_attempt: state.last_attempt,
+            latency_ms: state.latency.map(|d| d.as_secs_f64() * 1000.0),
+            last_success: state.last_success,
+            age_seconds: state
+                .last_success
+                .map(|t| now.duration_since(t).unwrap_or_default().as_secs()),
+            agent: state.agent.as_ref(),
+            snapshot: state.snapshot.as_deref(),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! `--provider http://HOST:PORT`: another node's GPUs, through its agent:
+//! the real `gpusel serve` on fake NVML, and, where an agent must misbehave
+//! on purpose, a stand-in on loopback (tests/common/http.rs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{snapshot_server, stand_in};
+use common::nvml::{fixture, nvml_out, nvml_std};
+use common::serve::serve;
+use common::*;
+
+fn remote() -> String {
+    snapshot_server(LAB, None)
+}
+
+fn remote_out<I, S>(url: &str, args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    out(gpusel().arg("--provider").arg(url).args(args))
+}
+
+#[test]
+fn list_of_a_real_agent_is_the_table_its_own_gpusel_prints() {
+    // Its pids are above pid_max: no process here can lend them a user,
+    // so both sides see the same table whatever runs meanwhile.
+    let scenario = fixture("hostile-names");
+    let agent = serve(nvml_std(&scenario), &["--interval", "100ms"]);
+    let url = format!("http://{}", agent.addr);
+    let remote = remote_out(&url, ["list"]);
+    let local = nvml_out(&scenario, ["list"]);
+    let (remote, local) = (remote.ok(), local.ok());
+    let (r_head, r_rows) = remote.split_once('\n').unwrap();
+    let (l_head, l_rows) = local.split_once('\n').unwrap();
+    assert_eq!(r_rows, l_rows);
+    assert!(
+        r_head.contains(&format!("  nvml via {url}  ")),
+        "{r_head}\n{l_head}"
+    );
+    assert_eq!(
+        r_head.split("  ").next(),
+        l_head.split("  ").next(),
+        "the agent's host name"
+    );
+
+    // The agent's JSON carries its status beside the snapshot; --json is
+    // still the snapshot schema, and feeds the file provider.
+    let json = remote_out(&url, ["--json", "list"]);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = write_file(&dir, "remote.json", json.ok());
+    let replay = out(gpusel_on(&saved).arg("list"));
+    assert_eq!(replay.ok().split_once('\n').unwrap().1, l_rows);
+}
+
+#[test]
+fn an_agent_that_cannot_read_its_gpus_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = serve(
+        gpusel_std_on(dir.path().join("missing.json")),
+        &["--interval", "100ms"],
+    );
+    let url = format!("http://{}", agent.addr);
+    let o = remote_out(&url, ["list"]);
+    o.code(4).no_stdout();
+    let line = o.one_error_naming(
+        "answered 503 Service Unavailable (no GPU snapshot yet: cannot read snapshot file",
+    );
+    assert!(line.contains(&url), "{line}");
+}
+
+#[test]
+fn list_shows_the_remote_node_by_its_own_name() {
+    let url = remote();
+    let remote = remote_out(&url, ["list"]);
+    let stdout = remote.ok();
+    let local = lab_out(["list"]);
+    let header = stdout.lines().next().unwrap();
+    assert!(header.starts_with("lab-gpu01  8 GPUs  "), "{stdout}");
+    assert!(header.contains(&format!("  nvml via {url}  ")), "{header}");
+    // Apart from the provider in the header, the same table as the file.
+    assert_eq!(
+        stdout.lines().skip(1).collect::<Vec<_>>(),
+        local.ok().lines().skip(1).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn list_json_is_the_remote_snapshot() {
+    let url = remote();
+    let json: serde_json::Value =
+        serde_json::from_str(remote_out(&url, ["--json", "list"]).ok()).unwrap();
+    let lab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(LAB).unwrap()).unwrap();
+    assert_eq!(json["host"], "lab-gpu01");
+    assert_eq!(json["gpus"], lab["gpus"]);
+    assert_eq!(json["provider"], format!("nvml via {url}"));
+}
+
+#[test]
+fn selection_prints_a_remote_choice_and_takes_no_local_lease() {
+    let url = remote();
+    let lock_dir = fresh_lock_dir();
+    let o: Out = gpusel()
+        .args(["--provider", &url, "-n", "2"])
+        .env("GPUSEL_LOCK_DIR", &lock_dir)
+        // This machine's visibility says nothing about the remote GPUs.
+        .env("CUDA_VISIBLE_DEVICES", "0")
+        .output()
+        .unwrap()
+        .into();
+    let picked = tokens(o.ok());
+    assert_eq!(picked.len(), 2, "{o:?}");
+    assert!(picked.iter().all(|t| LAB_IDLE.contains(t)), "{o:?}");
+    assert!(
+        !lock_dir.exists(),
+        "a local lease was attempted for remote GPUs"
+    );
+
+    let env = remote_out(&url, ["env", "-d", "7"]);
+    assert_eq!(
+        env.ok(),
+        "export CUDA_VISIBLE_DEVICES=7\nexport CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
+    );
+}
+
+#[test]
+fn running_a_job_on_remote_gpus_is_refused() {
+    let url = remote();
+    let o = remote_out(&url, ["--", "true"]);
+    o.code(125).no_stdout();
+    let line = o.one_error_naming(&url);
+    assert!(line.contains("runs CMD on this machine"), "{line}");
+    assert!(line.contains("ssh HOST gpusel -- CMD"), "{line}");
+}
+
+#[test]
+fn no_agent_listening_is_one_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = remote_out(&url, ["list"]);
+    o.code(4).no_stdout();
+    let line = o.one_error_naming(&url);
+    assert!(
+        line.ends_with(&format!(
+            "connection refused; is `gpusel serve` running on 127.0.0.1:{port}?"
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_token_comes_from_the_file_the_environment_names() {
+    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let o = remote_out(&url, ["list"]);
+    o.code(4);
+    assert!(
+        o.one_error_naming("401 Unauthorized")
+            .contains("GPUSEL_HTTP_TOKEN_FILE"),
+        "{o:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "token", "T0ken-for-lab\n");
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &file)
+        .output()
+        .unwrap()
+        .into();
+    assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
+
+    let wrong = write_file(&dir, "wrong", "not-it");
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &wrong)
+        .output()
+        .unwrap()
+        .into();
+    o.code(4);
+    let line = o.one_error_naming(&wrong.display().to_string());
+    assert!(line.contains("was not accepted"), "{line}");
+}
+
+#[test]
+fn a_slow_agent_is_given_up_on_at_the_timeout() {
+    let url = stand_in(|_| {
+        std::thread::sleep(Duration::from_secs(30));
+        ("200 OK".into(), String::new())
+    });
+    let start = Instant::now();
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TIMEOUT", "300ms")
+        .output()
+        .unwrap()
+        .into();
+    o.code(4);
+    assert!(
+        o.one_error_naming(&url)
+            .contains("did not answer within 300ms"),
+        "{o:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "it waited for the agent"
+    );
+}
+
+#[test]
+fn settings_and_urls_that_cannot_work_say_what_to_do() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            "https://node1:9477",
+            &[],
+            "https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel",
+        ),
+        (
+            "http://alice:secret@node1:9477",
+            &[],
+            "credentials do not belong in a URL",
+        ),
+        ("http://node1:99999", &[], "the port is not a number"),
+        (
+            "http://node1:9477",
+            &[("GPUSEL_HTTP_TOKEN_FILE", "/nonexistent/token")],
+            "token file /nonexistent/token: cannot read it",
+        ),
+    ];
+    for (url, env, want) in cases {
+        let mut cmd = gpusel();
+        cmd.args(["--provider", url, "list"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = out(cmd);
+        o.code(4).no_stdout();
+        assert!(
+            o.one_error_naming(want).contains("unavailable"),
+            "{url}: {o:?}"
+        );
+        assert!(
+            !o.stderr.contains("secret"),
+            "the password is echoed: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
+    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let dir = tempfile::tempdir().unwrap();
+    write_file(&dir, "lab.token", "T0ken-for-lab\n");
+    let config = write_file(
+        &dir,
+        "config.toml",
+        "[http]\ntoken_file = \"lab.token\"\ntimeout = \"2s\"\n",
+    );
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_SYSTEM_CONFIG", &config)
+        .output()
+        .unwrap()
+        .into();
+    assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
+    let o: Out = gpusel()
+        .arg("config")
+        .env("GPUSEL_SYSTEM_CONFIG", &config)
+        .env("GPUSEL_HTTP_TIMEOUT", "750ms")
+        .output()
+        .unwrap()
+        .into();
+    let shown = o.ok();
+    let token_row = format!("{}", dir.path().join("lab.token").display());
+    assert!(
+        shown.lines().any(|l| l.starts_with("http.token_file")
+            && l.contains(&token_row)
+            && l.ends_with(&config.display().to_string())),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().any(|l| l.starts_with("http.timeout")
+            && l.contains("750ms")
+            && l.ends_with("$GPUSEL_HTTP_TIMEOUT")),
+        "{shown}"
+    );
+
+    let o = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TIMEOUT", "soon"));
+    o.code(2).no_stdout();
+    o.one_error_naming("GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration");
+    let bad = write_file(&dir, "bad.toml", "[http]\ntimeout = \"later\"\n");
+    let o = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_SYSTEM_CONFIG", &bad));
+    o.code(2);
+    o.one_error_naming("line 2, column 11: http.timeout = \"later\" is not a duration");
+}
+
+#[test]
+fn help_lists_the_remote_provider() {
+    let o = out(gpusel().arg("--help"));
+    assert!(o.ok().contains("http://HOST:PORT[/PREFIX]"), "{o:?}");
+}
+
+#[test]
+fn the_remote_node_s_leases_are_shown_not_this_machine_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_locks = dir.path().join("remote-locks");
+    // A job on the "remote" node holds GPU 7 in that node's lock directory.
+    let mut job = gpusel_std_on(LAB)
+        .arg("--lock-dir")
+        .arg(&remote_locks)
+        .args(["-d", "7", "--", "sh", "-c", "echo ready; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(job.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &[
+            "--interval",
+            "100ms",
+            "--lock-dir",
+            remote_locks.to_str().unwrap(),
+        ],
+    );
+    let url = format!("http://{}", agent.addr);
+    // This machine's lock directory (a fresh one, from the helpers) holds nothing.
+    let o = remote_out(&url, ["list"]);
+    let table = o.ok();
+    let lines: Vec<&str> = table.lines().collect();
+    let row7 = lines.iter().position(|l| l.starts_with("7 ")).unwrap();
+    assert!(lines[row7].contains("[L]"), "{table}");
+    let holder = lines[row7 + 1].trim_start();
+    assert!(
+        holder.starts_with("leased by ")
+            && holder.contains(&format!("(pid {}, ", job.id()))
+            && holder.ends_with(": sh"),
+        "{table}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("leased by")).count(),
+        1,
+        "{table}"
+    );
+    // A choice on the remote node skips what it leases, as it would there.
+    let o = remote_out(&url, ["-d", "5,7"]);
+    assert_eq!(o.ok(), "5\n");
+    job.kill().unwrap();
+    job.wait().unwrap();
+}
