@@ -72,14 +72,45 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AgentError> {
         let options = &self.options;
+        let mut local = Local::start(provider, options)?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            _ = tokio::time::timeout(STALL, &mut local.first) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        let state = Arc::clone(&local.state);
+        let app = routes::router(state, options.request_timeout);
+        serve_router(self.listener, app, options, shutdown).await;
+        Ok(())
+    }
+}
+
+/// This machine's GPUs, read in the background: the snapshot loop and the
+/// watchdog that flags it when its provider hangs. Both stop when this is
+/// dropped.
+pub(crate) struct Local {
+    /// What the loop publishes.
+    pub(crate) state: Arc<State>,
+    /// Told once the first round is published.
+    pub(crate) first: tokio::sync::oneshot::Receiver<()>,
+    _poller: poller::Poller,
+    watchdog: tokio::task::JoinHandle<()>,
+}
+
+impl Local {
+    /// Starts the loop on `provider` and its watchdog.
+    pub(crate) fn start(
+        provider: Box<dyn GpuInfoProvider>,
+        options: &ServeOptions,
+    ) -> Result<Self, AgentError> {
         let state = Arc::new(State::new(
             Published::starting(options.interval, options.expose_cmdline),
             options.token.clone(),
             options.interval,
         ));
         let provider_name = provider.name().to_string();
-        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        let _poller = poller::spawn(
+        let (first_tx, first) = tokio::sync::oneshot::channel();
+        let poller = poller::spawn(
             provider,
             LoopOptions {
                 interval: options.interval,
@@ -90,18 +121,18 @@ impl Server {
             first_tx,
         )?;
         let watchdog = tokio::spawn(watch(Arc::clone(&state), provider_name));
-        let mut shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            _ = tokio::time::timeout(STALL, first_rx) => {}
-            () = &mut shutdown => {
-                watchdog.abort();
-                return Ok(());
-            }
-        }
-        let app = routes::router(state, options.request_timeout);
-        serve_router(self.listener, app, options, shutdown).await;
-        watchdog.abort();
-        Ok(())
+        Ok(Local {
+            state,
+            first,
+            _poller: poller,
+            watchdog,
+        })
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.watchdog.abort();
     }
 }
 

@@ -400,3 +400,37 @@ fn a_bad_agents_file_stops_the_master_before_it_starts() {
     assert!(line.contains("line 2, column 7"), "{line}");
     assert!(line.contains("https is not supported"), "{line}");
 }
+
+#[test]
+fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
+    // `self` on the hanging fake nvidia-smi: the provider gives up after 8 s
+    // and tries again a minute later, after the test. The master's own
+    // watchdog must tell before that, as an agent's does.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        &dir,
+        "agents.toml",
+        "[[agent]]\nurl = \"self\"\nname = \"me\"\n",
+    );
+    let mut cmd = gpusel_std();
+    cmd.env("PATH", common::smi::path_with_fake())
+        .env("FAKE_SMI_SCENARIO", "hang")
+        .env("GPUSEL_SMI_TIMEOUT", "8s")
+        .args(["-p", "smi"]);
+    let master = serve(
+        cmd,
+        &["--agents", file.to_str().unwrap(), "--interval", "60s"],
+    );
+    let cluster = master.wait_for("/api/v1/cluster", |r| r.body.contains("has not answered"));
+    let json = cluster.json();
+    let me = node(&json, "me");
+    assert_eq!(me["status"], "error", "{me:#}");
+    let error = me["error"].as_str().unwrap();
+    assert!(
+        error.contains("provider 'smi' has not answered for ")
+            && error.ends_with(" s; the driver may be hung"),
+        "{error}"
+    );
+    let (code, stderr) = master.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+}

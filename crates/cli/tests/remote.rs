@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{snapshot_server, stand_in};
 use common::nvml::{fixture, nvml_out, nvml_std};
-use common::serve::serve;
+use common::serve::{lease_gpu7, serve};
 use common::*;
 
 fn remote() -> String {
@@ -316,20 +316,7 @@ fn the_remote_node_s_leases_are_shown_not_this_machine_s() {
     let dir = tempfile::tempdir().unwrap();
     let remote_locks = dir.path().join("remote-locks");
     // A job on the "remote" node holds GPU 7 in that node's lock directory.
-    let mut job = gpusel_std_on(LAB)
-        .arg("--lock-dir")
-        .arg(&remote_locks)
-        .args(["-d", "7", "--", "sh", "-c", "echo ready; exec sleep 60"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(job.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready, "ready\n");
+    let mut job = lease_gpu7(std::path::Path::new(LAB), &remote_locks, &[]);
     let agent = serve(
         gpusel_std_on(LAB),
         &[

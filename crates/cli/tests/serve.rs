@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::nvml::{Scene, fixture, nvml_std};
-use common::serve::{Response, Served, promtool, serve};
+use common::serve::{Response, Served, lease_gpu7, promtool, serve};
 use common::{LAB, gpusel_std_on, out};
 
 /// Fast enough that a test sees a change within a few polls.
@@ -282,40 +282,12 @@ fn lab_with_secret(dir: &std::path::Path) -> std::path::PathBuf {
     file
 }
 
-/// Leases GPU 7 of the lab in `lock_dir` with a job whose arguments hold a
-/// secret; the job runs until the returned child is killed.
-fn lease_gpu7(snapshot: &std::path::Path, lock_dir: &std::path::Path) -> std::process::Child {
-    let mut job = gpusel_std_on(snapshot)
-        .arg("--lock-dir")
-        .arg(lock_dir)
-        .args([
-            "-d",
-            "7",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 60",
-            "--password=SECRET-5678",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(job.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready, "ready\n");
-    job
-}
-
 #[test]
 fn leases_are_shown_and_command_arguments_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let snapshot = lab_with_secret(dir.path());
     let lock_dir = dir.path().join("locks");
-    let mut job = lease_gpu7(&snapshot, &lock_dir);
+    let mut job = lease_gpu7(&snapshot, &lock_dir, &["--password=SECRET-5678"]);
     let lock_arg = lock_dir.to_str().unwrap();
 
     let server = serve(gpusel_std_on(&snapshot), &["--lock-dir", lock_arg]);

@@ -35,10 +35,9 @@ pub use agents_file::{AgentsFile, AgentsFileError, NodeSource, NodeSpec, SELF, l
 pub use cluster::{Cluster, ClusterJson, Node, NodeJson, NodeState, Rounds, Status};
 
 use crate::error::AgentError;
-use crate::poller::{self, LoopOptions};
 use crate::routes::{self, JSON, json_error, protect};
-use crate::server::{Server, serve_router};
-use crate::state::{Published, State};
+use crate::server::{Local, STALL, Server, serve_router};
+use crate::state::State;
 
 /// The longest a poll of one node may take by default: the interval, but
 /// never more than this.
@@ -68,27 +67,12 @@ impl Server {
             (false, _) => None,
             (true, None) => return Err(AgentError::NoSelfProvider),
             (true, Some(provider)) => {
-                let state = Arc::new(State::new(
-                    Published::starting(options.interval, options.expose_cmdline),
-                    options.token.clone(),
-                    options.interval,
-                ));
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let poller = poller::spawn(
-                    provider,
-                    LoopOptions {
-                        interval: options.interval,
-                        lock_dir: options.lock_dir.clone(),
-                        expose_cmdline: options.expose_cmdline,
-                    },
-                    Arc::clone(&state),
-                    tx,
-                )?;
+                let mut local = Local::start(provider, &options)?;
                 tokio::select! {
-                    _ = tokio::time::timeout(Duration::from_secs(10), rx) => {}
+                    _ = tokio::time::timeout(STALL, &mut local.first) => {}
                     () = &mut shutdown => return Ok(()),
                 }
-                Some((state, poller))
+                Some(local)
             }
         };
         let timeout = node_timeout(&agents, options.interval);
@@ -102,7 +86,7 @@ impl Server {
         let polling = tokio::spawn(poll::run(
             Arc::clone(&cluster),
             client,
-            local.as_ref().map(|(s, _)| Arc::clone(s)),
+            local.as_ref().map(|l| Arc::clone(&l.state)),
             first_tx,
         ));
         // Abort the loop however this function ends.
@@ -113,7 +97,7 @@ impl Server {
         }
         let app = router(
             cluster,
-            local.as_ref().map(|(s, _)| Arc::clone(s)),
+            local.as_ref().map(|l| Arc::clone(&l.state)),
             options.token.clone(),
             options.request_timeout,
         );

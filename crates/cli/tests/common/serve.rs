@@ -251,3 +251,23 @@ pub fn promtool(text: &str) -> Option<Result<(), String>> {
         ))
     })
 }
+
+/// Leases GPU 7 of `snapshot` in `lock_dir` for a job, `sh -c ... ARGS`
+/// (ARGS show in its command line), and returns once the job holds it; the
+/// lease lasts until the returned child is killed.
+pub fn lease_gpu7(snapshot: &std::path::Path, lock_dir: &std::path::Path, args: &[&str]) -> Child {
+    let mut job = super::gpusel_std_on(snapshot)
+        .arg("--lock-dir")
+        .arg(lock_dir)
+        .args(["-d", "7", "--", "sh", "-c", "echo ready; exec sleep 60"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(job.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n", "the job did not start");
+    job
+}
