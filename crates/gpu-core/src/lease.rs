@@ -20,6 +20,39 @@ pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 /// Largest holder record read; a bigger file is not a record gpusel wrote.
 const MAX_RECORD: u64 = 64 * 1024;
 
+/// How often, at most, an exclusive lock waits out readers that probe the
+/// file with a shared lock for an instant (`list`, `serve` every interval).
+/// The waits double from 20 µs: about 5 ms in all, far longer than a probe.
+const PROBE_WAITS: u32 = 8;
+
+/// Locks `file` exclusively unless somebody holds it exclusively (`Ok(Err)`
+/// hands the file back). A shared lock in the way is a reader's probe, not a
+/// lease: it is waited out rather than taken for a holder.
+fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
+    let mut file = file;
+    for wait in 0..=PROBE_WAITS {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Ok(lock)),
+            Err((f, Errno::EWOULDBLOCK)) => {
+                // A shared lock is granted only while nobody holds the file
+                // exclusively: then what blocked us were probes.
+                let shared = match Flock::lock(f, FlockArg::LockSharedNonblock) {
+                    Ok(shared) => shared,
+                    Err((f, Errno::EWOULDBLOCK)) => return Ok(Err(f)),
+                    Err((_, e)) => return Err(e),
+                };
+                file = shared.unlock().map_err(|(_, e)| e)?;
+                if wait < PROBE_WAITS {
+                    std::thread::sleep(std::time::Duration::from_micros(20 << wait));
+                }
+            }
+            Err((_, e)) => return Err(e),
+        }
+    }
+    // Probed without pause for milliseconds: give way as to a holder.
+    Ok(Err(file))
+}
+
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
@@ -148,6 +181,13 @@ pub enum LeaseError {
 /// who wants to rule that out creates the lock files as root. A process that
 /// finds its lock file replaced between opening and locking it retries on the
 /// new one.
+///
+/// Readers ([`LockDir::state`], behind `list` and every round of `serve`)
+/// probe a lock file with a *shared* lock for an instant, and read a holder
+/// record under a shared lock too. A lease is always *exclusive*, so a job
+/// whose exclusive lock is refused asks for a shared one: granted means only
+/// readers were in the way, and it retries (for about 5 ms at most) instead
+/// of taking a probe for a holder and passing over a free GPU.
 #[derive(Debug)]
 pub struct LockDir {
     path: PathBuf,
@@ -381,10 +421,10 @@ impl LockDir {
         let name = format!("{}.lock", key(uuid));
         for _ in 0..4 {
             let file = self.open_lock_file(&name)?;
-            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
-                Err((_, e)) => return Err(self.lock_error(&name, e.desc())),
+            let lock = match lock_exclusive(file) {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(_held)) => return Ok(None),
+                Err(e) => return Err(self.lock_error(&name, e.desc())),
             };
             if !self.still_linked(&name, &lock) {
                 continue;
@@ -409,8 +449,7 @@ impl LockDir {
             if fstat(file.as_fd())?.st_uid != holder.uid {
                 return Err(Errno::EPERM);
             }
-            let mut lock =
-                Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)?;
+            let mut lock = lock_exclusive(file)?.map_err(|_held| Errno::EWOULDBLOCK)?;
             nix::unistd::ftruncate(lock.as_fd(), 0)?;
             let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
             let json = serde_json::to_vec(holder).map_err(|_| Errno::EINVAL)?;
@@ -516,6 +555,48 @@ mod tests {
             other => panic!("{other:?}"),
         }
         drop(again);
+    }
+
+    #[test]
+    fn probes_are_never_taken_for_a_holder() {
+        // `list` and `serve` probe every lock file with a shared lock for an
+        // instant; a job taking a free GPU in that instant must still get
+        // it, and its holder record must still be written.
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("locks");
+        let dir = LockDir::open(&path).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let probers: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, stop) = (path.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let dir = LockDir::open(&path).unwrap();
+                    let mut probes = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        dir.state("GPU-a").unwrap();
+                        probes += 1;
+                    }
+                    probes
+                })
+            })
+            .collect();
+        let (mut refused, mut unrecorded) = (0, 0);
+        for pid in 0..2000 {
+            match dir.try_lease("GPU-a", &me(pid)).unwrap() {
+                Some(lease) => unrecorded += usize::from(lease.record.is_none()),
+                None => refused += 1,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let probes: u64 = probers.into_iter().map(|p| p.join().unwrap()).sum();
+        assert!(probes > 2000, "the probers hardly ran: {probes} probes");
+        assert_eq!(
+            (refused, unrecorded),
+            (0, 0),
+            "2000 leases of a free GPU under {probes} probes"
+        );
     }
 
     #[test]
