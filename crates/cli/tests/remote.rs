@@ -351,3 +351,51 @@ fn the_remote_node_s_leases_are_shown_not_this_machine_s() {
     job.kill().unwrap();
     job.wait().unwrap();
 }
+
+/// A snapshot whose process kind (quoted raw by the JSON parser) and whose
+/// duplicated UUID carry escape sequences that would retitle the window
+/// and clear the screen.
+fn hostile_answers() -> [String; 2] {
+    let mut gpu = idle_gpu(0);
+    gpu["processes"] = serde_json::json!([{
+        "pid": 1, "used_memory": 1024, "name": "x", "kind": "\u{1b}]0;pwned\u{7}",
+        "command_line": ["x"], "start_time": null
+    }]);
+    let bad_kind = snapshot_json("evil", vec![gpu]);
+    let mut a = idle_gpu(0);
+    let mut b = idle_gpu(1);
+    a["uuid"] = serde_json::json!("GPU-\u{1b}[2J");
+    b["uuid"] = a["uuid"].clone();
+    [bad_kind, snapshot_json("evil", vec![a, b])]
+}
+
+#[test]
+fn an_agent_s_answer_cannot_send_escapes_to_the_terminal() {
+    for body in hostile_answers() {
+        let url = stand_in(move |_| ("200 OK".into(), body.clone()));
+        let o = remote_out(&url, ["list"]);
+        o.code(4).no_stdout();
+        let line = o.one_error_naming(&url);
+        assert!(
+            !o.stderr.contains('\u{1b}') && !o.stderr.contains('\u{7}'),
+            "{o:?}"
+        );
+        assert!(line.contains("\\e"), "the escape is not shown: {line}");
+
+        let mut watch = gpusel_std()
+            .args(["--provider", &url, "list", "--watch", "100ms"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        watch.kill().unwrap();
+        let shown = watch.wait_with_output().unwrap().stdout;
+        let shown = String::from_utf8_lossy(&shown);
+        assert!(shown.contains("gpusel: error: "), "{shown:?}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown:?}"
+        );
+    }
+}
