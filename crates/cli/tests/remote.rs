@@ -216,11 +216,16 @@ fn a_slow_agent_is_given_up_on_at_the_timeout() {
 #[test]
 fn settings_and_urls_that_cannot_work_say_what_to_do() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "https://node1:9477",
             &[],
             "https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel",
+        ),
+        (
+            "https://alice:secret@node1:9477",
+            &[],
+            "https://***@node1:9477: https is not supported",
         ),
         (
             "http://alice:secret@node1:9477",

@@ -26,7 +26,7 @@ pub enum HttpError {
         "{url}: https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel (ssh -N -L 9477:localhost:9477 HOST, then http://localhost:9477) or a TLS-terminating proxy"
     )]
     Https {
-        /// What the user wrote.
+        /// What the user wrote, credentials hidden.
         url: String,
     },
     /// A timeout setting is not a duration.
