@@ -157,7 +157,7 @@ fn no_agent_listening_is_one_clear_error() {
 
 #[test]
 fn the_token_comes_from_the_file_the_environment_names() {
-    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let url = snapshot_server(LAB, Some("T0ken-for-lab-0123"));
     let o = remote_out(&url, ["list"]);
     o.code(4);
     assert!(
@@ -167,7 +167,7 @@ fn the_token_comes_from_the_file_the_environment_names() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let file = write_file(&dir, "token", "T0ken-for-lab\n");
+    let file = write_file(&dir, "token", "T0ken-for-lab-0123\n");
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TOKEN_FILE", &file)
@@ -176,7 +176,7 @@ fn the_token_comes_from_the_file_the_environment_names() {
         .into();
     assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
 
-    let wrong = write_file(&dir, "wrong", "not-it");
+    let wrong = write_file(&dir, "wrong", "not-it-0123456789");
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TOKEN_FILE", &wrong)
@@ -260,9 +260,9 @@ fn settings_and_urls_that_cannot_work_say_what_to_do() {
 
 #[test]
 fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
-    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let url = snapshot_server(LAB, Some("T0ken-for-lab-0123"));
     let dir = tempfile::tempdir().unwrap();
-    write_file(&dir, "lab.token", "T0ken-for-lab\n");
+    write_file(&dir, "lab.token", "T0ken-for-lab-0123\n");
     let config = write_file(
         &dir,
         "config.toml",
@@ -403,4 +403,45 @@ fn an_agent_s_answer_cannot_send_escapes_to_the_terminal() {
             "{shown:?}"
         );
     }
+}
+
+#[test]
+fn the_agent_and_its_clients_read_a_token_file_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // A second line (a note on where the token came from) is not the token.
+    let token = write_file(
+        &dir,
+        "agent.token",
+        "  agent-0123456789abcdef\n# openssl rand -hex 32\n",
+    );
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let url = format!("http://{}", agent.addr);
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &token)
+        .output()
+        .unwrap()
+        .into();
+    assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
+
+    // A token too short for the agent is too short for a client too, and
+    // both say so in the same words.
+    let short = write_file(&dir, "short.token", "abc\n");
+    let client = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &short));
+    client.code(4).no_stdout();
+    let server = out(lab()
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&short));
+    server.code(2);
+    let why = format!(
+        "token file {}: its token of 3 characters is too short to resist guessing; write one line of at least 16 printable characters",
+        short.display()
+    );
+    client.one_error_naming(&why);
+    server.one_error_naming(&why);
 }

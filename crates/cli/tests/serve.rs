@@ -385,10 +385,7 @@ fn a_bad_token_file_stops_serve_before_it_starts() {
     let short = dir.path().join("short");
     std::fs::write(&short, "abc\n").unwrap();
     let missing = dir.path().join("missing");
-    for (file, says) in [
-        (&short, "too short"),
-        (&missing, "cannot read the token file"),
-    ] {
+    for (file, says) in [(&short, "too short"), (&missing, "cannot read it")] {
         let o = out(common::lab()
             .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
             .arg(file));
