@@ -266,7 +266,7 @@ fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
     let config = write_file(
         &dir,
         "config.toml",
-        "[http]\ntoken_file = \"lab.token\"\ntimeout = \"2s\"\n",
+        "[http]\ntoken_file = \"lab.token\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n",
     );
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
@@ -296,12 +296,36 @@ fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
             && l.ends_with("$GPUSEL_HTTP_TIMEOUT")),
         "{shown}"
     );
+    assert!(
+        shown.lines().any(|l| l.starts_with("http.connect_timeout")
+            && l.contains("1s")
+            && l.ends_with(&config.display().to_string())),
+        "{shown}"
+    );
+    let o: Out = gpusel()
+        .arg("config")
+        .env("GPUSEL_SYSTEM_CONFIG", &config)
+        .env("GPUSEL_HTTP_CONNECT_TIMEOUT", "250ms")
+        .output()
+        .unwrap()
+        .into();
+    assert!(
+        o.ok().lines().any(|l| l.starts_with("http.connect_timeout")
+            && l.contains("250ms")
+            && l.ends_with("$GPUSEL_HTTP_CONNECT_TIMEOUT")),
+        "{o:?}"
+    );
 
     let o = out(gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TIMEOUT", "soon"));
     o.code(2).no_stdout();
     o.one_error_naming("GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration");
+    let o = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_CONNECT_TIMEOUT", "0"));
+    o.code(2).no_stdout();
+    o.one_error_naming("GPUSEL_HTTP_CONNECT_TIMEOUT=\"0\" is not a duration");
     let bad = write_file(&dir, "bad.toml", "[http]\ntimeout = \"later\"\n");
     let o = out(gpusel()
         .args(["--provider", &url, "list"])

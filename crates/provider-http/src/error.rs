@@ -29,14 +29,6 @@ pub enum HttpError {
         /// What the user wrote, credentials hidden.
         url: String,
     },
-    /// A timeout setting is not a duration.
-    #[error("{var}={value:?} is not a duration: give e.g. 10s, 500ms or 30")]
-    BadTimeout {
-        /// The variable.
-        var: &'static str,
-        /// What it held.
-        value: String,
-    },
     /// The token file cannot be used.
     #[error("token file {}: {reason}", path.display())]
     TokenFile {
@@ -166,10 +158,9 @@ impl HttpError {
     /// The class of this error: is the agent down, slow, locked, or odd?
     pub fn class(&self) -> ErrorClass {
         match self {
-            HttpError::BadUrl { .. }
-            | HttpError::Https { .. }
-            | HttpError::BadTimeout { .. }
-            | HttpError::TokenFile { .. } => ErrorClass::Config,
+            HttpError::BadUrl { .. } | HttpError::Https { .. } | HttpError::TokenFile { .. } => {
+                ErrorClass::Config
+            }
             HttpError::Refused { .. }
             | HttpError::Connect { .. }
             | HttpError::ConnectTimeout { .. }

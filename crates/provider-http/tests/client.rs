@@ -113,8 +113,9 @@ fn client() -> Client {
 
 async fn fetch(url: &str, token: Option<&Token>) -> Result<gpu_core::Snapshot, HttpError> {
     client()
-        .snapshot(&Endpoint::parse(url).unwrap(), token)
+        .fetch(&Endpoint::parse(url).unwrap(), token)
         .await
+        .map(|remote| remote.snapshot)
 }
 
 fn token_file(dir: &tempfile::TempDir, token: &str) -> PathBuf {
