@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn bearer_and_basic() {
-        let token = Token::parse(b"0123456789abcdef").unwrap();
+        let token = Token::parse(b"0123456789abcdef", std::path::Path::new("token")).unwrap();
         let with = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());

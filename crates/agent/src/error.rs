@@ -1,7 +1,6 @@
 //! Why the agent cannot start.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// A failure to start serving. Once serving, provider failures are data
 /// (shown as the last error), not errors.
@@ -16,22 +15,6 @@ pub enum AgentError {
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
-    },
-    /// The token file cannot be read.
-    #[error("cannot read the token file {}: {source}; check the path given to --token-file", path.display())]
-    TokenRead {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The token file holds no usable token.
-    #[error("the token file {} {problem}; write one line of at least 16 printable characters, e.g. `openssl rand -hex 32 > {}`", path.display(), path.display())]
-    TokenInvalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        problem: String,
     },
     /// The agents file of a master cannot be used.
     #[error(transparent)]

@@ -145,7 +145,9 @@ pub(crate) fn format_age(age: Duration) -> String {
 
 fn percent(used: Option<u64>, total: Option<u64>) -> Option<u8> {
     match (used, total) {
-        (Some(u), Some(t)) if t > 0 => Some((u.min(t) * 100 / t) as u8),
+        // In u128: `u * 100` overflows u64 on memory a snapshot file or a
+        // remote agent may claim.
+        (Some(u), Some(t)) if t > 0 => Some((u128::from(u.min(t)) * 100 / u128::from(t)) as u8),
         _ => None,
     }
 }

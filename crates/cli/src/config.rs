@@ -99,6 +99,8 @@ pub struct Config {
     pub http_token_file: Option<Setting<PathBuf>>,
     /// The limit on one request to an `http://` agent.
     pub http_timeout: Setting<Duration>,
+    /// The limit on making the connection to an `http://` agent.
+    pub http_connect_timeout: Setting<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +123,7 @@ struct File {
 struct FileHttp {
     token_file: Option<PathBuf>,
     timeout: Option<toml::Spanned<String>>,
+    connect_timeout: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +181,16 @@ fn bad_value<T>(path: &Path, text: &str, value: &toml::Spanned<T>, message: Stri
 }
 
 impl Config {
+    /// The `http://` provider's limits: the connect timeout never exceeds
+    /// the whole one.
+    pub fn http_settings(&self) -> provider_http::Settings {
+        provider_http::Settings {
+            timeout: self.http_timeout.value,
+            connect_timeout: self.http_connect_timeout.value.min(self.http_timeout.value),
+            ..provider_http::Settings::default()
+        }
+    }
+
     /// Reads the files and the environment, then applies the global flags.
     pub fn load(global: &GlobalArgs) -> Result<Self, Failure> {
         let mut config = Config {
@@ -190,6 +203,10 @@ impl Config {
             filters: Filters::default(),
             http_token_file: None,
             http_timeout: Setting::new(provider_http::DEFAULT_TIMEOUT, Source::Default),
+            http_connect_timeout: Setting::new(
+                provider_http::DEFAULT_CONNECT_TIMEOUT,
+                Source::Default,
+            ),
         };
         for path in paths() {
             let text = match std::fs::read_to_string(&path) {
@@ -307,15 +324,24 @@ impl Config {
             let t = path.parent().map_or(t.clone(), |dir| dir.join(&t));
             self.http_token_file = Some(Setting::new(t, src()));
         }
-        if let Some(t) = &file.http.timeout {
-            let d = provider_http::parse_duration(t.get_ref()).ok_or_else(|| {
-                let message = format!(
-                    "http.timeout = {:?} is not a duration: give e.g. 10s, 500ms or 30",
-                    t.get_ref()
-                );
-                bad_value(path, text, t, message)
-            })?;
-            self.http_timeout = Setting::new(d, src());
+        for (key, value, slot) in [
+            ("http.timeout", &file.http.timeout, &mut self.http_timeout),
+            (
+                "http.connect_timeout",
+                &file.http.connect_timeout,
+                &mut self.http_connect_timeout,
+            ),
+        ] {
+            if let Some(t) = value {
+                let d = provider_http::parse_duration(t.get_ref()).ok_or_else(|| {
+                    let message = format!(
+                        "{key} = {:?} is not a duration: give e.g. 10s, 500ms or 30",
+                        t.get_ref()
+                    );
+                    bad_value(path, text, t, message)
+                })?;
+                *slot = Setting::new(d, src());
+            }
         }
         Ok(())
     }
@@ -341,14 +367,21 @@ impl Config {
                 Source::Env(provider_http::ENV_TOKEN_FILE),
             ));
         }
-        if let Some(t) = env(provider_http::ENV_TIMEOUT) {
-            let d = provider_http::parse_duration(&t).ok_or_else(|| {
-                Failure::Usage(format!(
-                    "{}={t:?} is not a duration: give e.g. 10s, 500ms or 30",
-                    provider_http::ENV_TIMEOUT
-                ))
-            })?;
-            self.http_timeout = Setting::new(d, Source::Env(provider_http::ENV_TIMEOUT));
+        for (var, slot) in [
+            (provider_http::ENV_TIMEOUT, &mut self.http_timeout),
+            (
+                provider_http::ENV_CONNECT_TIMEOUT,
+                &mut self.http_connect_timeout,
+            ),
+        ] {
+            if let Some(t) = env(var) {
+                let d = provider_http::parse_duration(&t).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{var}={t:?} is not a duration: give e.g. 10s, 500ms or 30"
+                    ))
+                })?;
+                *slot = Setting::new(d, Source::Env(var));
+            }
         }
         if let Some(list) = env("GPUSEL_BAN") {
             let specs = DeviceSpec::parse_list(&list)
@@ -399,6 +432,9 @@ impl Config {
                 p.display().to_string()
             }),
             row("http.timeout", &self.http_timeout, |d| {
+                humantime::format_duration(*d).to_string()
+            }),
+            row("http.connect_timeout", &self.http_connect_timeout, |d| {
                 humantime::format_duration(*d).to_string()
             }),
         ];

@@ -44,7 +44,10 @@ pub fn show(
         || terminal_size::terminal_size_of(std::io::stdout()).map(|(_, h)| usize::from(h.0)),
         |width| match take() {
             Ok(snapshot) => format!("{title}{}", table::render(&snapshot, &look(width))),
-            Err(e) => format!("{title}gpusel: error: {e}\n"),
+            Err(e) => format!(
+                "{title}gpusel: error: {}\n",
+                crate::sanitize::clean_lines(&e.to_string())
+            ),
         },
     )
 }

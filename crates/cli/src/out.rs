@@ -24,7 +24,10 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     print(&text)
 }
 
-/// Writes one `gpusel: ...` line (or block) to stderr.
+/// Writes one `gpusel: ...` line (or block) to stderr. Error text may quote
+/// what a remote agent or a snapshot file sent (serde quotes unknown values
+/// raw), so control characters are shown, never sent to the terminal.
 pub fn eprint_line(prefix: &str, text: &str) {
+    let text = crate::sanitize::clean_lines(text);
     let _ = writeln!(io::stderr().lock(), "gpusel: {prefix}{text}");
 }

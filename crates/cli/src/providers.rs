@@ -57,18 +57,15 @@ pub fn registry(config: &Config) -> ProviderRegistry {
 }
 
 /// `http://` and `https://` (the latter only to say why it is not built in),
-/// with the token file and timeout of the config (file, then environment).
+/// with the token file and timeouts of the config (file, then environment).
 fn http(
     config: &Config,
 ) -> impl Fn(&ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> + Send + Sync + 'static
 {
     let token_file = config.http_token_file.as_ref().map(|s| s.value.clone());
-    let timeout = config.http_timeout.value;
+    let settings = config.http_settings();
     move |spec| {
         let endpoint = provider_http::Endpoint::parse(&spec.raw)?;
-        let mut settings = provider_http::Settings::from_env()?;
-        settings.timeout = timeout;
-        settings.connect_timeout = settings.connect_timeout.min(timeout);
         let token = match &token_file {
             Some(path) => Some(provider_http::Token::from_file(path)?),
             None => None,

@@ -35,6 +35,13 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// `text` [`clean`] line by line, its line breaks kept: for messages that
+/// carry text from outside (a remote agent's answer, a parser's quote of
+/// it) but are meant to span lines.
+pub fn clean_lines(text: &str) -> String {
+    text.split('\n').map(clean).collect::<Vec<_>>().join("\n")
+}
+
 /// Unicode format characters (category Cf and the like) that change how
 /// the text around them is shown: bidi embeddings, overrides and isolates,
 /// zero-width joiners and spaces, the BOM, interlinear annotations.

@@ -485,7 +485,9 @@ fn bar(fraction: Option<f64>) -> (String, Style) {
 }
 
 fn watts(mw: u32) -> String {
-    format!("{}", (mw + 500) / 1000)
+    // Rounded without `mw + 500`, which overflows on a snapshot file's or a
+    // remote agent's u32::MAX.
+    format!("{}", mw / 1000 + u32::from(mw % 1000 >= 500))
 }
 
 fn power(draw: Option<u32>, limit: Option<u32>) -> String {

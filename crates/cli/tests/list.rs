@@ -427,3 +427,27 @@ fn a_process_proc_cannot_see_is_marked_not_hidden() {
         serde_json::from_str(&out_of(gpusel_on(&path).args(["list", "--json"]))).unwrap();
     assert_eq!(json["gpus"][0]["processes"][0]["visible"], false);
 }
+
+/// The largest values a snapshot file or a remote agent can send.
+fn huge_gpu() -> serde_json::Value {
+    let mut gpu = idle_gpu(0);
+    gpu["power_draw"] = serde_json::json!(u32::MAX);
+    gpu["power_limit"] = serde_json::json!(u32::MAX);
+    gpu["memory_total"] = serde_json::json!(u64::MAX);
+    gpu["memory_used"] = serde_json::json!(u64::MAX);
+    gpu["memory_free"] = serde_json::json!(0);
+    gpu
+}
+
+#[test]
+fn the_largest_values_a_snapshot_can_hold_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "huge.json", &snapshot_json("huge", vec![huge_gpu()]));
+    let text = out_of(
+        gpusel_on(&path)
+            .env("COLUMNS", "160")
+            .args(["list", "--wide"]),
+    );
+    assert!(text.contains("4294967/4294967 W"), "{text}");
+    assert!(text.contains("16777216/16777216 TiB"), "{text}");
+}

@@ -157,7 +157,7 @@ fn no_agent_listening_is_one_clear_error() {
 
 #[test]
 fn the_token_comes_from_the_file_the_environment_names() {
-    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let url = snapshot_server(LAB, Some("T0ken-for-lab-0123"));
     let o = remote_out(&url, ["list"]);
     o.code(4);
     assert!(
@@ -167,7 +167,7 @@ fn the_token_comes_from_the_file_the_environment_names() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let file = write_file(&dir, "token", "T0ken-for-lab\n");
+    let file = write_file(&dir, "token", "T0ken-for-lab-0123\n");
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TOKEN_FILE", &file)
@@ -176,7 +176,7 @@ fn the_token_comes_from_the_file_the_environment_names() {
         .into();
     assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
 
-    let wrong = write_file(&dir, "wrong", "not-it");
+    let wrong = write_file(&dir, "wrong", "not-it-0123456789");
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TOKEN_FILE", &wrong)
@@ -216,11 +216,16 @@ fn a_slow_agent_is_given_up_on_at_the_timeout() {
 #[test]
 fn settings_and_urls_that_cannot_work_say_what_to_do() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "https://node1:9477",
             &[],
             "https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel",
+        ),
+        (
+            "https://alice:secret@node1:9477",
+            &[],
+            "https://***@node1:9477: https is not supported",
         ),
         (
             "http://alice:secret@node1:9477",
@@ -255,13 +260,13 @@ fn settings_and_urls_that_cannot_work_say_what_to_do() {
 
 #[test]
 fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
-    let url = snapshot_server(LAB, Some("T0ken-for-lab"));
+    let url = snapshot_server(LAB, Some("T0ken-for-lab-0123"));
     let dir = tempfile::tempdir().unwrap();
-    write_file(&dir, "lab.token", "T0ken-for-lab\n");
+    write_file(&dir, "lab.token", "T0ken-for-lab-0123\n");
     let config = write_file(
         &dir,
         "config.toml",
-        "[http]\ntoken_file = \"lab.token\"\ntimeout = \"2s\"\n",
+        "[http]\ntoken_file = \"lab.token\"\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n",
     );
     let o: Out = gpusel()
         .args(["--provider", &url, "list"])
@@ -291,12 +296,36 @@ fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
             && l.ends_with("$GPUSEL_HTTP_TIMEOUT")),
         "{shown}"
     );
+    assert!(
+        shown.lines().any(|l| l.starts_with("http.connect_timeout")
+            && l.contains("1s")
+            && l.ends_with(&config.display().to_string())),
+        "{shown}"
+    );
+    let o: Out = gpusel()
+        .arg("config")
+        .env("GPUSEL_SYSTEM_CONFIG", &config)
+        .env("GPUSEL_HTTP_CONNECT_TIMEOUT", "250ms")
+        .output()
+        .unwrap()
+        .into();
+    assert!(
+        o.ok().lines().any(|l| l.starts_with("http.connect_timeout")
+            && l.contains("250ms")
+            && l.ends_with("$GPUSEL_HTTP_CONNECT_TIMEOUT")),
+        "{o:?}"
+    );
 
     let o = out(gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TIMEOUT", "soon"));
     o.code(2).no_stdout();
     o.one_error_naming("GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration");
+    let o = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_CONNECT_TIMEOUT", "0"));
+    o.code(2).no_stdout();
+    o.one_error_naming("GPUSEL_HTTP_CONNECT_TIMEOUT=\"0\" is not a duration");
     let bad = write_file(&dir, "bad.toml", "[http]\ntimeout = \"later\"\n");
     let o = out(gpusel()
         .args(["--provider", &url, "list"])
@@ -350,4 +379,93 @@ fn the_remote_node_s_leases_are_shown_not_this_machine_s() {
     assert_eq!(o.ok(), "5\n");
     job.kill().unwrap();
     job.wait().unwrap();
+}
+
+/// A snapshot whose process kind (quoted raw by the JSON parser) and whose
+/// duplicated UUID carry escape sequences that would retitle the window
+/// and clear the screen.
+fn hostile_answers() -> [String; 2] {
+    let mut gpu = idle_gpu(0);
+    gpu["processes"] = serde_json::json!([{
+        "pid": 1, "used_memory": 1024, "name": "x", "kind": "\u{1b}]0;pwned\u{7}",
+        "command_line": ["x"], "start_time": null
+    }]);
+    let bad_kind = snapshot_json("evil", vec![gpu]);
+    let mut a = idle_gpu(0);
+    let mut b = idle_gpu(1);
+    a["uuid"] = serde_json::json!("GPU-\u{1b}[2J");
+    b["uuid"] = a["uuid"].clone();
+    [bad_kind, snapshot_json("evil", vec![a, b])]
+}
+
+#[test]
+fn an_agent_s_answer_cannot_send_escapes_to_the_terminal() {
+    for body in hostile_answers() {
+        let url = stand_in(move |_| ("200 OK".into(), body.clone()));
+        let o = remote_out(&url, ["list"]);
+        o.code(4).no_stdout();
+        let line = o.one_error_naming(&url);
+        assert!(
+            !o.stderr.contains('\u{1b}') && !o.stderr.contains('\u{7}'),
+            "{o:?}"
+        );
+        assert!(line.contains("\\e"), "the escape is not shown: {line}");
+
+        let mut watch = gpusel_std()
+            .args(["--provider", &url, "list", "--watch", "100ms"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        watch.kill().unwrap();
+        let shown = watch.wait_with_output().unwrap().stdout;
+        let shown = String::from_utf8_lossy(&shown);
+        assert!(shown.contains("gpusel: error: "), "{shown:?}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown:?}"
+        );
+    }
+}
+
+#[test]
+fn the_agent_and_its_clients_read_a_token_file_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // A second line (a note on where the token came from) is not the token.
+    let token = write_file(
+        &dir,
+        "agent.token",
+        "  agent-0123456789abcdef\n# openssl rand -hex 32\n",
+    );
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let url = format!("http://{}", agent.addr);
+    let o: Out = gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &token)
+        .output()
+        .unwrap()
+        .into();
+    assert!(o.ok().starts_with("lab-gpu01"), "{o:?}");
+
+    // A token too short for the agent is too short for a client too, and
+    // both say so in the same words.
+    let short = write_file(&dir, "short.token", "abc\n");
+    let client = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &short));
+    client.code(4).no_stdout();
+    let server = out(lab()
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&short));
+    server.code(2);
+    let why = format!(
+        "token file {}: its token of 3 characters is too short to resist guessing; write one line of at least 16 printable characters",
+        short.display()
+    );
+    client.one_error_naming(&why);
+    server.one_error_naming(&why);
 }

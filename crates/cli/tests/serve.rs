@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::nvml::{Scene, fixture, nvml_std};
 use common::serve::{Response, Served, lease_gpu7, promtool, serve};
-use common::{LAB, gpusel_std_on, out};
+use common::{LAB, gpusel_std_on, idle_gpu, out, snapshot_json, write_file};
 
 /// Fast enough that a test sees a change within a few polls.
 const FAST: [&str; 2] = ["--interval", "100ms"];
@@ -385,10 +385,7 @@ fn a_bad_token_file_stops_serve_before_it_starts() {
     let short = dir.path().join("short");
     std::fs::write(&short, "abc\n").unwrap();
     let missing = dir.path().join("missing");
-    for (file, says) in [
-        (&short, "too short"),
-        (&missing, "cannot read the token file"),
-    ] {
+    for (file, says) in [(&short, "too short"), (&missing, "cannot read it")] {
         let o = out(common::lab()
             .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
             .arg(file));
@@ -595,4 +592,19 @@ fn json_is_not_a_serve_flag() {
     o.code(2);
     let line = o.one_error_naming("--json");
     assert!(line.contains("/api/v1/snapshot"), "{line}");
+}
+
+#[test]
+fn the_dashboard_shows_the_largest_values_a_snapshot_can_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    gpu["memory_total"] = serde_json::json!(u64::MAX);
+    gpu["memory_used"] = serde_json::json!(u64::MAX);
+    gpu["memory_free"] = serde_json::json!(0);
+    gpu["power_draw"] = serde_json::json!(u32::MAX);
+    let file = write_file(&dir, "huge.json", &snapshot_json("huge", vec![gpu]));
+    let server = serve(gpusel_std_on(&file), &FAST);
+    let page = server.get("/");
+    assert_eq!(page.status, 200, "{}", server.stderr());
+    assert!(page.body.contains("title=\"100%\""), "{}", page.body);
 }

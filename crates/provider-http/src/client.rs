@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use gpu_core::Snapshot;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, LOCATION, USER_AGENT};
@@ -16,7 +15,6 @@ use crate::endpoint::{Endpoint, SNAPSHOT_PATH};
 use crate::error::HttpError;
 use crate::parse::Remote;
 use crate::token::Token;
-use crate::{ENV_CONNECT_TIMEOUT, ENV_TIMEOUT};
 
 /// Limits on one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,38 +42,6 @@ impl Default for Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
-        }
-    }
-}
-
-impl Settings {
-    /// The defaults, with `$GPUSEL_HTTP_TIMEOUT` and
-    /// `$GPUSEL_HTTP_CONNECT_TIMEOUT` applied. The connect timeout never
-    /// exceeds the whole one.
-    pub fn from_env() -> Result<Self, HttpError> {
-        let mut s = Settings::default();
-        if let Some(t) = env_duration(ENV_TIMEOUT)? {
-            s.timeout = t;
-        }
-        if let Some(t) = env_duration(ENV_CONNECT_TIMEOUT)? {
-            s.connect_timeout = t;
-        }
-        s.connect_timeout = s.connect_timeout.min(s.timeout);
-        Ok(s)
-    }
-}
-
-fn env_duration(var: &'static str) -> Result<Option<Duration>, HttpError> {
-    match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => {
-            let v = v.to_string_lossy();
-            parse_duration(&v)
-                .map(Some)
-                .ok_or_else(|| HttpError::BadTimeout {
-                    var,
-                    value: v.into_owned(),
-                })
         }
     }
 }
@@ -117,15 +83,6 @@ impl Client {
     /// The limits in force.
     pub fn settings(&self) -> Settings {
         self.settings
-    }
-
-    /// The snapshot the agent at `endpoint` serves, as it sent it.
-    pub async fn snapshot(
-        &self,
-        endpoint: &Endpoint,
-        token: Option<&Token>,
-    ) -> Result<Snapshot, HttpError> {
-        Ok(self.fetch(endpoint, token).await?.snapshot)
     }
 
     /// The snapshot and the agent's status, as the agent sent them.

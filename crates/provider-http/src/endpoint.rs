@@ -32,9 +32,7 @@ impl Endpoint {
             .ok_or_else(|| bad("no http:// in front"))?;
         let scheme = given.get(..scheme_end).unwrap_or_default();
         if scheme.eq_ignore_ascii_case("https") {
-            return Err(HttpError::Https {
-                url: given.to_string(),
-            });
+            return Err(HttpError::Https { url: shown });
         }
         if !scheme.eq_ignore_ascii_case("http") {
             return Err(bad(&format!("scheme {scheme:?} is not http")));

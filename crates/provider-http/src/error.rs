@@ -26,16 +26,8 @@ pub enum HttpError {
         "{url}: https is not supported (gpusel has no TLS built in); reach the agent through an SSH tunnel (ssh -N -L 9477:localhost:9477 HOST, then http://localhost:9477) or a TLS-terminating proxy"
     )]
     Https {
-        /// What the user wrote.
+        /// What the user wrote, credentials hidden.
         url: String,
-    },
-    /// A timeout setting is not a duration.
-    #[error("{var}={value:?} is not a duration: give e.g. 10s, 500ms or 30")]
-    BadTimeout {
-        /// The variable.
-        var: &'static str,
-        /// What it held.
-        value: String,
     },
     /// The token file cannot be used.
     #[error("token file {}: {reason}", path.display())]
@@ -166,10 +158,9 @@ impl HttpError {
     /// The class of this error: is the agent down, slow, locked, or odd?
     pub fn class(&self) -> ErrorClass {
         match self {
-            HttpError::BadUrl { .. }
-            | HttpError::Https { .. }
-            | HttpError::BadTimeout { .. }
-            | HttpError::TokenFile { .. } => ErrorClass::Config,
+            HttpError::BadUrl { .. } | HttpError::Https { .. } | HttpError::TokenFile { .. } => {
+                ErrorClass::Config
+            }
             HttpError::Refused { .. }
             | HttpError::Connect { .. }
             | HttpError::ConnectTimeout { .. }

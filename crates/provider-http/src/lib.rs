@@ -12,10 +12,12 @@
 //!
 //! - **Plain HTTP only.** There is no TLS stack in gpusel; `https://` gets an
 //!   error that says how to tunnel instead. The agent serves read-only data.
-//! - **Tokens come from files** ([`ENV_TOKEN_FILE`]), never from the command
+//! - **Tokens come from files** ([`Token`]; the CLI names the file in
+//!   [`ENV_TOKEN_FILE`] or its config file), never from the command
 //!   line or the URL: every user of a machine can read its processes' argv.
-//! - **Bounded.** A connect timeout ([`ENV_CONNECT_TIMEOUT`], default 3 s), a
-//!   deadline on the whole request ([`ENV_TIMEOUT`], default 10 s), and a
+//! - **Bounded.** A connect timeout ([`Settings::connect_timeout`], default
+//!   3 s; the CLI reads [`ENV_CONNECT_TIMEOUT`]), a deadline on the whole
+//!   request ([`Settings::timeout`], default 10 s; [`ENV_TIMEOUT`]), and a
 //!   body cap ([`DEFAULT_MAX_BODY`]): a hostile or broken server can neither
 //!   hang gpusel nor exhaust its memory.
 //!
@@ -69,20 +71,6 @@ impl HttpProvider {
             endpoint,
             token,
         }
-    }
-
-    /// The provider `--provider http://HOST:PORT[/PREFIX]` means: limits
-    /// from [`Settings::from_env`], the token from the file
-    /// `$GPUSEL_HTTP_TOKEN_FILE` names, if set. Reads the token now, so that
-    /// a bad setting fails before any request.
-    pub fn from_env(url: &str) -> Result<Self, HttpError> {
-        let endpoint = Endpoint::parse(url)?;
-        let settings = Settings::from_env()?;
-        let token = match std::env::var_os(ENV_TOKEN_FILE).filter(|v| !v.is_empty()) {
-            Some(path) => Some(Token::from_file(path)?),
-            None => None,
-        };
-        Ok(Self::new(Client::new(settings), endpoint, token))
     }
 
     /// The agent read.

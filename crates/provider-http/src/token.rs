@@ -10,10 +10,16 @@ use crate::error::HttpError;
 /// than this was named by mistake.
 const MAX_TOKEN_FILE: u64 = 4096;
 
-/// A bearer token and the file it came from. `Debug` never shows the token.
+/// What to do about a token file that cannot be used.
+const HOW: &str = "write one line of at least 16 printable characters, e.g. `openssl rand -hex 32 > FILE`, the same file the agent's --token-file names";
+
+/// A bearer token and the file it came from: the one token type of the
+/// agent (`gpusel serve --token-file`) and of its clients (the `http://`
+/// provider, the master's agents file), read by one rule so that a file
+/// one side accepts the other does too. `Debug` never shows the token.
 #[derive(Clone)]
 pub struct Token {
-    secret: String,
+    secret: Vec<u8>,
     path: PathBuf,
 }
 
@@ -26,9 +32,13 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
-    /// Reads the token from `path`: the file's content without surrounding
-    /// whitespace (so a trailing newline does not count). It must be one
-    /// word of printable ASCII, as HTTP headers require.
+    /// The shortest token accepted: shorter ones can be guessed.
+    pub const MIN_LEN: usize = 16;
+
+    /// Reads the token from `path`: its first line without surrounding
+    /// whitespace (so a line end does not count, and a comment may follow
+    /// on later lines), one word of printable ASCII as HTTP headers require,
+    /// at least [`Token::MIN_LEN`] characters, from a file of at most 4 KiB.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, HttpError> {
         let path = path.as_ref();
         let bad = |reason: String| HttpError::TokenFile {
@@ -47,28 +57,40 @@ impl Token {
         }
         if meta.len() > MAX_TOKEN_FILE {
             return Err(bad(format!(
-                "{} bytes is too long for a token (at most {MAX_TOKEN_FILE}); name the file that holds only the token",
+                "{} bytes is too long for a token file (at most {MAX_TOKEN_FILE}); name the file that holds only the token",
                 meta.len()
             )));
         }
         let text = std::fs::read(path)
             .map_err(|e| bad(format!("cannot read it: {e}; check its permissions")))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| bad("not text; a token is printable ASCII".into()))?;
-        Self::parse(text.trim(), path).map_err(bad)
+        Self::parse(&text, path)
     }
 
-    fn parse(secret: &str, path: &Path) -> Result<Self, String> {
-        if secret.is_empty() {
-            return Err("it is empty; write the agent's token into it".into());
+    /// The token in `text`, the content of the file `path` (named in the
+    /// error), by the rule of [`Token::from_file`].
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, HttpError> {
+        let bad = |problem: String| HttpError::TokenFile {
+            path: path.to_path_buf(),
+            reason: format!("{problem}; {HOW}"),
+        };
+        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return Err(bad("it is empty".into()));
         }
-        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "a token is one word of printable ASCII (no spaces, no control characters)".into(),
-            );
+        if !line.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "a token is one word of printable ASCII (no spaces, no control or non-ASCII characters)".into(),
+            ));
+        }
+        if line.len() < Self::MIN_LEN {
+            return Err(bad(format!(
+                "its token of {} characters is too short to resist guessing",
+                line.len()
+            )));
         }
         Ok(Token {
-            secret: secret.to_string(),
+            secret: line.to_vec(),
             path: path.to_path_buf(),
         })
     }
@@ -78,9 +100,17 @@ impl Token {
         &self.path
     }
 
+    /// Whether `candidate` is the token, in time that does not depend on
+    /// where they differ (an agent checking a client's token).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.secret.ct_eq(candidate).into()
+    }
+
     /// The `Authorization` header value.
     pub(crate) fn header(&self) -> String {
-        format!("Bearer {}", self.secret)
+        // Checked printable ASCII in `parse`.
+        format!("Bearer {}", String::from_utf8_lossy(&self.secret))
     }
 }
 
@@ -97,9 +127,12 @@ mod tests {
 
     #[test]
     fn trailing_newline_is_not_part_of_the_token() {
-        let (_dir, path) = file(b"s3cr3t-Token_1\n");
+        let (_dir, path) = file(b"  s3cr3t-Token_0123456\n# from openssl rand\n");
         let token = Token::from_file(&path).unwrap();
-        assert_eq!(token.header(), "Bearer s3cr3t-Token_1");
+        assert_eq!(token.header(), "Bearer s3cr3t-Token_0123456");
+        assert!(token.matches(b"s3cr3t-Token_0123456"));
+        assert!(!token.matches(b"s3cr3t-Token_0123457"));
+        assert!(!token.matches(b"s3cr3t-Token_012345"));
         assert_eq!(token.path(), path);
         assert!(
             !format!("{token:?}").contains("s3cr3t"),
@@ -109,17 +142,18 @@ mod tests {
 
     #[test]
     fn unusable_files_say_what_to_do() {
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 5] = [
             (b"\n", "it is empty"),
-            (b"two words", "one word of printable ASCII"),
-            (b"bell\x07", "one word of printable ASCII"),
-            (b"\xff\xfe", "not text"),
+            (b"two words 0123456789", "one word of printable ASCII"),
+            (b"bell\x070123456789abcdef", "one word of printable ASCII"),
+            (b"\xff\xfe0123456789abcdef", "non-ASCII"),
+            (b"short\n0123456789abcdef", "5 characters is too short"),
         ];
         for (text, want) in cases {
             let (_dir, path) = file(text);
             let e = Token::from_file(&path).unwrap_err().to_string();
             assert!(
-                e.contains(want) && e.contains("token file"),
+                e.contains(want) && e.contains("token file") && e.contains("openssl rand"),
                 "{text:?}: {e}"
             );
         }

@@ -113,8 +113,9 @@ fn client() -> Client {
 
 async fn fetch(url: &str, token: Option<&Token>) -> Result<gpu_core::Snapshot, HttpError> {
     client()
-        .snapshot(&Endpoint::parse(url).unwrap(), token)
+        .fetch(&Endpoint::parse(url).unwrap(), token)
         .await
+        .map(|remote| remote.snapshot)
 }
 
 fn token_file(dir: &tempfile::TempDir, token: &str) -> PathBuf {
@@ -150,7 +151,7 @@ async fn a_snapshot_arrives_with_the_remote_host_and_provider_named() {
 async fn the_token_from_the_file_is_sent_and_a_missing_or_wrong_one_is_explained() {
     let url = serve(Answer::Json {
         body: lab(),
-        token: Some("good-Token.1".into()),
+        token: Some("good-Token.1-0123456".into()),
     })
     .await;
     let e = fetch(&url, None).await.unwrap_err();
@@ -163,18 +164,18 @@ async fn the_token_from_the_file_is_sent_and_a_missing_or_wrong_one_is_explained
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let wrong = Token::from_file(token_file(&dir, "bad-token")).unwrap();
+    let wrong = Token::from_file(token_file(&dir, "bad-token-0123456789")).unwrap();
     let text = fetch(&url, Some(&wrong)).await.unwrap_err().to_string();
     assert!(
         text.contains("was not accepted") && text.contains(&dir.path().display().to_string()),
         "{text}"
     );
     assert!(
-        !text.contains("bad-token"),
+        !text.contains("bad-token-0123456789"),
         "the error shows the token: {text}"
     );
 
-    let right = Token::from_file(token_file(&dir, "good-Token.1")).unwrap();
+    let right = Token::from_file(token_file(&dir, "good-Token.1-0123456")).unwrap();
     assert_eq!(fetch(&url, Some(&right)).await.unwrap().gpus.len(), 8);
 }
 
