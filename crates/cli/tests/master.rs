@@ -434,3 +434,38 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
     let (code, stderr) = master.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn a_master_hides_the_command_lines_an_agent_exposes_unless_told_too() {
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &["--expose-cmdline", "--interval", "100ms"],
+    );
+    assert!(agent.get("/api/v1/snapshot").body.contains("llama-7b.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = agents_file(&dir, "", &[("lab", &agent)]);
+    let args = ["--agents", file.to_str().unwrap(), "--interval", "100ms"];
+    let up = |r: &Response| statuses(r) == pairs(&[("lab", "up")]);
+    let master = serve(gpusel_std(), &args);
+    let cluster = master.wait_for("/api/v1/cluster", up);
+    assert!(!cluster.body.contains("llama-7b.yaml"), "{}", cluster.body);
+    assert!(
+        !cluster.body.contains("\"command_line\""),
+        "{}",
+        cluster.body
+    );
+    let json = cluster.json();
+    let lab = node(&json, "lab");
+    assert_eq!(
+        lab["snapshot"]["gpus"][0]["processes"][0]["name"], "python3",
+        "{lab:#}"
+    );
+    assert_eq!(lab["agent"]["command_lines"], false, "{lab:#}");
+    for path in ["/", "/metrics"] {
+        let body = master.get(path).body;
+        assert!(!body.contains("llama-7b.yaml"), "{path}: {body}");
+    }
+    let exposing = serve(gpusel_std(), &[&args[..], &["--expose-cmdline"]].concat());
+    let cluster = exposing.wait_for("/api/v1/cluster", up);
+    assert!(cluster.body.contains("llama-7b.yaml"), "{}", cluster.body);
+}

@@ -87,6 +87,7 @@ impl Server {
             Arc::clone(&cluster),
             client,
             local.as_ref().map(|l| Arc::clone(&l.state)),
+            options.expose_cmdline,
             first_tx,
         ));
         // Abort the loop however this function ends.
