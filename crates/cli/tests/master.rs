@@ -128,6 +128,8 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
         assert!(n.get("error").is_none(), "{n:#}");
     }
     assert_eq!(node(&json, "master")["url"], "self");
+    let health = master.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     assert_eq!(node(&json, "master")["snapshot"]["host"], "lab-gpu01");
     let lab_url = format!("http://{}", agents[0].1.addr);
     assert_eq!(node(&json, "lab")["url"], lab_url.as_str());
@@ -313,6 +315,12 @@ fn a_master_without_self_needs_no_gpu_and_serves_no_snapshot_of_its_own() {
             .contains("no `self` entry"),
         "{own:#?}"
     );
+    let health = master.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    // Without `self`, the master is of use while any node answers.
+    drop(agent);
+    let health = master.wait_for("/healthz", |r| r.status == 503);
+    assert_eq!(health.body, "failing: no node answers\n");
 }
 
 #[test]
@@ -430,6 +438,11 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
         error.contains("provider 'smi' has not answered for ")
             && error.ends_with(" s; the driver may be hung"),
         "{error}"
+    );
+    let health = master.get("/healthz");
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "failing: this machine's GPUs cannot be read\n")
     );
     let (code, stderr) = master.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");

@@ -10,8 +10,10 @@
 //! the same way, and takes the same `--token-file`.
 //!
 //! Routes: `GET /` (the page), `GET /api/v1/cluster`, `GET /metrics`,
-//! `GET /healthz`, and `GET /api/v1/snapshot` (this machine's own snapshot,
-//! when `self` is listed, so that masters can be stacked).
+//! `GET /healthz` (503 while this machine's GPUs cannot be read, when
+//! `self` is listed, else while no node answers), and `GET /api/v1/snapshot`
+//! (this machine's own snapshot, when `self` is listed, so that masters can
+//! be stacked).
 
 mod agents_file;
 mod cluster;
@@ -126,6 +128,10 @@ pub fn router(
         .route("/", get(page_route))
         .route("/api/v1/cluster", get(cluster_route))
         .route("/metrics", get(metrics_route));
+    let health = Health {
+        cluster: Arc::clone(&cluster),
+        local: local.clone(),
+    };
     let mut app = protect(master, token.clone()).with_state(cluster);
     app = match local {
         Some(state) => app.merge(
@@ -137,8 +143,50 @@ pub fn router(
         ),
         None => app.route("/api/v1/snapshot", get(no_self)),
     };
-    let app = app.route("/healthz", get(|| async { "ok\n" }));
+    let app = app.merge(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(health),
+    );
     routes::harden(app, request_timeout)
+}
+
+#[derive(Clone)]
+struct Health {
+    cluster: Arc<Cluster>,
+    local: Option<Arc<State>>,
+}
+
+/// With `self` listed, whether this machine's GPUs can be read, as an
+/// agent's `/healthz` says (a down node is the node's problem, shown on the
+/// page); without it, whether any node answers, since a master none of
+/// whose nodes answer serves nothing of use.
+async fn healthz(Shared(health): Shared<Health>) -> Response {
+    let (up, failing) = match &health.local {
+        Some(state) => (
+            state.current().status.up,
+            "failing: this machine's GPUs cannot be read\n",
+        ),
+        None => (
+            health
+                .cluster
+                .nodes
+                .iter()
+                .any(|n| n.state().status.answered()),
+            "failing: no node answers\n",
+        ),
+    };
+    let (code, text) = if up {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, failing)
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 async fn no_self() -> Response {
