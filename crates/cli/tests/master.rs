@@ -172,6 +172,14 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
         "{}",
         metrics.body
     );
+    // The MIG node's devices have series of their own.
+    assert!(
+        metrics.body.lines().any(|l| l
+            .starts_with("gpusel_mig_memory_total_bytes{gpu=\"0\",mig=\"1\"")
+            && l.contains("node=\"mig\"")),
+        "{}",
+        metrics.body
+    );
     if let Some(result) = promtool(&metrics.body) {
         result.unwrap_or_else(|e| panic!("promtool rejects the master's metrics: {e}"));
     }
@@ -481,4 +489,66 @@ fn a_master_hides_the_command_lines_an_agent_exposes_unless_told_too() {
     let exposing = serve(gpusel_std(), &[&args[..], &["--expose-cmdline"]].concat());
     let cluster = exposing.wait_for("/api/v1/cluster", up);
     assert!(cluster.body.contains("llama-7b.yaml"), "{}", cluster.body);
+}
+
+#[test]
+fn master_metrics_tell_nodes_apart_and_leave_unknown_leases_out() {
+    // The same machine twice, as `self` and through its agent, and that
+    // agent cannot read its lease directory.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &[
+            "--lock-dir",
+            not_a_dir.to_str().unwrap(),
+            "--interval",
+            "100ms",
+        ],
+    );
+    let file = agents_file(
+        &dir,
+        "[[agent]]\nurl = \"self\"\nname = \"me\"",
+        &[("again", &agent)],
+    );
+    let master = serve(
+        gpusel_std_on(LAB),
+        &["--agents", file.to_str().unwrap(), "--interval", "100ms"],
+    );
+    let both = pairs(&[("me", "up"), ("again", "up")]);
+    master.wait_for("/api/v1/cluster", |r| statuses(r) == both);
+    let metrics = master.get("/metrics").body;
+    let of = |prefix: &str, node: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&format!("node=\"{node}\"")))
+            .count()
+    };
+    for node in ["me", "again"] {
+        assert_eq!(of("gpusel_gpu_memory_total_bytes{", node), 8, "{metrics}");
+        assert_eq!(of("gpusel_gpu_info{", node), 8, "{metrics}");
+        assert_eq!(
+            of("gpusel_snapshot_timestamp_seconds{", node),
+            1,
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("host=\"lab-gpu01\",node=\"again\""),
+        "{metrics}"
+    );
+    // Unknown is absent, not 0, as on the agent itself.
+    assert_eq!(of("gpusel_gpu_leased{", "me"), 8, "{metrics}");
+    assert_eq!(of("gpusel_gpu_leased{", "again"), 0, "{metrics}");
+    let samples: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let unique: std::collections::HashSet<&&str> = samples.iter().collect();
+    assert_eq!(unique.len(), samples.len(), "duplicate series: {metrics}");
+    if let Some(result) = promtool(&metrics) {
+        result.unwrap_or_else(|e| panic!("promtool rejects the master's metrics: {e}"));
+    }
 }
