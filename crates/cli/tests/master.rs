@@ -552,3 +552,40 @@ fn master_metrics_tell_nodes_apart_and_leave_unknown_leases_out() {
         result.unwrap_or_else(|e| panic!("promtool rejects the master's metrics: {e}"));
     }
 }
+
+#[test]
+fn the_master_page_counts_idle_gpus_as_list_marks_them_free() {
+    // GPU 0 in MIG mode with every device free, GPU 1 idle; taken 3 hours ago.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::MIG).unwrap()).unwrap();
+    for mig in json["gpus"][0]["mig_devices"].as_array_mut().unwrap() {
+        mig["processes"] = serde_json::json!([]);
+    }
+    let taken = std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 60);
+    json["time"] = gpu_core::timefmt::format(taken).into();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = write_file(&dir, "mig.json", &json.to_string());
+    let free = out(common::gpusel_on(&snapshot).arg("list"))
+        .ok()
+        .to_string();
+    // Both GPUs and the three MIG devices.
+    assert_eq!(free.matches("[ ]").count(), 5, "{free}");
+    let file = write_file(
+        &dir,
+        "agents.toml",
+        "[[agent]]\nurl = \"self\"\nname = \"me\"\n",
+    );
+    let master = serve(
+        gpusel_std_on(&snapshot),
+        &["--agents", file.to_str().unwrap(), "--interval", "100ms"],
+    );
+    let page = master.get("/").body;
+    assert!(
+        page.contains("1 of 1 nodes answering · 2 GPUs · 2 idle"),
+        "{page}"
+    );
+    assert!(
+        section(&page, "me").contains("snapshot 3 hours ago"),
+        "{page}"
+    );
+}
