@@ -7,8 +7,20 @@ use std::time::SystemTime;
 
 use prometheus_client::registry::{Registry, Unit};
 
-use super::cluster::Cluster;
-use crate::metrics::{SnapshotFamilies, finish, gauge};
+use axum::body::Bytes;
+
+use super::cluster::{Cluster, MetricsText};
+use crate::metrics::{SnapshotFamilies, finish, gauge, to_classic};
+
+/// Renders the cluster's metrics now and publishes them: once per poll
+/// round, so that a scrape costs a copy, not a render of every node.
+pub fn publish(cluster: &Cluster) {
+    let openmetrics = render(cluster);
+    cluster.set_metrics(MetricsText {
+        classic: Bytes::from(to_classic(&openmetrics)),
+        openmetrics: Bytes::from(openmetrics),
+    });
+}
 
 /// Renders the metrics text of the cluster now.
 pub fn render(cluster: &Cluster) -> String {

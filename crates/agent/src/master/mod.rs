@@ -34,7 +34,7 @@ use gpu_core::GpuInfoProvider;
 use provider_http::{Client, Settings};
 
 pub use agents_file::{AgentsFile, AgentsFileError, NodeSource, NodeSpec, SELF, load, parse};
-pub use cluster::{Cluster, ClusterJson, Node, NodeJson, NodeState, Rounds, Status};
+pub use cluster::{Cluster, ClusterJson, MetricsText, Node, NodeJson, NodeState, Rounds, Status};
 
 use crate::error::AgentError;
 use crate::routes::{self, JSON, json_error, protect};
@@ -79,6 +79,8 @@ impl Server {
         };
         let timeout = node_timeout(&agents, options.interval);
         let cluster = Arc::new(Cluster::new(agents.nodes, options.interval, timeout));
+        // Every node pending, until the first round is done.
+        metrics::publish(&cluster);
         let client = Client::new(Settings {
             connect_timeout: timeout.min(provider_http::DEFAULT_CONNECT_TIMEOUT),
             timeout,
@@ -214,7 +216,7 @@ async fn cluster_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
     let view = cluster.view();
     let body = ClusterJson {
         schema_version: gpu_core::SCHEMA_VERSION,
-        master: gpu_core::host_name(),
+        master: &cluster.master,
         interval_ms: cluster.interval.as_millis(),
         timeout_ms: cluster.timeout.as_millis(),
         rounds: cluster.rounds(),
@@ -230,17 +232,17 @@ async fn cluster_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
 }
 
 async fn metrics_route(Shared(cluster): Shared<Arc<Cluster>>, headers: HeaderMap) -> Response {
-    let openmetrics = metrics::render(&cluster);
+    let text = cluster.metrics();
     if routes::wants_openmetrics(&headers) {
         (
             [(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)],
-            openmetrics,
+            text.openmetrics.clone(),
         )
             .into_response()
     } else {
         (
             [(header::CONTENT_TYPE, crate::metrics::CLASSIC)],
-            crate::metrics::to_classic(&openmetrics),
+            text.classic.clone(),
         )
             .into_response()
     }

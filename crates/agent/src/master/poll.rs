@@ -50,6 +50,7 @@ pub async fn run(
             while round.join_next().await.is_some() {}
             let took = started.elapsed();
             cluster.round_done(took);
+            super::metrics::publish(&cluster);
             tracing::debug!(?took, "poll round done");
             if let Some(first) = first {
                 let _ = first.send(());
