@@ -7,8 +7,8 @@ node-099, so every node has its own host and UUIDs), and one master
 `gpusel serve --agents FILE --interval 1s` over them. Then, for many rounds,
 it reads the master's own measure of each round from /api/v1/cluster
 (`rounds.last_ms`: from the round's start until every node had answered or
-timed out) and times GET /api/v1/cluster and GET / (every node on one page)
-from the client's side. Reported: median and p90 of each, against the 1 s
+timed out) and times GET /api/v1/cluster, GET / (every node on one page)
+and GET /metrics from the client's side. Reported: median and p90 of each, against the 1 s
 target for a full refresh.
 
 Real agents rather than one fake server on 100 ports: the master then meets
@@ -112,7 +112,7 @@ def main():
                               "--interval", args.interval], env)
         procs.append(master)
 
-        rounds, api_ms, page_ms = [], [], []
+        rounds, api_ms, page_ms, metrics_ms = [], [], [], []
         seen = None
         deadline = time.monotonic() + 60 + 5 * args.rounds
         while len(rounds) < args.rounds:
@@ -128,6 +128,7 @@ def main():
                 rounds.append(cluster["rounds"]["last_ms"])
                 api_ms.append(ms)
                 page_ms.append(get(base + "/")[0])
+                metrics_ms.append(get(base + "/metrics")[0])
             seen = count
             time.sleep(0.1)
 
@@ -138,7 +139,8 @@ def main():
         print(f"{'':<26} {'median ms':>10} {'p90 ms':>8}")
         for label, times in [("full refresh (all nodes)", rounds),
                              ("GET /api/v1/cluster", api_ms),
-                             ("GET / (master page)", page_ms)]:
+                             ("GET / (master page)", page_ms),
+                             ("GET /metrics", metrics_ms)]:
             median, p90 = summary(times)
             print(f"{label:<26} {median:>10.1f} {p90:>8.1f}")
         median, p90 = summary(rounds)

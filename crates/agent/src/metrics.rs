@@ -138,46 +138,80 @@ pub fn render(round: &Round<'_>) -> String {
     );
     duration.set(round.duration.as_secs_f64());
 
-    let Some(snapshot) = round.snapshot else {
-        return finish(&registry);
-    };
-    let host = snapshot.host.as_str();
-    let timestamp = gauge(
-        &mut registry,
-        "snapshot_timestamp",
-        "When the served snapshot was taken, in seconds since the Unix epoch; time() minus this is its age",
-        Some(Unit::Seconds),
-    );
-    let since_epoch = snapshot
-        .time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    timestamp.set(&vec![("host", host.to_string())], since_epoch.as_secs_f64());
-
-    let info = gauge(
-        &mut registry,
-        "gpu_info",
-        "Always 1; labels carry the GPU's PCI bus id, driver and provider",
-        None,
-    );
-    let families = GpuFamilies::register(&mut registry, round.leases_known);
-    let migs = MigFamilies::register(&mut registry, round.leases_known);
-    for gpu in &snapshot.gpus {
-        for mig in &gpu.mig_devices {
-            migs.record(gpu, mig, host);
-        }
-        let labels = labels(gpu, host);
-        let mut info_labels = labels.clone();
-        info_labels.push(("pci_bus_id", gpu.pci_bus_id.clone().unwrap_or_default()));
-        info_labels.push((
-            "driver_version",
-            snapshot.driver_version.clone().unwrap_or_default(),
-        ));
-        info_labels.push(("provider", snapshot.provider.clone()));
-        info.set(&info_labels, 1.0);
-        families.record(gpu, &labels);
+    if let Some(snapshot) = round.snapshot {
+        SnapshotFamilies::register(&mut registry).record(snapshot, round.leases_known, None);
     }
     finish(&registry)
+}
+
+/// Every family a snapshot fills: its timestamp, `gpu_info`, the per-GPU and
+/// the per-MIG-device series. The agent records its one snapshot; the master
+/// records each node's, labelled with the node's name.
+pub(crate) struct SnapshotFamilies {
+    timestamp: Series,
+    info: Series,
+    gpus: GpuFamilies,
+    migs: MigFamilies,
+}
+
+impl SnapshotFamilies {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        SnapshotFamilies {
+            timestamp: gauge(
+                registry,
+                "snapshot_timestamp",
+                "When the served snapshot was taken, in seconds since the Unix epoch; time() minus this is its age",
+                Some(Unit::Seconds),
+            ),
+            info: gauge(
+                registry,
+                "gpu_info",
+                "Always 1; labels carry the GPU's PCI bus id, driver and provider",
+                None,
+            ),
+            gpus: GpuFamilies::register(registry),
+            migs: MigFamilies::register(registry),
+        }
+    }
+
+    /// Records `snapshot`'s series; the lease series only when
+    /// `leases_known` (a lease directory that cannot be read leaves them
+    /// out rather than claim every GPU is free). `node`, on the master,
+    /// labels every series with the node's name in the agents file, which
+    /// tells two entries for one host apart.
+    pub(crate) fn record(&self, snapshot: &Snapshot, leases_known: bool, node: Option<&str>) {
+        let host = snapshot.host.as_str();
+        let with_node = |mut labels: Labels| {
+            if let Some(node) = node {
+                labels.push(("node", node.to_string()));
+            }
+            labels
+        };
+        let since_epoch = snapshot
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.timestamp.set(
+            &with_node(vec![("host", host.to_string())]),
+            since_epoch.as_secs_f64(),
+        );
+        for gpu in &snapshot.gpus {
+            for mig in &gpu.mig_devices {
+                self.migs
+                    .record(mig, &with_node(mig_labels(gpu, mig, host)), leases_known);
+            }
+            let labels = with_node(labels(gpu, host));
+            let mut info_labels = labels.clone();
+            info_labels.push(("pci_bus_id", gpu.pci_bus_id.clone().unwrap_or_default()));
+            info_labels.push((
+                "driver_version",
+                snapshot.driver_version.clone().unwrap_or_default(),
+            ));
+            info_labels.push(("provider", snapshot.provider.clone()));
+            self.info.set(&info_labels, 1.0);
+            self.gpus.record(gpu, &labels, leases_known);
+        }
+    }
 }
 
 /// The same metrics in the classic text format (0.0.4): OpenMetrics without
@@ -216,7 +250,17 @@ pub(crate) fn finish(registry: &Registry) -> String {
     text
 }
 
-pub(crate) fn labels(gpu: &Gpu, host: &str) -> Labels {
+fn mig_labels(gpu: &Gpu, mig: &gpu_core::MigDevice, host: &str) -> Labels {
+    vec![
+        ("gpu", gpu.index.to_string()),
+        ("mig", mig.index.to_string()),
+        ("uuid", mig.uuid.clone()),
+        ("profile", mig.profile.clone().unwrap_or_default()),
+        ("host", host.to_string()),
+    ]
+}
+
+fn labels(gpu: &Gpu, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
         ("uuid", gpu.uuid.clone()),
@@ -226,7 +270,7 @@ pub(crate) fn labels(gpu: &Gpu, host: &str) -> Labels {
 }
 
 /// The per-GPU families.
-pub(crate) struct GpuFamilies {
+struct GpuFamilies {
     memory_total: Series,
     memory_used: Series,
     memory_free: Series,
@@ -240,11 +284,11 @@ pub(crate) struct GpuFamilies {
     processes: Series,
     process_memory: Series,
     mig_mode: Series,
-    leased: Option<Series>,
+    leased: Series,
 }
 
 impl GpuFamilies {
-    pub(crate) fn register(r: &mut Registry, leases_known: bool) -> Self {
+    fn register(r: &mut Registry) -> Self {
         GpuFamilies {
             memory_total: gauge(r, "gpu_memory_total", "Total GPU memory", Some(Unit::Bytes)),
             memory_used: gauge(r, "gpu_memory_used", "Used GPU memory", Some(Unit::Bytes)),
@@ -304,18 +348,16 @@ impl GpuFamilies {
                 Some(Unit::Bytes),
             ),
             mig_mode: gauge(r, "gpu_mig_mode", "1 when MIG mode is on", None),
-            leased: leases_known.then(|| {
-                gauge(
-                    r,
-                    "gpu_leased",
-                    "1 when a gpusel job leases the GPU or one of its MIG devices",
-                    None,
-                )
-            }),
+            leased: gauge(
+                r,
+                "gpu_leased",
+                "1 when a gpusel job leases the GPU or one of its MIG devices",
+                None,
+            ),
         }
     }
 
-    pub(crate) fn record(&self, gpu: &Gpu, labels: &Labels) {
+    fn record(&self, gpu: &Gpu, labels: &Labels, leases_known: bool) {
         let set = |family: &Series, value: Option<f64>| {
             if let Some(v) = value {
                 family.set(labels, v);
@@ -366,9 +408,9 @@ impl GpuFamilies {
             let memory: Option<u64> = all.map(|p| p.used_memory).sum();
             set(&self.process_memory, memory.map(|m| m as f64));
         }
-        if let Some(leased) = &self.leased {
+        if leases_known {
             let any = gpu.lease.is_some() || gpu.mig_devices.iter().any(|m| m.lease.is_some());
-            set(leased, Some(f64::from(u8::from(any))));
+            set(&self.leased, Some(f64::from(u8::from(any))));
         }
     }
 }
@@ -380,11 +422,11 @@ struct MigFamilies {
     memory_used: Series,
     memory_free: Series,
     processes: Series,
-    leased: Option<Series>,
+    leased: Series,
 }
 
 impl MigFamilies {
-    fn register(r: &mut Registry, leases_known: bool) -> Self {
+    fn register(r: &mut Registry) -> Self {
         let help = |what: &str| {
             format!(
                 "{what} (labels: gpu is the parent GPU's index, mig the device's, uuid its MIG UUID)"
@@ -410,28 +452,19 @@ impl MigFamilies {
                 Some(Unit::Bytes),
             ),
             processes: gauge(r, "mig_processes", &help("Processes on a MIG device"), None),
-            leased: leases_known.then(|| {
-                gauge(
-                    r,
-                    "mig_leased",
-                    &help("1 when a gpusel job leases the MIG device"),
-                    None,
-                )
-            }),
+            leased: gauge(
+                r,
+                "mig_leased",
+                &help("1 when a gpusel job leases the MIG device"),
+                None,
+            ),
         }
     }
 
-    fn record(&self, gpu: &Gpu, mig: &gpu_core::MigDevice, host: &str) {
-        let labels: Labels = vec![
-            ("gpu", gpu.index.to_string()),
-            ("mig", mig.index.to_string()),
-            ("uuid", mig.uuid.clone()),
-            ("profile", mig.profile.clone().unwrap_or_default()),
-            ("host", host.to_string()),
-        ];
+    fn record(&self, mig: &gpu_core::MigDevice, labels: &Labels, leases_known: bool) {
         let set = |family: &Series, value: Option<f64>| {
             if let Some(v) = value {
-                family.set(&labels, v);
+                family.set(labels, v);
             }
         };
         set(&self.memory_total, mig.memory_total.map(|v| v as f64));
@@ -441,8 +474,8 @@ impl MigFamilies {
             &self.processes,
             mig.processes.as_ref().map(|p| p.len() as f64),
         );
-        if let Some(leased) = &self.leased {
-            set(leased, Some(f64::from(u8::from(mig.lease.is_some()))));
+        if leases_known {
+            set(&self.leased, Some(f64::from(u8::from(mig.lease.is_some()))));
         }
     }
 }

@@ -82,12 +82,11 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
             facts.push(format!("CUDA {v}"));
         }
         facts.push(s.provider.clone());
-        let age = now.duration_since(s.time).unwrap_or_default();
         Header {
             host: s.host.clone(),
             facts,
             taken: gpu_core::timefmt::format(s.time),
-            age: format_age(age),
+            age: gpu_core::timefmt::ago(s.time, now),
             stale: !round.status.up,
         }
     });
@@ -131,16 +130,6 @@ pub(crate) fn rows(snapshot: &gpu_core::Snapshot) -> (Vec<Row>, bool) {
         }
     }
     (rows, leased)
-}
-
-/// `12 s ago`, `5 min ago`, `3 h ago`.
-pub(crate) fn format_age(age: Duration) -> String {
-    let s = age.as_secs();
-    match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        _ => format!("{} h ago", s / 3600),
-    }
 }
 
 fn percent(used: Option<u64>, total: Option<u64>) -> Option<u8> {

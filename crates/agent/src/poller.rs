@@ -60,6 +60,7 @@ fn run(
             return;
         }
     };
+    let remote = provider.is_remote();
     let mut first = Some(first);
     let mut last_good: Option<Arc<Snapshot>> = None;
     let mut lease_error = None;
@@ -76,9 +77,13 @@ fn run(
         let took = started.elapsed();
         let last_error = match result {
             Ok(Ok(mut snapshot)) => {
-                lease_error = gpu_core::add_leases(&mut snapshot, &options.lock_dir)
-                    .err()
-                    .map(|e| e.to_string());
+                // A remote provider's snapshot carries that node's leases;
+                // this machine's lock directory says nothing about its GPUs.
+                if !remote {
+                    lease_error = gpu_core::add_leases(&mut snapshot, &options.lock_dir)
+                        .err()
+                        .map(|e| e.to_string());
+                }
                 if !options.expose_cmdline {
                     redact::hide_command_lines(&mut snapshot);
                 }

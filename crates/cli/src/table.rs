@@ -9,7 +9,9 @@
 use std::time::SystemTime;
 
 use gpu_core::timefmt::ago;
-use gpu_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, ProcessKind, Snapshot, format_bytes};
+use gpu_core::{
+    Gpu, GpuProcess, LeaseStatus, MigDevice, Occupancy, ProcessKind, Snapshot, format_bytes,
+};
 
 use crate::sanitize::{clean, fit, width};
 
@@ -111,45 +113,23 @@ impl Mark {
         }
     }
 
-    fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, util: Option<u8>) -> Self {
-        if lease.is_some() {
-            return Mark::Leased;
-        }
-        match processes {
-            None => Mark::Unusable,
-            Some(list) if list.iter().any(|p| p.visible == Some(false)) => Mark::Unusable,
-            Some(list) if !list.is_empty() => Mark::InUse,
-            _ if util.is_some_and(|u| u > 0) => Mark::InUse,
-            _ => Mark::Free,
-        }
-    }
-
     fn of_gpu(gpu: &Gpu) -> Self {
-        if !gpu.mig_enabled() {
-            return Mark::of(
-                gpu.lease.as_ref(),
-                gpu.processes.as_deref(),
-                gpu.utilization_gpu,
-            );
-        }
-        // The parent of MIG devices reports no processes of its own: it is
-        // as taken as its most taken device. A provider that cannot list the
-        // devices (nvidia-smi) leaves nothing to tell by.
-        if gpu.lease.is_some() {
-            return Mark::Leased;
-        }
-        if gpu.mig_devices.is_empty() {
-            return Mark::Unusable;
-        }
-        gpu.mig_devices
-            .iter()
-            .map(Mark::of_mig)
-            .max()
-            .unwrap_or(Mark::Free)
+        gpu.occupancy().into()
     }
 
     fn of_mig(mig: &MigDevice) -> Self {
-        Mark::of(mig.lease.as_ref(), mig.processes.as_deref(), None)
+        mig.occupancy().into()
+    }
+}
+
+impl From<Occupancy> for Mark {
+    fn from(o: Occupancy) -> Self {
+        match o {
+            Occupancy::Free => Mark::Free,
+            Occupancy::InUse => Mark::InUse,
+            Occupancy::Leased => Mark::Leased,
+            Occupancy::Unknown => Mark::Unusable,
+        }
     }
 }
 

@@ -128,6 +128,8 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
         assert!(n.get("error").is_none(), "{n:#}");
     }
     assert_eq!(node(&json, "master")["url"], "self");
+    let health = master.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     assert_eq!(node(&json, "master")["snapshot"]["host"], "lab-gpu01");
     let lab_url = format!("http://{}", agents[0].1.addr);
     assert_eq!(node(&json, "lab")["url"], lab_url.as_str());
@@ -167,6 +169,14 @@ fn a_master_shows_every_node_and_marks_a_killed_or_hung_one() {
         metrics
             .body
             .contains("gpusel_gpu_memory_total_bytes{gpu=\"7\""),
+        "{}",
+        metrics.body
+    );
+    // The MIG node's devices have series of their own.
+    assert!(
+        metrics.body.lines().any(|l| l
+            .starts_with("gpusel_mig_memory_total_bytes{gpu=\"0\",mig=\"1\"")
+            && l.contains("node=\"mig\"")),
         "{}",
         metrics.body
     );
@@ -313,6 +323,12 @@ fn a_master_without_self_needs_no_gpu_and_serves_no_snapshot_of_its_own() {
             .contains("no `self` entry"),
         "{own:#?}"
     );
+    let health = master.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    // Without `self`, the master is of use while any node answers.
+    drop(agent);
+    let health = master.wait_for("/healthz", |r| r.status == 503);
+    assert_eq!(health.body, "failing: no node answers\n");
 }
 
 #[test]
@@ -403,9 +419,10 @@ fn a_bad_agents_file_stops_the_master_before_it_starts() {
 
 #[test]
 fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
-    // `self` on the hanging fake nvidia-smi: the provider gives up after 8 s
-    // and tries again a minute later, after the test. The master's own
-    // watchdog must tell before that, as an agent's does.
+    // `self` on the hanging fake nvidia-smi: the provider gives up after 8 s.
+    // The master's own watchdog must tell while it hangs (from 5 s), as an
+    // agent's does; rounds every second see that window whatever the timing
+    // of the first one.
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(
         &dir,
@@ -419,7 +436,7 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
         .args(["-p", "smi"]);
     let master = serve(
         cmd,
-        &["--agents", file.to_str().unwrap(), "--interval", "60s"],
+        &["--agents", file.to_str().unwrap(), "--interval", "1s"],
     );
     let cluster = master.wait_for("/api/v1/cluster", |r| r.body.contains("has not answered"));
     let json = cluster.json();
@@ -431,6 +448,145 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
             && error.ends_with(" s; the driver may be hung"),
         "{error}"
     );
+    let health = master.get("/healthz");
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "failing: this machine's GPUs cannot be read\n")
+    );
     let (code, stderr) = master.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_master_hides_the_command_lines_an_agent_exposes_unless_told_too() {
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &["--expose-cmdline", "--interval", "100ms"],
+    );
+    assert!(agent.get("/api/v1/snapshot").body.contains("llama-7b.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = agents_file(&dir, "", &[("lab", &agent)]);
+    let args = ["--agents", file.to_str().unwrap(), "--interval", "100ms"];
+    let up = |r: &Response| statuses(r) == pairs(&[("lab", "up")]);
+    let master = serve(gpusel_std(), &args);
+    let cluster = master.wait_for("/api/v1/cluster", up);
+    assert!(!cluster.body.contains("llama-7b.yaml"), "{}", cluster.body);
+    assert!(
+        !cluster.body.contains("\"command_line\""),
+        "{}",
+        cluster.body
+    );
+    let json = cluster.json();
+    let lab = node(&json, "lab");
+    assert_eq!(
+        lab["snapshot"]["gpus"][0]["processes"][0]["name"], "python3",
+        "{lab:#}"
+    );
+    assert_eq!(lab["agent"]["command_lines"], false, "{lab:#}");
+    for path in ["/", "/metrics"] {
+        let body = master.get(path).body;
+        assert!(!body.contains("llama-7b.yaml"), "{path}: {body}");
+    }
+    let exposing = serve(gpusel_std(), &[&args[..], &["--expose-cmdline"]].concat());
+    let cluster = exposing.wait_for("/api/v1/cluster", up);
+    assert!(cluster.body.contains("llama-7b.yaml"), "{}", cluster.body);
+}
+
+#[test]
+fn master_metrics_tell_nodes_apart_and_leave_unknown_leases_out() {
+    // The same machine twice, as `self` and through its agent, and that
+    // agent cannot read its lease directory.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &[
+            "--lock-dir",
+            not_a_dir.to_str().unwrap(),
+            "--interval",
+            "100ms",
+        ],
+    );
+    let file = agents_file(
+        &dir,
+        "[[agent]]\nurl = \"self\"\nname = \"me\"",
+        &[("again", &agent)],
+    );
+    let master = serve(
+        gpusel_std_on(LAB),
+        &["--agents", file.to_str().unwrap(), "--interval", "100ms"],
+    );
+    let both = pairs(&[("me", "up"), ("again", "up")]);
+    master.wait_for("/api/v1/cluster", |r| statuses(r) == both);
+    let metrics = master.get("/metrics").body;
+    let of = |prefix: &str, node: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&format!("node=\"{node}\"")))
+            .count()
+    };
+    for node in ["me", "again"] {
+        assert_eq!(of("gpusel_gpu_memory_total_bytes{", node), 8, "{metrics}");
+        assert_eq!(of("gpusel_gpu_info{", node), 8, "{metrics}");
+        assert_eq!(
+            of("gpusel_snapshot_timestamp_seconds{", node),
+            1,
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("host=\"lab-gpu01\",node=\"again\""),
+        "{metrics}"
+    );
+    // Unknown is absent, not 0, as on the agent itself.
+    assert_eq!(of("gpusel_gpu_leased{", "me"), 8, "{metrics}");
+    assert_eq!(of("gpusel_gpu_leased{", "again"), 0, "{metrics}");
+    let samples: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let unique: std::collections::HashSet<&&str> = samples.iter().collect();
+    assert_eq!(unique.len(), samples.len(), "duplicate series: {metrics}");
+    if let Some(result) = promtool(&metrics) {
+        result.unwrap_or_else(|e| panic!("promtool rejects the master's metrics: {e}"));
+    }
+}
+
+#[test]
+fn the_master_page_counts_idle_gpus_as_list_marks_them_free() {
+    // GPU 0 in MIG mode with every device free, GPU 1 idle; taken 3 hours ago.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::MIG).unwrap()).unwrap();
+    for mig in json["gpus"][0]["mig_devices"].as_array_mut().unwrap() {
+        mig["processes"] = serde_json::json!([]);
+    }
+    let taken = std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 60);
+    json["time"] = gpu_core::timefmt::format(taken).into();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = write_file(&dir, "mig.json", &json.to_string());
+    let free = out(common::gpusel_on(&snapshot).arg("list"))
+        .ok()
+        .to_string();
+    // Both GPUs and the three MIG devices.
+    assert_eq!(free.matches("[ ]").count(), 5, "{free}");
+    let file = write_file(
+        &dir,
+        "agents.toml",
+        "[[agent]]\nurl = \"self\"\nname = \"me\"\n",
+    );
+    let master = serve(
+        gpusel_std_on(&snapshot),
+        &["--agents", file.to_str().unwrap(), "--interval", "100ms"],
+    );
+    let page = master.get("/").body;
+    assert!(
+        page.contains("1 of 1 nodes answering · 2 GPUs · 2 idle"),
+        "{page}"
+    );
+    assert!(
+        section(&page, "me").contains("snapshot 3 hours ago"),
+        "{page}"
+    );
 }

@@ -608,3 +608,38 @@ fn the_dashboard_shows_the_largest_values_a_snapshot_can_hold() {
     assert_eq!(page.status, 200, "{}", server.stderr());
     assert!(page.body.contains("title=\"100%\""), "{}", page.body);
 }
+
+#[test]
+fn a_relay_keeps_the_remote_nodes_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock_dir = dir.path().join("locks");
+    let mut job = lease_gpu7(std::path::Path::new(LAB), &lock_dir, &[]);
+    let agent = serve(
+        gpusel_std_on(LAB),
+        &[
+            "--lock-dir",
+            lock_dir.to_str().unwrap(),
+            "--interval",
+            "100ms",
+        ],
+    );
+    // The relay's own lock directory is empty: it must not stand for the
+    // remote node's.
+    let mut relay = common::gpusel_std();
+    relay.args(["--provider", &format!("http://{}", agent.addr)]);
+    let relay = serve(relay, &FAST);
+    let json = relay.get("/api/v1/snapshot").json();
+    assert_eq!(
+        json["gpus"][7]["lease"]["holder"]["pid"],
+        job.id(),
+        "{json:#}"
+    );
+    assert!(json["gpus"][6].get("lease").is_none(), "{json:#}");
+    let metrics = relay.get("/metrics").body;
+    assert!(
+        lines(&metrics, "gpusel_gpu_leased{gpu=\"7\"")[0].ends_with(" 1.0"),
+        "{metrics}"
+    );
+    job.kill().unwrap();
+    job.wait().unwrap();
+}

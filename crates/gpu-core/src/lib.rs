@@ -62,6 +62,7 @@ mod file_provider;
 mod holder;
 mod lease;
 mod model;
+mod occupancy;
 mod procfs;
 mod provider;
 mod reason;
@@ -84,6 +85,7 @@ pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_le
 pub use model::{
     Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
 };
+pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
 pub use provider::{GpuInfoProvider, ProviderError};
 pub use reason::Reason;

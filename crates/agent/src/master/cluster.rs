@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use gpu_core::{AgentStatus, Snapshot};
 use provider_http::{ErrorClass, HttpError};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::agents_file::NodeSpec;
 
@@ -80,6 +82,9 @@ pub struct NodeState {
     pub last_success: Option<SystemTime>,
     /// Its last snapshot (kept while it is down, with its age).
     pub snapshot: Option<Arc<Snapshot>>,
+    /// That snapshot in JSON, serialized once when it arrived rather than
+    /// on every `GET /api/v1/cluster`.
+    pub snapshot_json: Option<Arc<Box<RawValue>>>,
     /// Its agent's status, as of the last snapshot.
     pub agent: Option<AgentStatus>,
 }
@@ -93,6 +98,7 @@ impl NodeState {
             latency: None,
             last_success: None,
             snapshot: None,
+            snapshot_json: None,
             agent: None,
         }
     }
@@ -145,8 +151,17 @@ impl Node {
     /// Records the outcome of a poll that started at `attempt` and took `latency`.
     pub fn record(&self, attempt: SystemTime, latency: Duration, outcome: Outcome) {
         let previous = self.state();
+        let outcome = outcome.and_then(|(snapshot, agent)| {
+            match serde_json::value::to_raw_value(&*snapshot) {
+                Ok(json) => Ok((snapshot, Arc::new(json), agent)),
+                Err(e) => Err((
+                    Status::Error,
+                    format!("its snapshot cannot be written as JSON: {e}"),
+                )),
+            }
+        });
         let next = match outcome {
-            Ok((snapshot, agent)) => {
+            Ok((snapshot, snapshot_json, agent)) => {
                 let failing = agent.as_ref().and_then(|a| a.last_error.clone());
                 NodeState {
                     status: if failing.is_some() {
@@ -159,6 +174,7 @@ impl Node {
                     latency: Some(latency),
                     last_success: Some(attempt),
                     snapshot: Some(snapshot),
+                    snapshot_json: Some(snapshot_json),
                     agent,
                 }
             }
@@ -169,6 +185,7 @@ impl Node {
                 latency: Some(latency),
                 last_success: previous.last_success,
                 snapshot: previous.snapshot.clone(),
+                snapshot_json: previous.snapshot_json.clone(),
                 agent: previous.agent.clone(),
             },
         };
@@ -202,7 +219,20 @@ pub struct Cluster {
     pub interval: Duration,
     /// How long one node may take to answer.
     pub timeout: Duration,
+    /// This machine's host name, read once.
+    pub master: String,
     rounds: RwLock<Rounds>,
+    metrics: RwLock<Arc<MetricsText>>,
+}
+
+/// The master's `/metrics` bodies, rendered once per poll round (see
+/// [`Cluster::set_metrics`]) rather than per scrape.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsText {
+    /// For Prometheus (OpenMetrics).
+    pub openmetrics: Bytes,
+    /// For everyone else (the classic text format).
+    pub classic: Bytes,
 }
 
 impl Cluster {
@@ -212,7 +242,26 @@ impl Cluster {
             nodes: specs.into_iter().map(|s| Arc::new(Node::new(s))).collect(),
             interval,
             timeout,
+            master: gpu_core::host_name(),
             rounds: RwLock::new(Rounds::default()),
+            metrics: RwLock::default(),
+        }
+    }
+
+    /// The `/metrics` bodies last set.
+    pub fn metrics(&self) -> Arc<MetricsText> {
+        match self.metrics.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Publishes new `/metrics` bodies.
+    pub fn set_metrics(&self, text: MetricsText) {
+        let text = Arc::new(text);
+        match self.metrics.write() {
+            Ok(mut g) => *g = text,
+            Err(p) => *p.into_inner() = text,
         }
     }
 
@@ -247,7 +296,7 @@ pub struct ClusterJson<'a> {
     /// [`gpu_core::SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The master's host name.
-    pub master: String,
+    pub master: &'a str,
     /// How often nodes are polled, in milliseconds.
     pub interval_ms: u128,
     /// How long one node may take, in milliseconds.
@@ -283,7 +332,7 @@ pub struct NodeJson<'a> {
     /// Its agent's status, as of the last snapshot.
     pub agent: Option<&'a AgentStatus>,
     /// Its last snapshot, kept while it is down (see `age_seconds`).
-    pub snapshot: Option<&'a Snapshot>,
+    pub snapshot: Option<&'a RawValue>,
 }
 
 impl<'a> NodeJson<'a> {
@@ -301,7 +350,72 @@ impl<'a> NodeJson<'a> {
                 .last_success
                 .map(|t| now.duration_since(t).unwrap_or_default().as_secs()),
             agent: state.agent.as_ref(),
-            snapshot: state.snapshot.as_deref(),
+            snapshot: state.snapshot_json.as_deref().map(|j| &**j),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::master::agents_file::NodeSource;
+
+    fn cluster() -> Cluster {
+        let spec = NodeSpec {
+            name: "me".into(),
+            source: NodeSource::This,
+        };
+        Cluster::new(vec![spec], Duration::from_secs(1), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_snapshot_is_served_as_it_came_and_kept_while_the_node_is_down() {
+        let cluster = cluster();
+        let node = &cluster.nodes[0];
+        let mut snapshot = Snapshot::new("host\"1", "test");
+        snapshot
+            .gpus
+            .push(gpu_core::Gpu::new(0, "GPU-0", "A100 <b>"));
+        let want = serde_json::to_value(&snapshot).unwrap();
+        let now = SystemTime::now();
+        node.record(now, Duration::ZERO, Ok((Arc::new(snapshot), None)));
+        let json = |state: &NodeState| {
+            serde_json::to_value(NodeJson::new(&node.spec, state, now)).unwrap()
+        };
+        assert_eq!(json(&node.state())["snapshot"], want);
+        node.record(
+            now,
+            Duration::ZERO,
+            Err((Status::Down, "connection refused".into())),
+        );
+        let down = json(&node.state());
+        assert_eq!(down["status"], "down");
+        assert_eq!(down["snapshot"], want);
+    }
+
+    #[test]
+    fn metrics_change_when_published_not_when_a_node_answers() {
+        let cluster = cluster();
+        crate::master::metrics::publish(&cluster);
+        let before = cluster.metrics();
+        assert!(
+            std::str::from_utf8(&before.classic)
+                .unwrap()
+                .contains("gpusel_node_up{node=\"me\",url=\"self\"} 0"),
+            "{before:?}"
+        );
+        let node = &cluster.nodes[0];
+        let snapshot = Arc::new(Snapshot::new("h", "test"));
+        node.record(SystemTime::now(), Duration::ZERO, Ok((snapshot, None)));
+        assert_eq!(cluster.metrics().classic, before.classic);
+        crate::master::metrics::publish(&cluster);
+        let after = cluster.metrics();
+        assert!(
+            std::str::from_utf8(&after.classic)
+                .unwrap()
+                .contains("gpusel_node_up{node=\"me\",url=\"self\"} 1"),
+            "{after:?}"
+        );
+        assert!(after.openmetrics.ends_with(b"# EOF\n"));
     }
 }

@@ -1,13 +1,26 @@
 //! The master's `/metrics`: whether each node answers, and every answering
-//! node's GPU series under the agent's names, told apart by their `host`
-//! label, so one scrape of the master covers the cluster.
+//! node's series under the agent's names, told apart by their `node` label
+//! (the name in the agents file: one host listed twice is two nodes), so one
+//! scrape of the master covers the cluster.
 
 use std::time::SystemTime;
 
 use prometheus_client::registry::{Registry, Unit};
 
-use super::cluster::Cluster;
-use crate::metrics::{GpuFamilies, finish, gauge, labels};
+use axum::body::Bytes;
+
+use super::cluster::{Cluster, MetricsText};
+use crate::metrics::{SnapshotFamilies, finish, gauge, to_classic};
+
+/// Renders the cluster's metrics now and publishes them: once per poll
+/// round, so that a scrape costs a copy, not a render of every node.
+pub fn publish(cluster: &Cluster) {
+    let openmetrics = render(cluster);
+    cluster.set_metrics(MetricsText {
+        classic: Bytes::from(to_classic(&openmetrics)),
+        openmetrics: Bytes::from(openmetrics),
+    });
+}
 
 /// Renders the metrics text of the cluster now.
 pub fn render(cluster: &Cluster) -> String {
@@ -39,7 +52,7 @@ pub fn render(cluster: &Cluster) -> String {
     if let Some(ms) = cluster.rounds().last_ms {
         round.set(&Vec::new(), ms / 1000.0);
     }
-    let families = GpuFamilies::register(&mut registry, true);
+    let families = SnapshotFamilies::register(&mut registry);
     for (spec, state) in cluster.view() {
         let node = vec![("node", spec.name.clone()), ("url", spec.url().to_string())];
         up.set(&node, f64::from(u8::from(state.status.answered())));
@@ -57,9 +70,13 @@ pub fn render(cluster: &Cluster) -> String {
         else {
             continue;
         };
-        for gpu in &snapshot.gpus {
-            families.record(gpu, &labels(gpu, &snapshot.host));
-        }
+        // A node whose agent cannot read its lease directory, or that says
+        // nothing of it, has no lease series, as on the agent itself.
+        let leases_known = state
+            .agent
+            .as_ref()
+            .is_some_and(|a| a.lease_error.is_none());
+        families.record(snapshot, leases_known, Some(&spec.name));
     }
     finish(&registry)
 }

@@ -10,8 +10,10 @@
 //! the same way, and takes the same `--token-file`.
 //!
 //! Routes: `GET /` (the page), `GET /api/v1/cluster`, `GET /metrics`,
-//! `GET /healthz`, and `GET /api/v1/snapshot` (this machine's own snapshot,
-//! when `self` is listed, so that masters can be stacked).
+//! `GET /healthz` (503 while this machine's GPUs cannot be read, when
+//! `self` is listed, else while no node answers), and `GET /api/v1/snapshot`
+//! (this machine's own snapshot, when `self` is listed, so that masters can
+//! be stacked).
 
 mod agents_file;
 mod cluster;
@@ -32,7 +34,7 @@ use gpu_core::GpuInfoProvider;
 use provider_http::{Client, Settings};
 
 pub use agents_file::{AgentsFile, AgentsFileError, NodeSource, NodeSpec, SELF, load, parse};
-pub use cluster::{Cluster, ClusterJson, Node, NodeJson, NodeState, Rounds, Status};
+pub use cluster::{Cluster, ClusterJson, MetricsText, Node, NodeJson, NodeState, Rounds, Status};
 
 use crate::error::AgentError;
 use crate::routes::{self, JSON, json_error, protect};
@@ -77,6 +79,8 @@ impl Server {
         };
         let timeout = node_timeout(&agents, options.interval);
         let cluster = Arc::new(Cluster::new(agents.nodes, options.interval, timeout));
+        // Every node pending, until the first round is done.
+        metrics::publish(&cluster);
         let client = Client::new(Settings {
             connect_timeout: timeout.min(provider_http::DEFAULT_CONNECT_TIMEOUT),
             timeout,
@@ -87,6 +91,7 @@ impl Server {
             Arc::clone(&cluster),
             client,
             local.as_ref().map(|l| Arc::clone(&l.state)),
+            options.expose_cmdline,
             first_tx,
         ));
         // Abort the loop however this function ends.
@@ -125,6 +130,10 @@ pub fn router(
         .route("/", get(page_route))
         .route("/api/v1/cluster", get(cluster_route))
         .route("/metrics", get(metrics_route));
+    let health = Health {
+        cluster: Arc::clone(&cluster),
+        local: local.clone(),
+    };
     let mut app = protect(master, token.clone()).with_state(cluster);
     app = match local {
         Some(state) => app.merge(
@@ -136,8 +145,50 @@ pub fn router(
         ),
         None => app.route("/api/v1/snapshot", get(no_self)),
     };
-    let app = app.route("/healthz", get(|| async { "ok\n" }));
+    let app = app.merge(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(health),
+    );
     routes::harden(app, request_timeout)
+}
+
+#[derive(Clone)]
+struct Health {
+    cluster: Arc<Cluster>,
+    local: Option<Arc<State>>,
+}
+
+/// With `self` listed, whether this machine's GPUs can be read, as an
+/// agent's `/healthz` says (a down node is the node's problem, shown on the
+/// page); without it, whether any node answers, since a master none of
+/// whose nodes answer serves nothing of use.
+async fn healthz(Shared(health): Shared<Health>) -> Response {
+    let (up, failing) = match &health.local {
+        Some(state) => (
+            state.current().status.up,
+            "failing: this machine's GPUs cannot be read\n",
+        ),
+        None => (
+            health
+                .cluster
+                .nodes
+                .iter()
+                .any(|n| n.state().status.answered()),
+            "failing: no node answers\n",
+        ),
+    };
+    let (code, text) = if up {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, failing)
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 async fn no_self() -> Response {
@@ -165,7 +216,7 @@ async fn cluster_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
     let view = cluster.view();
     let body = ClusterJson {
         schema_version: gpu_core::SCHEMA_VERSION,
-        master: gpu_core::host_name(),
+        master: &cluster.master,
         interval_ms: cluster.interval.as_millis(),
         timeout_ms: cluster.timeout.as_millis(),
         rounds: cluster.rounds(),
@@ -181,17 +232,17 @@ async fn cluster_route(Shared(cluster): Shared<Arc<Cluster>>) -> Response {
 }
 
 async fn metrics_route(Shared(cluster): Shared<Arc<Cluster>>, headers: HeaderMap) -> Response {
-    let openmetrics = metrics::render(&cluster);
+    let text = cluster.metrics();
     if routes::wants_openmetrics(&headers) {
         (
             [(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)],
-            openmetrics,
+            text.openmetrics.clone(),
         )
             .into_response()
     } else {
         (
             [(header::CONTENT_TYPE, crate::metrics::CLASSIC)],
-            crate::metrics::to_classic(&openmetrics),
+            text.classic.clone(),
         )
             .into_response()
     }

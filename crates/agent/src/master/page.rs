@@ -6,7 +6,10 @@ use std::time::SystemTime;
 use askama::Template;
 
 use super::cluster::{Cluster, Status};
-use crate::page::{Lease, Processes, Row, format_age, rows};
+use gpu_core::Occupancy;
+use gpu_core::timefmt::ago;
+
+use crate::page::{Lease, Processes, Row, rows};
 
 #[derive(Template)]
 #[template(path = "master.html")]
@@ -38,7 +41,7 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
     let (mut answered, mut gpus, mut idle) = (0, 0, 0);
     for (spec, state) in &view {
         let snapshot = state.snapshot.as_deref();
-        let age = |t: SystemTime| format_age(now.duration_since(t).unwrap_or_default());
+        let age = |t: SystemTime| ago(t, now);
         let mut facts = Vec::new();
         if let Some(s) = snapshot {
             facts.push(format!("{} GPUs", s.gpus.len()));
@@ -79,14 +82,11 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
             answered += 1;
             if let Some(s) = snapshot {
                 gpus += s.gpus.len();
+                // Idle as `gpusel list` marks a GPU free.
                 idle += s
                     .gpus
                     .iter()
-                    .filter(|g| {
-                        g.processes.as_ref().is_some_and(|p| p.is_empty())
-                            && g.utilization_gpu == Some(0)
-                            && g.lease.is_none()
-                    })
+                    .filter(|g| g.occupancy() == Occupancy::Free)
                     .count();
             }
         }

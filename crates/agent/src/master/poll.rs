@@ -11,6 +11,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::agents_file::NodeSource;
 use super::cluster::{Cluster, InFlight, Node, Outcome, Status};
+use crate::redact;
 use crate::state::State;
 
 /// Polls forever (the caller aborts the task). Rounds start on the
@@ -22,6 +23,7 @@ pub async fn run(
     cluster: Arc<Cluster>,
     client: Client,
     local: Option<Arc<State>>,
+    expose_cmdline: bool,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut first = Some(first);
@@ -38,6 +40,7 @@ pub async fn run(
                     Arc::clone(node),
                     client.clone(),
                     local.clone(),
+                    expose_cmdline,
                 ));
             }
         }
@@ -47,6 +50,7 @@ pub async fn run(
             while round.join_next().await.is_some() {}
             let took = started.elapsed();
             cluster.round_done(took);
+            super::metrics::publish(&cluster);
             tracing::debug!(?took, "poll round done");
             if let Some(first) = first {
                 let _ = first.send(());
@@ -55,14 +59,31 @@ pub async fn run(
     }
 }
 
-async fn poll(_flight: InFlight, node: Arc<Node>, client: Client, local: Option<Arc<State>>) {
+async fn poll(
+    _flight: InFlight,
+    node: Arc<Node>,
+    client: Client,
+    local: Option<Arc<State>>,
+    expose_cmdline: bool,
+) {
     let attempt = SystemTime::now();
     let started = Instant::now();
     let outcome: Outcome = match &node.spec.source {
         NodeSource::Remote { endpoint, token } => client
             .fetch(endpoint, token.as_ref())
             .await
-            .map(|r| (Arc::new(r.snapshot), r.agent))
+            .map(|mut r| {
+                // An agent run with --expose-cmdline shows its command
+                // lines to its own readers; this master's readers see them
+                // only when this master is told so too.
+                if !expose_cmdline {
+                    redact::hide_command_lines(&mut r.snapshot);
+                    if let Some(agent) = &mut r.agent {
+                        agent.command_lines = false;
+                    }
+                }
+                (Arc::new(r.snapshot), r.agent)
+            })
             .map_err(|e| (Status::of(&e), e.to_string())),
         NodeSource::This => match local.map(|s| s.current()) {
             Some(round) => match &round.snapshot {

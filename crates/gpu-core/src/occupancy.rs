@@ -1,0 +1,118 @@
+//! How taken a GPU or MIG device looks: the one rule behind `gpusel list`'s
+//! mark and the master page's count of idle GPUs.
+
+use crate::holder::LeaseStatus;
+use crate::model::{Gpu, GpuProcess, MigDevice};
+
+/// How taken a device is, from least to most: a MIG GPU is as taken as its
+/// most taken device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Occupancy {
+    /// No process, no load, no lease.
+    Free,
+    /// Processes gpusel can name, or load.
+    InUse,
+    /// Leased through gpusel.
+    Leased,
+    /// Processes that `/proc` does not show here, or a process list the
+    /// driver would not give: someone may use it, nobody here can tell who.
+    Unknown,
+}
+
+impl Occupancy {
+    fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, util: Option<u8>) -> Self {
+        if lease.is_some() {
+            return Occupancy::Leased;
+        }
+        match processes {
+            None => Occupancy::Unknown,
+            Some(list) if list.iter().any(|p| p.visible == Some(false)) => Occupancy::Unknown,
+            Some(list) if !list.is_empty() => Occupancy::InUse,
+            _ if util.is_some_and(|u| u > 0) => Occupancy::InUse,
+            _ => Occupancy::Free,
+        }
+    }
+}
+
+impl Gpu {
+    /// How taken the GPU is. A GPU in MIG mode is as taken as its most taken
+    /// MIG device (the parent reports no processes of its own); one whose
+    /// devices a provider cannot list (nvidia-smi) is [`Occupancy::Unknown`].
+    pub fn occupancy(&self) -> Occupancy {
+        if self.lease.is_some() {
+            return Occupancy::Leased;
+        }
+        if !self.mig_enabled() {
+            return Occupancy::of(None, self.processes.as_deref(), self.utilization_gpu);
+        }
+        self.mig_devices
+            .iter()
+            .map(MigDevice::occupancy)
+            .max()
+            .unwrap_or(Occupancy::Unknown)
+    }
+}
+
+impl MigDevice {
+    /// How taken the MIG device is (the driver reports no utilization per
+    /// MIG device, so only processes and leases tell).
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy::of(self.lease.as_ref(), self.processes.as_deref(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Holder;
+
+    fn mig(index: u32, processes: Option<Vec<GpuProcess>>) -> MigDevice {
+        MigDevice {
+            index,
+            uuid: format!("MIG-{index}"),
+            profile: None,
+            gpu_instance_id: None,
+            compute_instance_id: None,
+            memory_total: None,
+            memory_used: None,
+            memory_free: None,
+            processes,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn a_gpu_is_free_only_without_processes_load_or_lease() {
+        let mut gpu = Gpu::new(0, "GPU-0", "A100");
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown, "no process list");
+        gpu.processes = Some(vec![]);
+        assert_eq!(gpu.occupancy(), Occupancy::Free, "unknown load is no load");
+        gpu.utilization_gpu = Some(0);
+        assert_eq!(gpu.occupancy(), Occupancy::Free);
+        gpu.utilization_gpu = Some(3);
+        assert_eq!(gpu.occupancy(), Occupancy::InUse);
+        gpu.utilization_gpu = Some(0);
+        let mut hidden = GpuProcess::new(7);
+        hidden.visible = Some(false);
+        gpu.processes = Some(vec![hidden]);
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown);
+        gpu.processes = Some(vec![GpuProcess::new(8)]);
+        assert_eq!(gpu.occupancy(), Occupancy::InUse);
+        gpu.lease = Some(LeaseStatus {
+            holder: Some(Holder::current(vec!["sh".into()])),
+        });
+        assert_eq!(gpu.occupancy(), Occupancy::Leased);
+    }
+
+    #[test]
+    fn a_mig_gpu_is_as_taken_as_its_most_taken_device() {
+        let mut gpu = Gpu::new(0, "GPU-0", "H100");
+        gpu.mig_mode = Some(true);
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown, "devices not listed");
+        gpu.mig_devices = vec![mig(0, Some(vec![])), mig(1, Some(vec![]))];
+        assert_eq!(gpu.occupancy(), Occupancy::Free);
+        gpu.mig_devices[1].processes = Some(vec![GpuProcess::new(9)]);
+        assert_eq!(gpu.occupancy(), Occupancy::InUse);
+        assert_eq!(gpu.mig_devices[0].occupancy(), Occupancy::Free);
+    }
+}
