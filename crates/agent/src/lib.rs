@@ -30,6 +30,7 @@
 
 mod auth;
 mod error;
+mod latest;
 pub mod master;
 pub mod metrics;
 mod options;

@@ -1,6 +1,8 @@
 //! What the snapshot loop publishes and every request reads.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use crate::latest::Latest;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
@@ -98,7 +100,7 @@ impl Published {
 /// server's settings.
 #[derive(Debug)]
 pub struct State {
-    current: RwLock<Arc<Published>>,
+    current: Latest<Published>,
     /// When the attempt in progress started; `None` between attempts. Its
     /// lock also orders the loop's and the watchdog's publications.
     attempt: Mutex<Option<Instant>>,
@@ -110,7 +112,7 @@ impl State {
     /// A state serving `initial` until the first [`publish`](Self::publish).
     pub fn new(initial: Published, token: Option<Token>, interval: Duration) -> Self {
         State {
-            current: RwLock::new(Arc::new(initial)),
+            current: Latest::new(initial),
             attempt: Mutex::new(None),
             token,
             interval,
@@ -119,19 +121,12 @@ impl State {
 
     /// The latest round. The lock is held only to clone the pointer.
     pub fn current(&self) -> Arc<Published> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        self.current.get()
     }
 
     /// Replaces the round that requests see.
     pub fn publish(&self, round: Published) {
-        let round = Arc::new(round);
-        match self.current.write() {
-            Ok(mut guard) => *guard = round,
-            Err(poisoned) => *poisoned.into_inner() = round,
-        }
+        self.current.set(round);
     }
 
     /// Notes that an attempt to read the GPUs starts now.

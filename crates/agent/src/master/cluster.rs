@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+use crate::latest::Latest;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -109,7 +111,7 @@ impl NodeState {
 pub struct Node {
     /// Its entry in the agents file.
     pub spec: NodeSpec,
-    state: RwLock<Arc<NodeState>>,
+    state: Latest<NodeState>,
     polling: AtomicBool,
 }
 
@@ -129,7 +131,7 @@ impl Node {
     pub fn new(spec: NodeSpec) -> Self {
         Node {
             spec,
-            state: RwLock::new(Arc::new(NodeState::pending())),
+            state: Latest::new(NodeState::pending()),
             polling: AtomicBool::new(false),
         }
     }
@@ -142,10 +144,7 @@ impl Node {
 
     /// Its latest state. The lock is held only to clone the pointer.
     pub fn state(&self) -> Arc<NodeState> {
-        match self.state.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        self.state.get()
     }
 
     /// Records the outcome of a poll that started at `attempt` and took `latency`.
@@ -189,11 +188,7 @@ impl Node {
                 agent: previous.agent.clone(),
             },
         };
-        let next = Arc::new(next);
-        match self.state.write() {
-            Ok(mut g) => *g = next,
-            Err(p) => *p.into_inner() = next,
-        }
+        self.state.set(next);
     }
 }
 
@@ -222,7 +217,7 @@ pub struct Cluster {
     /// This machine's host name, read once.
     pub master: String,
     rounds: RwLock<Rounds>,
-    metrics: RwLock<Arc<MetricsText>>,
+    metrics: Latest<MetricsText>,
 }
 
 /// The master's `/metrics` bodies, rendered once per poll round (see
@@ -244,25 +239,18 @@ impl Cluster {
             timeout,
             master: gpu_core::host_name(),
             rounds: RwLock::new(Rounds::default()),
-            metrics: RwLock::default(),
+            metrics: Latest::default(),
         }
     }
 
     /// The `/metrics` bodies last set.
     pub fn metrics(&self) -> Arc<MetricsText> {
-        match self.metrics.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        self.metrics.get()
     }
 
     /// Publishes new `/metrics` bodies.
     pub fn set_metrics(&self, text: MetricsText) {
-        let text = Arc::new(text);
-        match self.metrics.write() {
-            Ok(mut g) => *g = text,
-            Err(p) => *p.into_inner() = text,
-        }
+        self.metrics.set(text);
     }
 
     /// The round statistics.
