@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 
-from nvml import measure
+from nvml import fake_nvml, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,16 +45,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix="gpusel-bench-")
     try:
-        # nvidia-ml-py loads the library by its real name.
-        libdir = os.path.join(work, "lib")
-        os.mkdir(libdir)
-        lib = os.path.join(libdir, "libnvidia-ml.so.1")
-        os.symlink(os.path.abspath(args.lib), lib)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "RUST_LOG"))}
-        env["FAKE_NVML_SCENARIO"] = os.path.abspath(args.scenario)
-        env["GPUSEL_NVML_LIB"] = lib
+        _, env = fake_nvml(work, args.lib, args.scenario)
         env["GPUSEL_LOCK_DIR"] = os.path.join(work, "locks")
-        env["LD_LIBRARY_PATH"] = libdir
         env.setdefault("TERM", "xterm-256color")
         cases = [("gpusel list", [args.binary, "--provider", "nvml", "list"], args.runs)]
         if args.venv:

@@ -22,7 +22,6 @@ memory too.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,21 +29,11 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve import start_serve  # noqa: E402
 from timing import summary  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "examples", "lab-8xa100.json")
-
-
-def start(argv, env):
-    """A `gpusel ... serve` on a free port: (process, base URL)."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    match = re.search(r"serving (http://[^/ ]+)/", line)
-    if not match:
-        proc.kill()
-        sys.exit(f"{' '.join(argv)} did not start: {line}{proc.stderr.read()}")
-    return proc, match.group(1)
 
 
 def node_snapshot(lab, i, directory):
@@ -99,7 +88,7 @@ def main():
         urls = []
         for i in range(args.agents):
             path = node_snapshot(lab, i, scratch)
-            proc, url = start([args.binary, "--provider", f"file:{path}", "serve",
+            proc, url = start_serve([args.binary, "--provider", f"file:{path}", "serve",
                                "--listen", "127.0.0.1:0", "--interval", "2s"], env)
             procs.append(proc)
             urls.append(url)
@@ -108,7 +97,7 @@ def main():
             f.write('timeout = "2s"\n')
             for i, url in enumerate(urls):
                 f.write(f'[[agent]]\nurl = "{url}"\nname = "node-{i:03d}"\n')
-        master, base = start([args.binary, "serve", "--listen", "127.0.0.1:0", "--agents", agents_file,
+        master, base = start_serve([args.binary, "serve", "--listen", "127.0.0.1:0", "--agents", agents_file,
                               "--interval", args.interval], env)
         procs.append(master)
 

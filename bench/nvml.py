@@ -52,6 +52,22 @@ def measure(argv, runs, env):
     return median, p90, peak_rss_kib(argv, env), runs[0][1]
 
 
+def fake_nvml(work, library, scenario, scenario_var="FAKE_NVML_SCENARIO"):
+    """The fake NVML `library` under its real name in `work` (pynvml, nvitop
+    and the floor load it by that name), and an environment where every tool
+    finds it serving `scenario`, free of the caller's CUDA_/GPUSEL_ settings:
+    (library path, environment)."""
+    libdir = os.path.join(work, "lib")
+    os.mkdir(libdir)
+    lib = os.path.join(libdir, "libnvidia-ml.so.1")
+    os.symlink(os.path.abspath(library), lib)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "RUST_LOG"))}
+    env[scenario_var] = os.path.abspath(scenario)
+    env["GPUSEL_NVML_LIB"] = lib
+    env["LD_LIBRARY_PATH"] = libdir
+    return lib, env
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -69,18 +85,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="gpusel-bench-")
     try:
-        # pynvml and the floor load the library by its real name.
-        libdir = os.path.join(work, "lib")
-        os.mkdir(libdir)
-        lib = os.path.join(libdir, "libnvidia-ml.so.1")
-        os.symlink(os.path.abspath(args.lib), lib)
+        lib, env = fake_nvml(work, args.lib, args.scenario, args.scenario_var)
         floor = os.path.join(work, "nvml_floor")
         subprocess.run(["cc", "-O2", "-o", floor, os.path.join(ROOT, "bench", "nvml_floor.c"), "-ldl"], check=True)
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "RUST_LOG"))}
-        env[args.scenario_var] = os.path.abspath(args.scenario)
-        env["GPUSEL_NVML_LIB"] = lib
-        env["LD_LIBRARY_PATH"] = libdir
         # No lease: the floor and the Python tools take none either.
         cases = [
             ("floor (C)", [floor, lib], args.runs),

@@ -39,12 +39,18 @@ def start_server(binary, lib, env):
         argv[1:1] = ["--provider", "nvml"]
     else:
         argv[1:1] = ["--provider", f"file:{SNAPSHOT}"]
+    return start_serve(argv, env)
+
+
+def start_serve(argv, env):
+    """Starts `argv` (a `gpusel ... serve` on a free port) and waits for the
+    line saying where it serves: (process, base URL)."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     match = re.search(r"serving (http://[^/ ]+)/", line)
     if not match:
         proc.kill()
-        sys.exit(f"gpusel serve did not start: {line}{proc.stderr.read()}")
+        sys.exit(f"{' '.join(argv)} did not start: {line}{proc.stderr.read()}")
     return proc, match.group(1)
 
 
