@@ -164,17 +164,9 @@ pub fn run(
         };
         // When nothing is visible the error itself explains the variable; say it once.
         let explained_by_error = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
-        if let (Some(problem), false, false) = (visible.warning(), explained_by_error, warned) {
+        if visible.warning().is_some() && !explained_by_error && !warned {
             warned = true;
-            status.suspend(|| {
-                out::eprint_line(
-                    "warning: ",
-                    &format!(
-                        "CUDA_VISIBLE_DEVICES='{}': {problem}",
-                        visible.value.as_deref().unwrap_or_default()
-                    ),
-                )
-            });
+            status.suspend(|| out::warn_visible(&visible));
         }
         match result {
             Ok(s) => break s,

@@ -117,15 +117,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             // another node's GPUs: a remote status shows them all.
             if !args.all && !provider.is_remote() {
                 let visible = gpu_core::Visible::from_env(&snapshot.gpus);
-                if let Some(problem) = visible.warning() {
-                    out::eprint_line(
-                        "warning: ",
-                        &format!(
-                            "CUDA_VISIBLE_DEVICES='{}': {problem}",
-                            visible.value.as_deref().unwrap_or_default()
-                        ),
-                    );
-                }
+                out::warn_visible(&visible);
                 status::keep_visible(&mut snapshot, &visible);
             }
             if cli.global.json {

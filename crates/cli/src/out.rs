@@ -31,3 +31,17 @@ pub fn eprint_line(prefix: &str, text: &str) {
     let text = crate::sanitize::clean_lines(text);
     let _ = writeln!(io::stderr().lock(), "gpusel: {prefix}{text}");
 }
+
+/// Warns that `CUDA_VISIBLE_DEVICES` names devices this machine lacks or
+/// cannot parse, quoting the value as set; nothing when it is fine.
+pub fn warn_visible(visible: &gpu_core::Visible) {
+    if let Some(problem) = visible.warning() {
+        eprint_line(
+            "warning: ",
+            &format!(
+                "CUDA_VISIBLE_DEVICES='{}': {problem}",
+                visible.value.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+}
