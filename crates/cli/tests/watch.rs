@@ -286,6 +286,9 @@ fn watch_into_a_pipe_prints_frames_without_escapes() {
 fn list_on_a_terminal_fits_its_width_in_color() {
     let tmux = Tmux::sized(64, 40);
     tmux.send(&["clear", "Enter"]);
+    // Keys typed while `clear` runs are echoed and then cleared away, and the
+    // table would start on the prompt's line: wait for the bare prompt.
+    tmux.wait_for("the cleared screen", |s| s.trim_end() == "$");
     tmux.send(&[&list_command(Path::new(LAB), ""), "Enter"]);
     let screen = tmux.wait_for("the table", exit_printed);
     assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
