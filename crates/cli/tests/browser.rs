@@ -58,10 +58,7 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
     let hostile = serve(nvml_std(fixture("hostile-names")), &["--interval", "100ms"]);
     let lab = serve(nvml_std(fixture("lab-8xa100")), &["--interval", "100ms"]);
     // A port nothing listens on: the node that is down.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, gone) = common::refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let agents = common::write_file(
         &dir,

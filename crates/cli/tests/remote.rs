@@ -138,11 +138,8 @@ fn running_a_job_on_remote_gpus_is_refused() {
 
 #[test]
 fn no_agent_listening_is_one_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, addr) = refusing_addr();
+    let port = addr.port();
     let url = format!("http://127.0.0.1:{port}");
     let o = remote_out(&url, ["list"]);
     o.code(4).no_stdout();

@@ -181,12 +181,12 @@ async fn the_token_from_the_file_is_sent_and_a_missing_or_wrong_one_is_explained
 
 #[tokio::test]
 async fn connection_refused_asks_whether_the_agent_runs() {
-    // A port that was just free: bind, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held bound but never listening: no other test can take it, and
+    // a connection to it is refused.
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    held.bind(&any.into()).unwrap();
+    let port = held.local_addr().unwrap().as_socket().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
     let e = fetch(&url, None).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Down);

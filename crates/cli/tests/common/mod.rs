@@ -15,6 +15,19 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// A loopback address that refuses connections for as long as the returned
+/// socket lives: bound, so no other test can take the port, and never
+/// listening, so a connection gets a reset. (A port bound and closed again
+/// can be handed to the next test's server in between.)
+pub fn refusing_addr() -> (socket2::Socket, std::net::SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
 /// 8 A100s: 1, 3, 5, 7 idle; 0, 4, 6 busy; 2 has one process at 0%.
 pub const LAB: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
