@@ -148,10 +148,10 @@ Show the GPUs, their load and processes, and who leases them.
 One row per GPU, and per MIG device under its parent: index, availability, model, GPU and memory-bandwidth utilization, memory used/total (with a bar), temperature, power draw/limit and SM clock. Under each device, one line per process: pid, user, GPU memory, when it started and its command (--full-cmd: with its arguments); then who leases the device through gpusel.
 
 Availability, as nvgpu shows it:
-  [ ]  free: no process, no load
+  [ ]  free: no process, 0% GPU and memory utilization, no lease: what plain gpusel -- CMD takes
   [~]  in use by the processes listed under it
   [L]  leased by a gpusel job (gpusel never gives it to another)
-  [!]  in use by a process this machine's /proc does not show (another PID namespace, such as a container, or hidepid=), or the driver would not list its processes: someone uses it and nobody here can say who
+  [!]  in use by a process this machine's /proc does not show (another PID namespace, such as a container, or hidepid=), or the driver would not list its processes or report its load: someone may use it and nobody here can say who
 
 Width: the table fits the terminal, or COLUMNS when set, by leaving out the SM clock, memory utilization, the bar, temperature and power, in that order, and then cutting names and commands with …; --wide shows every column whole, with performance state, PCI bus id, UUID and process kind (C compute, G graphics). Into a pipe or a file (and no COLUMNS) nothing is cut, as with ps. Start times are counted back from when the snapshot was taken.
 

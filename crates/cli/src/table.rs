@@ -92,14 +92,13 @@ type Line = Vec<(String, Style)>;
 /// The availability marker, as nvgpu shows it, plus leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Mark {
-    /// No process, no load.
+    /// [`Occupancy::Free`].
     Free,
-    /// Processes gpusel can name, or load.
+    /// [`Occupancy::InUse`].
     InUse,
-    /// Leased through gpusel.
+    /// [`Occupancy::Leased`].
     Leased,
-    /// Processes that `/proc` does not show here, or a process list the
-    /// driver would not give: someone uses it, nobody here can tell who.
+    /// [`Occupancy::Unknown`].
     Unusable,
 }
 
@@ -721,6 +720,8 @@ mod tests {
         let mut s = Snapshot::new("box", "test");
         let mut gpu = Gpu::new(0, "GPU-0", "NVIDIA Test GPU");
         gpu.processes = Some(processes);
+        gpu.utilization_gpu = Some(0);
+        gpu.utilization_memory = Some(0);
         s.gpus.push(gpu);
         s
     }

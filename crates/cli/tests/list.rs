@@ -428,6 +428,28 @@ fn a_process_proc_cannot_see_is_marked_not_hidden() {
     assert_eq!(json["gpus"][0]["processes"][0]["visible"], false);
 }
 
+#[test]
+fn a_gpu_whose_load_is_not_reported_is_not_called_free() {
+    // No process, but no utilization either: gpusel cannot tell it is idle,
+    // so it is not marked free, and plain `gpusel` does not take it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    gpu["utilization_gpu"] = serde_json::Value::Null;
+    let path = write_file(
+        &dir,
+        "no-load.json",
+        &snapshot_json("box", vec![gpu, idle_gpu(1)]),
+    );
+    let text = out_of(gpusel_on(&path).arg("list"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[2].starts_with("0    [!]"), "{text}");
+    assert!(lines[3].starts_with("1    [ ]"), "{text}");
+    for seed in 0..8 {
+        let chosen = out_of(gpusel_on(&path).env("GPUSEL_SEED", seed.to_string()));
+        assert_eq!(chosen, "1\n");
+    }
+}
+
 /// The largest values a snapshot file or a remote agent can send.
 fn huge_gpu() -> serde_json::Value {
     let mut gpu = idle_gpu(0);

@@ -1,5 +1,8 @@
 //! How taken a GPU or MIG device looks: the one rule behind `gpusel list`'s
-//! mark and the master page's count of idle GPUs.
+//! mark and the master page's count of idle GPUs. It is the rule of the
+//! default strategy (idle-random) too: a device is free exactly when plain
+//! `gpusel -- CMD` would take it, which never guesses at a value the driver
+//! did not report.
 
 use crate::holder::LeaseStatus;
 use crate::model::{Gpu, GpuProcess, MigDevice};
@@ -8,28 +11,40 @@ use crate::model::{Gpu, GpuProcess, MigDevice};
 /// most taken device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Occupancy {
-    /// No process, no load, no lease.
+    /// No process, no load (0% GPU and memory utilization), no lease.
     Free,
     /// Processes gpusel can name, or load.
     InUse,
     /// Leased through gpusel.
     Leased,
-    /// Processes that `/proc` does not show here, or a process list the
-    /// driver would not give: someone may use it, nobody here can tell who.
+    /// Processes that `/proc` does not show here, a process list the driver
+    /// would not give, or no process but a load the driver would not report:
+    /// someone may use it, nobody here can tell who.
     Unknown,
 }
 
+/// A device's load as the driver reports it: GPU and memory utilization,
+/// percent. MIG devices have none (the driver reports utilization per GPU).
+#[derive(Clone, Copy)]
+enum Load {
+    Reported(Option<u8>, Option<u8>),
+    NotPerDevice,
+}
+
 impl Occupancy {
-    fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, util: Option<u8>) -> Self {
+    fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, load: Load) -> Self {
         if lease.is_some() {
             return Occupancy::Leased;
         }
-        match processes {
-            None => Occupancy::Unknown,
-            Some(list) if list.iter().any(|p| p.visible == Some(false)) => Occupancy::Unknown,
-            Some(list) if !list.is_empty() => Occupancy::InUse,
-            _ if util.is_some_and(|u| u > 0) => Occupancy::InUse,
-            _ => Occupancy::Free,
+        match (processes, load) {
+            (None, _) => Occupancy::Unknown,
+            (Some(list), _) if list.iter().any(|p| p.visible == Some(false)) => Occupancy::Unknown,
+            (Some(list), _) if !list.is_empty() => Occupancy::InUse,
+            (_, Load::NotPerDevice) | (_, Load::Reported(Some(0), Some(0))) => Occupancy::Free,
+            (_, Load::Reported(gpu, memory)) if gpu > Some(0) || memory > Some(0) => {
+                Occupancy::InUse
+            }
+            _ => Occupancy::Unknown,
         }
     }
 }
@@ -43,7 +58,8 @@ impl Gpu {
             return Occupancy::Leased;
         }
         if !self.mig_enabled() {
-            return Occupancy::of(None, self.processes.as_deref(), self.utilization_gpu);
+            let load = Load::Reported(self.utilization_gpu, self.utilization_memory);
+            return Occupancy::of(None, self.processes.as_deref(), load);
         }
         self.mig_devices
             .iter()
@@ -57,7 +73,11 @@ impl MigDevice {
     /// How taken the MIG device is (the driver reports no utilization per
     /// MIG device, so only processes and leases tell).
     pub fn occupancy(&self) -> Occupancy {
-        Occupancy::of(self.lease.as_ref(), self.processes.as_deref(), None)
+        Occupancy::of(
+            self.lease.as_ref(),
+            self.processes.as_deref(),
+            Load::NotPerDevice,
+        )
     }
 }
 
@@ -86,12 +106,28 @@ mod tests {
         let mut gpu = Gpu::new(0, "GPU-0", "A100");
         assert_eq!(gpu.occupancy(), Occupancy::Unknown, "no process list");
         gpu.processes = Some(vec![]);
-        assert_eq!(gpu.occupancy(), Occupancy::Free, "unknown load is no load");
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown, "load not reported");
         gpu.utilization_gpu = Some(0);
+        assert_eq!(
+            gpu.occupancy(),
+            Occupancy::Unknown,
+            "memory load not reported"
+        );
+        gpu.utilization_memory = Some(0);
         assert_eq!(gpu.occupancy(), Occupancy::Free);
         gpu.utilization_gpu = Some(3);
         assert_eq!(gpu.occupancy(), Occupancy::InUse);
         gpu.utilization_gpu = Some(0);
+        gpu.utilization_memory = Some(1);
+        assert_eq!(gpu.occupancy(), Occupancy::InUse, "memory load is load");
+        gpu.utilization_gpu = None;
+        assert_eq!(
+            gpu.occupancy(),
+            Occupancy::InUse,
+            "any load reported is load"
+        );
+        gpu.utilization_gpu = Some(0);
+        gpu.utilization_memory = Some(0);
         let mut hidden = GpuProcess::new(7);
         hidden.visible = Some(false);
         gpu.processes = Some(vec![hidden]);

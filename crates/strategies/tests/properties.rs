@@ -14,8 +14,8 @@ use std::num::NonZeroUsize;
 
 use gpu_core::fastrand::Rng;
 use gpu_core::{
-    Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Reason, Request, SelectError, Selection,
-    Snapshot, Verdict, Visible, WriteOptions, select,
+    Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
+    Selection, Snapshot, Verdict, Visible, WriteOptions, select,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -759,6 +759,28 @@ proptest! {
                 let order = strategy.rank(candidates, &full, &mut Rng::with_seed(seed));
                 check_ranking(kind, candidates, &order)?;
             }
+        }
+    }
+
+    /// `gpusel list`'s free mark (and the master page's idle count) is the
+    /// default strategy's rule: a device is marked free exactly when plain
+    /// `gpusel -- CMD` would take it, and unknown values count for neither.
+    #[test]
+    fn the_free_mark_is_what_the_default_strategy_takes((snapshot, _) in snapshot_and_cvd()) {
+        let request = defaulted(StrategyKind::IdleRandom, &Request::default());
+        for d in Device::all(&snapshot.gpus) {
+            let occupancy = match d.mig {
+                Some(mig) => mig.occupancy(),
+                None => d.gpu.occupancy(),
+            };
+            prop_assert_eq!(
+                occupancy == Occupancy::Free,
+                passes(&request, &d),
+                "device {}: {:?}, reasons {:?}",
+                d.label(),
+                occupancy,
+                request.evaluate(&d)
+            );
         }
     }
 }
