@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::nvml::{Scene, fixture, nvml_std};
 use common::serve::{Response, Served, lease_gpu7, promtool, serve};
-use common::{LAB, gpusel_std_on, idle_gpu, out, snapshot_json, write_file};
+use common::{LAB, gpusel_std_on, idle_gpu, out, replace_file, snapshot_json, write_file};
 
 /// Fast enough that a test sees a change within a few polls.
 const FAST: [&str; 2] = ["--interval", "100ms"];
@@ -170,7 +170,9 @@ fn a_failing_provider_is_shown_with_the_last_good_snapshot() {
     let server = serve(gpusel_std_on(&file), &FAST);
     assert_eq!(server.get("/api/v1/snapshot").json()["agent"]["up"], true);
 
-    std::fs::write(&file, "{ not json").unwrap();
+    // Each change in one rename: a half-written file is an error of its
+    // own, logged as news, and the log is checked below.
+    replace_file(&file, "{ not json");
     let api = server.wait_for("/api/v1/snapshot", |r| r.json()["agent"]["up"] == false);
     assert_eq!(api.status, 200, "the last good snapshot is still served");
     let json = api.json();
@@ -218,7 +220,7 @@ fn a_failing_provider_is_shown_with_the_last_good_snapshot() {
     );
     assert_eq!(page.body.matches("<tr class=\"gpu\"").count(), 8);
 
-    std::fs::copy(LAB, &file).unwrap();
+    replace_file(&file, &std::fs::read_to_string(LAB).unwrap());
     server.wait_for("/api/v1/snapshot", |r| r.json()["agent"]["up"] == true);
     assert_eq!(server.get("/healthz").status, 200);
     let (code, stderr) = server.stop("TERM");
@@ -266,7 +268,7 @@ fn before_any_good_snapshot_the_api_says_why() {
         page.body
     );
 
-    std::fs::copy(LAB, &missing).unwrap();
+    replace_file(&missing, &std::fs::read_to_string(LAB).unwrap());
     let api = server.wait_for("/api/v1/snapshot", |r| r.status == 200);
     assert_eq!(api.json()["gpus"].as_array().unwrap().len(), 8);
 }

@@ -18,13 +18,6 @@ fn busy_gpu(index: u32) -> serde_json::Value {
     gpu
 }
 
-/// Replaces the snapshot at once: a waiter must never read half a file.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[test]
 fn a_waiter_proceeds_when_a_gpu_becomes_free() {
     let dir = tempfile::tempdir().unwrap();
@@ -60,7 +53,7 @@ fn a_waiter_proceeds_when_a_gpu_becomes_free() {
     assert_eq!(child.try_wait().unwrap(), None, "still waiting");
 
     let freed = Instant::now();
-    replace(&path, &snapshot_json("h", vec![busy_gpu(0), idle_gpu(1)]));
+    replace_file(&path, &snapshot_json("h", vec![busy_gpu(0), idle_gpu(1)]));
     let out: Out = child.wait_with_output().unwrap().into();
     eprintln!(
         "proceeded {:?} after the GPU became free (interval 100ms)",

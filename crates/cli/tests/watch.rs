@@ -142,9 +142,7 @@ fn set_util(path: &Path, util: u8) {
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     v["gpus"][0]["utilization_gpu"] = util.into();
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, v.to_string()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    replace_file(path, &v.to_string());
 }
 
 /// Whether the shell has printed gpusel's exit status (the command line

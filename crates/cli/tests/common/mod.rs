@@ -286,6 +286,15 @@ where
     out(mig().args(args))
 }
 
+/// Replaces the file at `path` with `text` at once (a write to a sibling,
+/// then a rename), as a driver's state changes: a reader polling it (a
+/// waiter, `--watch`, `gpusel serve`) never sees half a file.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).expect("write the new file");
+    std::fs::rename(&tmp, path).expect("rename it into place");
+}
+
 /// Writes `text` to `name` in `dir` and returns the path.
 pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     let path = dir.path().join(name);
