@@ -414,11 +414,15 @@ fn an_agent_s_answer_cannot_send_escapes_to_the_terminal() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(800));
+        let frames = Collected::new(watch.stdout.take().unwrap());
+        // Two error frames: the first one drawn, and one redrawn.
+        frames.wait_for("two error frames", |s| {
+            s.matches("gpusel: error: ").count() >= 2
+        });
         watch.kill().unwrap();
-        let shown = watch.wait_with_output().unwrap().stdout;
+        watch.wait().unwrap();
+        let shown = frames.finish();
         let shown = String::from_utf8_lossy(&shown);
-        assert!(shown.contains("gpusel: error: "), "{shown:?}");
         assert!(
             !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
             "{shown:?}"

@@ -262,22 +262,22 @@ fn sigterm_also_leaves_the_terminal_clean() {
 
 #[test]
 fn watch_into_a_pipe_prints_frames_without_escapes() {
-    let child = gpusel_std_on(LAB)
+    let mut child = gpusel_std_on(LAB)
         .args(["list", "--watch", "100ms"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let frames = Collected::new(child.stdout.take().unwrap());
+    frames.wait_for("two frames", |s| s.matches("lab-gpu01").count() >= 2);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8(frames.finish()).unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{text}");
     assert!(!text.contains('\x1b'), "{text:?}");
-    assert!(text.matches("lab-gpu01").count() >= 2, "{text}");
 }
 
 #[test]

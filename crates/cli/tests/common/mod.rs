@@ -339,3 +339,59 @@ pub fn tokens(stdout: &str) -> Vec<&str> {
     assert!(!line.contains('\n'), "more than one line: {stdout:?}");
     line.split(',').collect()
 }
+
+/// A running child's output, read on a thread of its own so that a test can
+/// wait for what the child has printed so far (a first frame, an error)
+/// instead of sleeping and hoping it was enough.
+pub struct Collected {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collected {
+    /// Starts reading `from` (a child's stdout) until it closes.
+    pub fn new(mut from: impl std::io::Read + Send + 'static) -> Self {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = from.read(&mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Collected {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// What has been read so far.
+    pub fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until what has been read satisfies `ok`, failing with it after
+    /// a generous time.
+    pub fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = self.so_far();
+            if ok(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; the output so far:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Everything, once the child has closed its end.
+    pub fn finish(mut self) -> Vec<u8> {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread");
+        }
+        std::mem::take(&mut self.text.lock().unwrap())
+    }
+}
