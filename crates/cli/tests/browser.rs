@@ -64,7 +64,8 @@ fn the_browser_shows_every_node_of_the_master_page_and_hostile_names_as_text() {
         &dir,
         "agents.toml",
         &format!(
-            "[[agent]]\nurl = \"http://{}\"\nname = \"hostile <i>node</i>\"\n\
+            "timeout = \"30s\"\n\
+             [[agent]]\nurl = \"http://{}\"\nname = \"hostile <i>node</i>\"\n\
              [[agent]]\nurl = \"http://{}\"\nname = \"lab\"\n\
              [[agent]]\nurl = \"http://{gone}\"\nname = \"gone\"\n",
             hostile.addr, lab.addr

@@ -126,7 +126,7 @@ fn watch_command(snapshot: &Path) -> String {
 fn list_command(snapshot: &Path, flags: &str) -> String {
     format!(
         "env GPUSEL_SYSTEM_CONFIG={NO_CONFIG}/system.toml XDG_CONFIG_HOME={NO_CONFIG} \
-         GPUSEL_LOCK_DIR={} {} -p {} list {flags}; echo \"exit=$?\"",
+         GPUSEL_LOCK_DIR={} {} -p {} list {flags}; echo \"EXIT\"\"=$?\"",
         fresh_lock_dir().display(),
         bin().display(),
         provider(snapshot),
@@ -145,10 +145,11 @@ fn set_util(path: &Path, util: u8) {
     replace_file(path, &v.to_string());
 }
 
-/// Whether the shell has printed gpusel's exit status (the command line
-/// itself also holds `exit=`, but not at the start of a line).
+/// Whether the shell has printed gpusel's exit status. The typed command
+/// line never holds `EXIT=` (it is quoted in two halves), so a wrapped line
+/// of it cannot pass for the status.
 fn exit_printed(screen: &str) -> bool {
-    screen.lines().any(|l| l.starts_with("exit="))
+    screen.lines().any(|l| l.starts_with("EXIT="))
 }
 
 fn gpu0_row(screen: &str) -> String {
@@ -177,7 +178,10 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
     assert!(status.success());
     tmux.send(&[&watch_command(&snapshot), "Enter"]);
 
-    let screen = tmux.wait_for("the first frame", |s| s.contains("lab-gpu01"));
+    // A whole frame: the terminal may show one half drawn.
+    let screen = tmux.wait_for("the first frame", |s| {
+        s.contains("lab-gpu01") && s.lines().any(|l| l.starts_with("7 "))
+    });
     assert_eq!(tmux.pane("#{alternate_on}"), "1", "on the alternate screen");
     assert_eq!(tmux.pane("#{cursor_flag}"), "0", "cursor hidden");
     let lines: Vec<&str> = screen.lines().collect();
@@ -196,7 +200,7 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
 
     tmux.send(&["C-c"]);
     let screen = tmux.wait_for("gpusel to exit", exit_printed);
-    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0", "alternate screen left");
     assert_eq!(tmux.pane("#{cursor_flag}"), "1", "cursor shown again");
     // The user's screen is as it was: the table went with the alternate
@@ -207,7 +211,17 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
     // What was written: the alternate screen entered once, frames drawn from
     // the top-left corner without ever clearing the whole screen (which
     // flickers), and the cursor and the screen given back once.
-    let bytes = String::from_utf8_lossy(&std::fs::read(&record).unwrap()).into_owned();
+    // `cat` writes the recording on its own time: wait until it holds the
+    // shell's status line, written after everything gpusel wrote.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let bytes = loop {
+        let bytes = String::from_utf8_lossy(&std::fs::read(&record).unwrap()).into_owned();
+        if bytes.contains("EXIT=0") {
+            break bytes;
+        }
+        assert!(Instant::now() < deadline, "the recording: {bytes:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(bytes.matches("\x1b[?1049h").count(), 1, "{bytes:?}");
     assert_eq!(bytes.matches("\x1b[?1049l").count(), 1, "{bytes:?}");
     assert!(bytes.matches("\x1b[HEvery 200ms").count() >= 2, "{bytes:?}");
@@ -255,7 +269,7 @@ fn sigterm_also_leaves_the_terminal_clean() {
         .unwrap();
     assert!(status.success());
     let screen = tmux.wait_for("gpusel to exit", exit_printed);
-    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0");
     assert_eq!(tmux.pane("#{cursor_flag}"), "1");
 }
@@ -283,17 +297,17 @@ fn watch_into_a_pipe_prints_frames_without_escapes() {
 #[test]
 fn list_on_a_terminal_fits_its_width_in_color() {
     let tmux = Tmux::sized(64, 40);
-    tmux.send(&["clear", "Enter"]);
     // Keys typed while `clear` runs are echoed and then cleared away, and the
-    // table would start on the prompt's line: wait for the bare prompt.
-    tmux.wait_for("the cleared screen", |s| s.trim_end() == "$");
+    // table would start on the prompt's line: wait for the prompt after it.
+    tmux.send(&["clear; echo CLEARED", "Enter"]);
+    tmux.wait_for("the cleared screen", |s| s.starts_with("CLEARED\n$"));
     tmux.send(&[&list_command(Path::new(LAB), ""), "Enter"]);
     let screen = tmux.wait_for("the table", exit_printed);
-    assert!(screen.lines().any(|l| l == "exit=0"), "{screen}");
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
     let table: Vec<&str> = screen
         .lines()
         .skip_while(|l| !l.starts_with("lab-gpu01"))
-        .take_while(|l| !l.starts_with("exit="))
+        .take_while(|l| !l.starts_with("EXIT="))
         .collect();
     assert_eq!(table.len(), 15, "{screen}");
     // The width came from the terminal (no COLUMNS here): columns gave way,
