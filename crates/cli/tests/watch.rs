@@ -325,14 +325,17 @@ fn list_on_a_terminal_fits_its_width_in_color() {
 
 #[test]
 fn watch_into_a_reader_that_goes_away_exits_quietly() {
-    let out = Command::new("sh")
+    let mut sh = Command::new("sh");
+    for name in CLEAN_ENV {
+        sh.env_remove(name);
+    }
+    let out = sh
         .args(["-c", r#""$0" -p "$1" list --watch 50ms | head -1"#])
         .arg(bin())
         .arg(provider(LAB))
         .env("GPUSEL_LOCK_DIR", fresh_lock_dir())
         .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
         .env("XDG_CONFIG_HOME", NO_CONFIG)
-        .env_remove("GPUSEL_PROVIDER")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

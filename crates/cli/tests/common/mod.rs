@@ -58,7 +58,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-const CLEAN_ENV: [&str; 17] = [
+pub const CLEAN_ENV: [&str; 17] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -85,11 +85,14 @@ pub fn fresh_lock_dir() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("locks");
     std::fs::create_dir_all(&parent).expect("create the lock dirs' parent");
-    parent.join(format!(
+    let dir = parent.join(format!(
         "{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+    ));
+    // An earlier run whose test binary had the same pid may have left it.
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// A config directory holding nothing, so the user's own config stays out.

@@ -16,6 +16,8 @@ pub struct Served {
     /// Where it listens.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// The thread reading stderr; it ends at the end of it.
+    reader: std::thread::JoinHandle<()>,
 }
 
 /// Starts `cmd` (a gpusel command with its provider set) as
@@ -35,14 +37,14 @@ pub fn serve(mut cmd: Command, args: &[&str]) -> Served {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut lines = BufReader::new(child.stderr.take().expect("stderr piped"));
     let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut line = String::new();
         while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+            sink.lock().unwrap().push_str(&line);
             if let Some(rest) = line.split("serving http://").nth(1) {
                 let addr = rest.split('/').next().unwrap_or_default().to_string();
                 let _ = tx.send(addr);
             }
-            sink.lock().unwrap().push_str(&line);
             line.clear();
         }
     });
@@ -62,6 +64,7 @@ pub fn serve(mut cmd: Command, args: &[&str]) -> Served {
         child,
         addr,
         stderr,
+        reader,
     }
 }
 
@@ -170,7 +173,11 @@ impl Served {
             assert!(Instant::now() < deadline, "gpusel serve did not stop");
             std::thread::sleep(Duration::from_millis(20));
         };
-        std::thread::sleep(Duration::from_millis(100));
+        // Every line it wrote, read to the end (a child it left running
+        // could hold the pipe open: bounded).
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         (status.code(), self.stderr())
     }
 
