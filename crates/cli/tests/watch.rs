@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -93,19 +92,15 @@ impl Tmux {
 
     /// Waits until the screen satisfies `ok`, failing with the screen after
     /// a generous time.
+    #[track_caller]
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually(what, || {
             let screen = self.screen();
-            if ok(&screen) {
-                return screen;
+            match ok(&screen) {
+                true => Ok(screen),
+                false => Err(format!("the screen:\n{screen}")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 }
 
@@ -213,15 +208,13 @@ fn watch_redraws_in_place_and_ctrl_c_leaves_the_terminal_clean() {
     // flickers), and the cursor and the screen given back once.
     // `cat` writes the recording on its own time: wait until it holds the
     // shell's status line, written after everything gpusel wrote.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let bytes = loop {
+    let bytes = eventually("the whole recording", || {
         let bytes = String::from_utf8_lossy(&std::fs::read(&record).unwrap()).into_owned();
-        if bytes.contains("EXIT=0") {
-            break bytes;
+        match bytes.contains("EXIT=0") {
+            true => Ok(bytes),
+            false => Err(format!("the recording: {bytes:?}")),
         }
-        assert!(Instant::now() < deadline, "the recording: {bytes:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert_eq!(bytes.matches("\x1b[?1049h").count(), 1, "{bytes:?}");
     assert_eq!(bytes.matches("\x1b[?1049l").count(), 1, "{bytes:?}");
     assert!(bytes.matches("\x1b[HEvery 200ms").count() >= 2, "{bytes:?}");

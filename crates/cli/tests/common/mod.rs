@@ -343,16 +343,39 @@ pub fn tokens(stdout: &str) -> Vec<&str> {
     line.split(',').collect()
 }
 
-/// A running child's output, read on a thread of its own so that a test can
-/// wait for what the child has printed so far (a first frame, an error)
-/// instead of sleeping and hoping it was enough.
+/// How long a test waits for what a loaded CI machine must get done: long
+/// enough never to be the cause of a failure, and a hang still fails.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Calls `probe` every 20 ms until it gives `Ok`, and returns that. After
+/// [`PATIENCE`] it fails, naming `what` it waited for and what `probe` last
+/// saw (its `Err`).
+#[track_caller]
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; {seen}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A running child's output (stdout or stderr), read on a thread of its own
+/// so that a test can wait for what the child has printed so far (a first
+/// frame, an error, the address it listens on) instead of sleeping and
+/// hoping it was enough.
 pub struct Collected {
     text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Collected {
-    /// Starts reading `from` (a child's stdout) until it closes.
+    /// Starts reading `from` until it closes.
     pub fn new(mut from: impl std::io::Read + Send + 'static) -> Self {
         let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = text.clone();
@@ -373,21 +396,26 @@ impl Collected {
         String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
     }
 
-    /// Waits until what has been read satisfies `ok`, failing with it after
-    /// a generous time.
+    /// Whether the child has closed its end and all of it has been read.
+    pub fn closed(&self) -> bool {
+        self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Waits until what has been read satisfies `ok`, and returns it. Fails
+    /// with the output after [`PATIENCE`], or at once when the output ends
+    /// without it.
+    #[track_caller]
     pub fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
+        eventually(what, || {
+            // Closed first: then the text read next is all there will be.
+            let closed = self.closed();
             let text = self.so_far();
             if ok(&text) {
-                return text;
+                return Ok(text);
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; the output so far:\n{text}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            assert!(!closed, "the output ended before {what}:\n{text}");
+            Err(format!("the output so far:\n{text}"))
+        })
     }
 
     /// Everything, once the child has closed its end.

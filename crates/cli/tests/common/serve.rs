@@ -4,20 +4,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Long enough for a loaded CI machine; a hang fails instead of blocking.
-const HANG: Duration = Duration::from_secs(60);
+use super::{Collected, PATIENCE, eventually};
 
 /// A running `gpusel serve`, killed when dropped.
 pub struct Served {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-    /// The thread reading stderr; it ends at the end of it.
-    reader: std::thread::JoinHandle<()>,
+    stderr: Collected,
 }
 
 /// Starts `cmd` (a gpusel command with its provider set) as
@@ -33,39 +29,25 @@ pub fn serve(mut cmd: Command, args: &[&str]) -> Served {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("gpusel serve starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped"));
-    let sink = Arc::clone(&stderr);
-    let reader = std::thread::spawn(move || {
-        let mut line = String::new();
-        while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
-            sink.lock().unwrap().push_str(&line);
-            if let Some(rest) = line.split("serving http://").nth(1) {
-                let addr = rest.split('/').next().unwrap_or_default().to_string();
-                let _ = tx.send(addr);
-            }
-            line.clear();
-        }
-    });
-    let addr = match rx.recv_timeout(HANG) {
-        Ok(addr) => addr.parse().expect("a socket address"),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "gpusel serve did not say where it listens; stderr:\n{}",
-                stderr.lock().unwrap()
-            );
-        }
-    };
-    Served {
+    let stderr = Collected::new(child.stderr.take().expect("stderr piped"));
+    // Killed on drop, should it never say where it listens.
+    let mut served = Served {
         child,
-        addr,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         stderr,
-        reader,
-    }
+    };
+    // `serving http://ADDR/ (dashboard), ...`
+    let address = |text: &str| -> Option<SocketAddr> {
+        let rest = text.split("serving http://").nth(1)?;
+        rest.split_once('/')?.0.parse().ok()
+    };
+    let text = served
+        .stderr
+        .wait_for("gpusel serve to say where it listens", |text| {
+            address(text).is_some()
+        });
+    served.addr = address(&text).expect("a socket address");
+    served
 }
 
 /// An HTTP response as a client receives it.
@@ -119,7 +101,7 @@ impl Served {
     /// Any request; the connection is closed after it.
     pub fn request(&self, method: &str, path: &str, headers: &[&str], body: &str) -> Response {
         let mut stream = TcpStream::connect(self.addr).expect("connect to gpusel serve");
-        stream.set_read_timeout(Some(HANG)).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut text = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
@@ -142,18 +124,13 @@ impl Served {
     /// Waits until `check` holds for `GET path`, and returns that response.
     #[track_caller]
     pub fn wait_for(&self, path: &str, check: impl Fn(&Response) -> bool) -> Response {
-        let deadline = Instant::now() + HANG;
-        loop {
+        eventually(&format!("GET {path} to get there"), || {
             let r = self.get(path);
-            if check(&r) {
-                return r;
+            match check(&r) {
+                true => Ok(r),
+                false => Err(format!("the last answer: {r:#?}")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "GET {path} never got there: {r:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the exit: its exit code
@@ -165,17 +142,16 @@ impl Served {
             .status()
             .expect("kill(1) runs");
         assert!(sent.success(), "kill -{signal} failed");
-        let deadline = Instant::now() + HANG;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "gpusel serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = eventually("gpusel serve to stop", || {
+            self.child
+                .try_wait()
+                .expect("wait")
+                .ok_or_else(|| format!("stderr so far:\n{}", self.stderr()))
+        });
         // Every line it wrote, read to the end (a child it left running
-        // could hold the pipe open: bounded).
-        while !self.reader.is_finished() && Instant::now() < deadline {
+        // could hold the pipe open: bounded, and not an error).
+        let deadline = Instant::now() + PATIENCE;
+        while !self.stderr.closed() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         (status.code(), self.stderr())
@@ -183,7 +159,7 @@ impl Served {
 
     /// What it wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.so_far()
     }
 
     /// Its pid.
