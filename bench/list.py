@@ -11,7 +11,7 @@ Each is run the same way (stdout a pipe, the same environment), and the
 script prints median and p90 wall time, peak resident memory (GNU time) and
 the ratios to gpusel.
 
-    cargo build --release -p gpusel -p fake-nvml
+    cargo build --release -p gpusel-cli -p fake-nvml
     python3 -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install nvitop gpustat
     python3 bench/list.py --venv /tmp/bench-venv
 
@@ -41,7 +41,7 @@ def main():
     args = p.parse_args()
     for path in (args.binary, args.lib, args.scenario):
         if not os.path.exists(path):
-            sys.exit(f"{path} not found: build with `cargo build --release -p gpusel -p fake-nvml`, or pass the path")
+            sys.exit(f"{path} not found: build with `cargo build --release -p gpusel-cli -p fake-nvml`, or pass the path")
 
     work = tempfile.mkdtemp(prefix="gpusel-bench-")
     try:

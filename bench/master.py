@@ -16,7 +16,7 @@ the agents' own HTTP stack, keep-alive and JSON, which is what it meets in a
 cluster. The cost is memory: the script reports the agents' total resident
 memory too.
 
-    cargo build --release -p gpusel && python3 bench/master.py
+    cargo build --release -p gpusel-cli && python3 bench/master.py
 """
 
 import argparse
@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--interval", default="1s", help="the master's --interval (default 1s)")
     args = parser.parse_args()
     if not os.access(args.binary, os.X_OK):
-        sys.exit(f"{args.binary} not found: run `cargo build --release -p gpusel` first, or pass --binary")
+        sys.exit(f"{args.binary} not found: run `cargo build --release -p gpusel-cli` first, or pass --binary")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "FAKE_", "RUST_LOG"))}
     scratch = tempfile.mkdtemp(prefix="gpusel-bench-master-")
     env["GPUSEL_LOCK_DIR"] = os.path.join(scratch, "locks")

@@ -16,7 +16,7 @@ It prints the median and p90 wall time of each, the peak resident memory
 this Python process would report Python's own pages), and the ratios to the
 floor and to gpusel.
 
-    cargo build --release -p gpusel -p fake-nvml
+    cargo build --release -p gpusel-cli -p fake-nvml
     python3 -m venv target/bench-venv && target/bench-venv/bin/pip install nvitop gpustat
     python3 bench/nvml.py --venv target/bench-venv
 """
@@ -81,7 +81,7 @@ def main():
     args = p.parse_args()
     for path in (args.binary, args.lib, args.scenario):
         if not os.path.exists(path):
-            sys.exit(f"{path} not found: build with `cargo build --release -p gpusel -p fake-nvml`, or pass the path")
+            sys.exit(f"{path} not found: build with `cargo build --release -p gpusel-cli -p fake-nvml`, or pass the path")
 
     work = tempfile.mkdtemp(prefix="gpusel-bench-")
     try:

@@ -12,7 +12,7 @@ what is measured: the provider does not matter.
 wrk and the server share the machine's cores; the figures are what one box
 does against itself, a lower bound for a server scraped from elsewhere.
 
-    cargo build --release -p gpusel && python3 bench/serve.py
+    cargo build --release -p gpusel-cli && python3 bench/serve.py
     apt-get install wrk   # Debian; or build it from github.com/wg/wrk
 """
 
@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--connections", type=int, default=32, help="wrk's -c (default 32)")
     args = parser.parse_args()
     if not os.access(args.binary, os.X_OK):
-        sys.exit(f"{args.binary} not found: run `cargo build --release -p gpusel` first, or pass --binary")
+        sys.exit(f"{args.binary} not found: run `cargo build --release -p gpusel-cli` first, or pass --binary")
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "GPUSEL_", "FAKE_", "RUST_LOG"))}

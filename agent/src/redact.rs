@@ -1,0 +1,63 @@
+//! What the agent leaves out of what it serves.
+
+use gpusel_core::{LeaseStatus, Snapshot};
+
+/// Drops process command lines and cuts lease holders' commands to the
+/// program's name: arguments can hold passwords and tokens, and the agent
+/// may be read by people who could not read `/proc` on the machine.
+pub fn hide_command_lines(snapshot: &mut Snapshot) {
+    for gpu in &mut snapshot.gpus {
+        hide_processes(gpu.processes.as_mut());
+        hide_lease(gpu.lease.as_mut());
+        for mig in &mut gpu.mig_devices {
+            hide_processes(mig.processes.as_mut());
+            hide_lease(mig.lease.as_mut());
+        }
+    }
+}
+
+fn hide_processes(list: Option<&mut Vec<gpusel_core::GpuProcess>>) {
+    for p in list.into_iter().flatten() {
+        p.command_line = None;
+    }
+}
+
+fn hide_lease(lease: Option<&mut LeaseStatus>) {
+    if let Some(holder) = lease.and_then(|l| l.holder.as_mut()) {
+        let program = holder
+            .command
+            .first()
+            .map(|c| c.rsplit('/').next().unwrap_or(c).to_string());
+        holder.command = program.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpusel_core::{Gpu, GpuProcess, Holder};
+
+    #[test]
+    fn arguments_are_gone() {
+        let mut s = Snapshot::new("h", "test");
+        let mut gpu = Gpu::new(0, "GPU-0", "A100");
+        let mut p = GpuProcess::new(1);
+        p.name = Some("python".into());
+        p.command_line = Some(vec!["python".into(), "--password=hunter2".into()]);
+        gpu.processes = Some(vec![p]);
+        let mut holder = Holder::current(vec!["/usr/bin/python3".into(), "--token=x".into()]);
+        holder.user = "alice".into();
+        gpu.lease = Some(LeaseStatus {
+            holder: Some(holder),
+        });
+        s.gpus.push(gpu);
+        hide_command_lines(&mut s);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            !json.contains("hunter2") && !json.contains("--token"),
+            "{json}"
+        );
+        assert!(json.contains(r#""command":["python3"]"#), "{json}");
+        assert!(json.contains(r#""name":"python""#), "{json}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Writing to stdout without panicking on a closed pipe (`gpusel list | head`).
+
+use std::io::{self, Write};
+
+use crate::failure::Failure;
+
+/// Writes `text` to stdout. A reader that went away is not an error.
+pub fn print(text: &str) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline to stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| Failure::Output(io::Error::other(e)))?;
+    text.push('\n');
+    print(&text)
+}
+
+/// Writes one `gpusel: ...` line (or block) to stderr. Error text may quote
+/// what a remote agent or a snapshot file sent (serde quotes unknown values
+/// raw), so control characters are shown, never sent to the terminal.
+pub fn eprint_line(prefix: &str, text: &str) {
+    let text = crate::sanitize::clean_lines(text);
+    let _ = writeln!(io::stderr().lock(), "gpusel: {prefix}{text}");
+}
+
+/// Warns that `CUDA_VISIBLE_DEVICES` names devices this machine lacks or
+/// cannot parse, quoting the value as set; nothing when it is fine.
+pub fn warn_visible(visible: &gpusel_core::Visible) {
+    if let Some(problem) = visible.warning() {
+        eprint_line(
+            "warning: ",
+            &format!(
+                "CUDA_VISIBLE_DEVICES='{}': {problem}",
+                visible.value.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+}

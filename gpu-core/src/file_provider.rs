@@ -1,0 +1,145 @@
+//! `file:PATH`: replays a snapshot in gpusel's own JSON schema, re-read on
+//! every call (so a test can change GPU state while gpusel waits).
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::model::Snapshot;
+use crate::provider::{GpuInfoProvider, ProviderError};
+
+/// Reads snapshots written by `gpusel list --json` (or by hand) from a file.
+#[derive(Debug, Clone)]
+pub struct FileProvider {
+    path: PathBuf,
+    name: String,
+}
+
+impl FileProvider {
+    /// A provider reading `path`. Nothing is read until [`snapshot`](GpuInfoProvider::snapshot).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = format!("file:{}", path.display());
+        FileProvider { path, name }
+    }
+
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Parses and validates a snapshot from JSON text; `source` names it in errors.
+pub fn parse_snapshot(text: &str, source: &Path) -> Result<Snapshot, ProviderError> {
+    let snapshot: Snapshot = serde_json::from_str(text).map_err(|e| ProviderError::Parse {
+        path: source.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    snapshot.validated(source.display().to_string())
+}
+
+#[async_trait]
+impl GpuInfoProvider for FileProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ProviderError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        parse_snapshot(&text, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_name_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = FileProvider::new(dir.path().join("nope.json"));
+        let e = missing.snapshot().await.unwrap_err().to_string();
+        assert!(
+            e.contains("nope.json") && e.contains("--provider file:PATH"),
+            "{e}"
+        );
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{\"gpus\": [").unwrap();
+        let e = FileProvider::new(&bad)
+            .snapshot()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a gpusel snapshot") && e.contains("line 1"),
+            "{e}"
+        );
+
+        let future = dir.path().join("future.json");
+        std::fs::write(
+            &future,
+            r#"{"schema_version": 9, "host": "h", "time": "2026-01-01T00:00:00Z", "provider": "x", "gpus": []}"#,
+        )
+        .unwrap();
+        let e = FileProvider::new(&future)
+            .snapshot()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("version 9") && e.contains("upgrade gpusel"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut snap = Snapshot::new("node1", "test");
+        snap.time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        snap.gpus.push(crate::model::Gpu::new(0, "GPU-0", "T4"));
+        let path = dir.path().join("s.json");
+        std::fs::write(&path, serde_json::to_string(&snap).unwrap()).unwrap();
+        assert_eq!(FileProvider::new(&path).snapshot().await.unwrap(), snap);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bad_json_is_an_error_never_a_panic(text in "\\PC{0,200}") {
+            let _ = parse_snapshot(&text, Path::new("x.json"));
+        }
+
+        #[test]
+        fn truncated_or_mutated_snapshots_never_panic(cut in 0usize..4000, byte in 0u8..128, at in 0usize..4000) {
+            let example = include_str!("../../examples/lab-8xa100.json");
+            let mut bytes = example.as_bytes()[..cut.min(example.len())].to_vec();
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = byte;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_snapshot(&text, Path::new("x.json"));
+        }
+    }
+
+    #[test]
+    fn the_bundled_examples_are_valid() {
+        for text in [
+            include_str!("../../examples/lab-8xa100.json"),
+            include_str!("../../examples/mig-2xh100.json"),
+        ] {
+            let snap = parse_snapshot(text, Path::new("example")).unwrap();
+            for gpu in &snap.gpus {
+                if let (Some(t), Some(u), Some(f)) =
+                    (gpu.memory_total, gpu.memory_used, gpu.memory_free)
+                {
+                    assert_eq!(t, u + f, "GPU {} memory adds up", gpu.index);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! gpu-core: the heart of gpusel.
+//!
+//! - the model ([`Gpu`], [`GpuProcess`], [`MigDevice`], [`Snapshot`]) and its
+//!   versioned JSON schema;
+//! - the two extension traits, [`GpuInfoProvider`] (where GPU state comes
+//!   from) and [`SelectStrategy`] (how candidates are ordered), and the
+//!   [`ProviderRegistry`] that maps `--provider` strings to providers;
+//! - [`Request`] with every filter, whose [`Request::evaluate`] says why a
+//!   device is rejected;
+//! - `CUDA_VISIBLE_DEVICES` parsing and writing ([`Visible`]);
+//! - the pipeline, [`select()`], which every caller takes, and
+//!   [`select_leased`], which also leases the devices (see [`LockDir`] for
+//!   how leases work) and returns a [`Selection`] that holds them until it is
+//!   dropped.
+//!
+//! ```
+//! use gpusel_core::{Device, Gpu, Request, SelectStrategy, Snapshot, Visible, WriteOptions, select};
+//!
+//! /// The emptiest GPU first.
+//! struct MostFree;
+//! impl SelectStrategy for MostFree {
+//!     fn name(&self) -> &str { "most-free" }
+//!     fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+//!         let mut order: Vec<usize> = (0..c.len()).collect();
+//!         order.sort_by_key(|&i| std::cmp::Reverse(c[i].memory_free()));
+//!         order
+//!     }
+//! }
+//!
+//! let mut snapshot = Snapshot::new("node1", "example");
+//! for (i, free) in [(0, 10u64 << 30), (1, 70 << 30)] {
+//!     let mut gpu = Gpu::new(i, format!("GPU-{i}"), "NVIDIA A100");
+//!     gpu.memory_free = Some(free);
+//!     snapshot.gpus.push(gpu);
+//! }
+//! let request = Request::new().min_free_memory(20 << 30);
+//! let visible = Visible::parse(None, &snapshot.gpus);
+//! let mut rng = fastrand::Rng::with_seed(1);
+//! let selection = select(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng).unwrap();
+//! assert_eq!(selection.cuda_visible_devices, "1");
+//! assert_eq!(selection.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
+//!
+//! // The same, leasing GPU 1 for as long as `leased` lives: a concurrent
+//! // process (or this one) cannot lease it meanwhile.
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let lock_dir = tmp.path().join("locks"); // normally gpusel_core::DEFAULT_LOCK_DIR
+//! let leaser = gpusel_core::Leaser::open(lock_dir, vec!["train.py".into()]).unwrap();
+//! let leased = gpusel_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser).unwrap();
+//! assert_eq!(leased.leases()[0].uuid(), "GPU-1");
+//! let again = gpusel_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser);
+//! assert!(again.is_err(), "GPU 1 is leased");
+//! drop(leased);
+//! assert!(gpusel_core::select_leased(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng, &leaser).is_ok());
+//! ```
+
+#![warn(missing_docs)]
+
+mod agent_status;
+mod cvd;
+mod device;
+mod file_provider;
+mod holder;
+mod lease;
+mod model;
+mod occupancy;
+mod procfs;
+mod provider;
+mod reason;
+mod registry;
+mod request;
+mod select;
+mod size;
+mod strategy;
+pub mod timefmt;
+
+pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
+pub use cvd::{
+    CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
+};
+pub use device::{Device, DeviceLabel};
+pub use fastrand;
+pub use file_provider::{FileProvider, parse_snapshot};
+pub use holder::{Holder, LeaseStatus};
+pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
+pub use model::{
+    Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
+};
+pub use occupancy::Occupancy;
+pub use procfs::ProcReader;
+pub use provider::{GpuInfoProvider, ProviderError};
+pub use reason::Reason;
+pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
+pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
+pub use select::{
+    Leaser, SelectError, SelectedDevice, Selection, Verdict, WriteOptions, select, select_leased,
+};
+pub use size::{PowerError, SizeError, format_bytes, format_power, parse_power, parse_size};
+pub use strategy::{SelectStrategy, StrategyError};
+
+impl Visible {
+    /// Reads `CUDA_VISIBLE_DEVICES` from this process's environment and
+    /// resolves it against `gpus`. A value that is not UTF-8 is read lossily,
+    /// which makes its bad bytes an invalid token, as CUDA would treat them.
+    pub fn from_env(gpus: &[Gpu]) -> Self {
+        let value =
+            std::env::var_os(CUDA_VISIBLE_DEVICES).map(|v| v.to_string_lossy().into_owned());
+        Visible::parse(value.as_deref(), gpus)
+    }
+}

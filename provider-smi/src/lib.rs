@@ -1,0 +1,494 @@
+//! provider-smi: a [`GpuInfoProvider`] that reads GPU state from `nvidia-smi`.
+//!
+//! Each snapshot runs two queries, at the same time:
+//!
+//! ```text
+//! nvidia-smi --query-gpu=index,uuid,name,...,mig.mode.current,driver_version --format=csv,noheader,nounits
+//! nvidia-smi --query-compute-apps=pid,process_name,used_memory,gpu_uuid --format=csv,noheader,nounits
+//! ```
+//!
+//! and joins the processes to the GPUs by UUID. Never the human table and
+//! never `-q -x`: both are slow and their format changes between drivers.
+//! Users, start times and command lines come from `/proc`
+//! ([`ProcReader`]), as with every provider.
+//!
+//! What nvidia-smi cannot tell, and this provider therefore does not claim:
+//!
+//! - **MIG devices.** `--query-gpu` says whether MIG mode is on
+//!   (`mig.mode.current`) but does not list the MIG instances. A MIG-enabled
+//!   GPU is reported with `mig_mode: Some(true)` and no `mig_devices`, so
+//!   gpu-core's `Device::all` offers neither the whole GPU (CUDA cannot use
+//!   it whole) nor any slice of it. Use the NVML provider to schedule MIG.
+//! - **Graphics-only processes** (an X server): `--query-compute-apps` lists
+//!   processes with a compute context only, and cannot say whether one also
+//!   has a graphics context, so `kind` stays `None`.
+//! - **The CUDA version** the driver supports: not a `--query-gpu` field.
+//!
+//! The binary is `smi:PATH` when given, else `$GPUSEL_NVIDIA_SMI`, else
+//! `nvidia-smi` on `PATH`. A run that takes longer than the timeout
+//! ([`DEFAULT_TIMEOUT`], or `$GPUSEL_SMI_TIMEOUT`) is killed and reported.
+
+#![warn(missing_docs)]
+
+mod csv;
+mod exec;
+mod parse;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use gpusel_core::{GpuInfoProvider, ProcReader, ProviderError, Snapshot};
+
+use crate::exec::{Finished, RunError};
+
+pub use crate::parse::{GPU_FIELDS, NEWER_GPU_FIELDS, PROCESS_FIELDS};
+
+/// Name of the provider in `--provider`, logs and snapshots.
+pub const NAME: &str = "smi";
+/// Environment variable naming the nvidia-smi binary (a path, or a name to
+/// look up on `PATH`).
+pub const ENV_BINARY: &str = "GPUSEL_NVIDIA_SMI";
+/// Environment variable holding the timeout per snapshot (`10s`, `500ms`, or
+/// a number of seconds).
+pub const ENV_TIMEOUT: &str = "GPUSEL_SMI_TIMEOUT";
+/// How long a snapshot may take before nvidia-smi is killed. Generous: a
+/// driver without persistence mode takes seconds to wake the GPUs.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything that can go wrong reading GPU state through nvidia-smi. Each
+/// message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SmiError {
+    /// No nvidia-smi on `PATH` and none configured.
+    #[error(
+        "nvidia-smi not found on PATH: install the NVIDIA driver utilities or set {ENV_BINARY}"
+    )]
+    NotOnPath,
+    /// The configured binary does not exist or cannot be run.
+    #[error("{} ({origin}) cannot be run: {reason}; point {ENV_BINARY} or smi:PATH at nvidia-smi", path.display())]
+    BadBinary {
+        /// The binary.
+        path: PathBuf,
+        /// Where it was configured (`GPUSEL_NVIDIA_SMI`, `smi:PATH`).
+        origin: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The timeout setting is not a duration.
+    #[error("{ENV_TIMEOUT}={value:?} is not a duration: give e.g. 10s, 500ms or 30")]
+    BadTimeout {
+        /// What the variable held.
+        value: String,
+    },
+    /// nvidia-smi did not finish in time.
+    #[error(
+        "nvidia-smi did not answer within {} and was killed; the driver may be busy or hung (run `nvidia-smi` by hand to see), or raise {ENV_TIMEOUT}",
+        humantime::format_duration(*timeout)
+    )]
+    Timeout {
+        /// The limit.
+        timeout: Duration,
+    },
+    /// nvidia-smi exited with an error.
+    #[error("nvidia-smi {query} failed ({status}): {message}")]
+    Exit {
+        /// Which query (`--query-gpu`, `--query-compute-apps`).
+        query: &'static str,
+        /// `exit code 9`, `killed by signal 9`.
+        status: String,
+        /// The first line it printed, e.g. "NVIDIA-SMI has failed because it
+        /// couldn't communicate with the NVIDIA driver. ..."
+        message: String,
+    },
+    /// nvidia-smi printed lines, none of which is a GPU row.
+    #[error(
+        "nvidia-smi --query-gpu printed no GPU row (first line: {first_line:?}); this driver's output format is not understood, use --provider nvml"
+    )]
+    Unreadable {
+        /// The first line it printed.
+        first_line: String,
+    },
+    /// Starting nvidia-smi failed for another reason.
+    #[error("cannot run {}: {source}", path.display())]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl From<SmiError> for ProviderError {
+    fn from(e: SmiError) -> Self {
+        let message = e.to_string();
+        match e {
+            SmiError::NotOnPath | SmiError::BadBinary { .. } | SmiError::BadTimeout { .. } => {
+                ProviderError::Unavailable {
+                    provider: NAME.into(),
+                    message,
+                }
+            }
+            _ => ProviderError::Failed {
+                provider: NAME.into(),
+                message,
+            },
+        }
+    }
+}
+
+/// Reads GPU state by running nvidia-smi.
+#[derive(Debug, Clone)]
+pub struct SmiProvider {
+    binary: PathBuf,
+    timeout: Duration,
+}
+
+impl SmiProvider {
+    /// A provider running `binary` (used as given, not looked up) with the
+    /// default timeout.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        SmiProvider {
+            binary: binary.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same provider with another timeout per snapshot.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The provider `--provider smi[:PATH]` means in this environment:
+    /// `explicit` (the `PATH` of `smi:PATH`), else `$GPUSEL_NVIDIA_SMI`, else
+    /// `nvidia-smi` on `$PATH`; timeout from `$GPUSEL_SMI_TIMEOUT`. Fails
+    /// now, without running anything, when there is no binary to run, so that
+    /// `--provider auto` can move on.
+    pub fn from_env(explicit: Option<&str>) -> Result<Self, SmiError> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let path = std::env::var_os("PATH");
+        let binary = match (explicit.filter(|e| !e.is_empty()), var(ENV_BINARY)) {
+            (Some(given), _) => resolve(given.as_ref(), "smi:PATH", path)?,
+            (None, Some(given)) => resolve(&given, ENV_BINARY, path)?,
+            (None, None) => find_on_path("nvidia-smi".as_ref(), path).ok_or(SmiError::NotOnPath)?,
+        };
+        let timeout = match var(ENV_TIMEOUT) {
+            Some(v) => parse_timeout(&v.to_string_lossy())?,
+            None => DEFAULT_TIMEOUT,
+        };
+        Ok(SmiProvider::new(binary).with_timeout(timeout))
+    }
+
+    /// The binary this provider runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The limit on one snapshot.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Takes a snapshot. Blocks the calling thread for as long as nvidia-smi
+    /// runs (at most the timeout).
+    pub fn read(&self) -> Result<Snapshot, SmiError> {
+        let now = Instant::now();
+        // A timeout too long to add is no timeout at all; a year will do.
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        let time = SystemTime::now();
+        let query_apps = [
+            format!("--query-compute-apps={}", PROCESS_FIELDS.join(",")),
+            FORMAT.to_string(),
+        ];
+        // Both start before either is awaited: a snapshot costs one
+        // nvidia-smi start-up, not two.
+        let gpus_run = self.start(&gpu_query(&GPU_FIELDS))?;
+        let apps_run = self.start(&query_apps)?;
+        let mut fields = GPU_FIELDS.to_vec();
+        let mut gpu_result = success(self.finish(gpus_run, deadline)?, "--query-gpu");
+        if let Err(SmiError::Exit { message, .. }) = &gpu_result
+            && NEWER_GPU_FIELDS
+                .iter()
+                .any(|f| message.contains(&format!("\"{f}\" is not a valid field")))
+        {
+            tracing::debug!(error = %message, "old driver: querying without the MIG fields");
+            fields.retain(|f| !NEWER_GPU_FIELDS.contains(f));
+            let retry = self.start(&gpu_query(&fields))?;
+            gpu_result = success(self.finish(retry, deadline)?, "--query-gpu");
+        }
+        let apps_out = self.finish(apps_run, deadline)?;
+
+        let rows = parse::gpus(&gpu_result?, &fields);
+        for line in &rows.skipped {
+            // Drivers print warnings (a corrupted infoROM) before the CSV;
+            // anything else may be a GPU row this parser misread.
+            if line.trim_start().starts_with("WARNING") {
+                tracing::info!(line = %line, "nvidia-smi warns");
+            } else {
+                tracing::warn!(line = %line, "nvidia-smi --query-gpu: not a GPU row, ignored");
+            }
+        }
+        if rows.gpus.is_empty()
+            && let Some(first) = rows.skipped.first()
+        {
+            return Err(SmiError::Unreadable {
+                first_line: first.clone(),
+            });
+        }
+
+        let mut snapshot = Snapshot::local(NAME);
+        snapshot.time = time;
+        snapshot.driver_version = rows.driver_version;
+        snapshot.gpus = rows.gpus;
+        // A failed process query degrades to "processes unknown" (None),
+        // which every process filter treats as not satisfied; it does not
+        // hide the GPUs.
+        match success(apps_out, "--query-compute-apps") {
+            Ok(text) => attach_processes(&mut snapshot, &text),
+            Err(e) => tracing::warn!(error = %e, "GPU processes unknown"),
+        }
+        Ok(snapshot)
+    }
+
+    fn start(&self, args: &[String]) -> Result<exec::Running, SmiError> {
+        exec::start(&self.binary, args).map_err(|e| self.run_error(e))
+    }
+
+    fn finish(&self, run: exec::Running, deadline: Instant) -> Result<Finished, SmiError> {
+        run.finish(deadline).map_err(|e| self.run_error(e))
+    }
+
+    fn run_error(&self, e: RunError) -> SmiError {
+        match e {
+            RunError::Timeout => SmiError::Timeout {
+                timeout: self.timeout,
+            },
+            RunError::Spawn(source) => SmiError::Spawn {
+                path: self.binary.clone(),
+                source,
+            },
+        }
+    }
+}
+
+const FORMAT: &str = "--format=csv,noheader,nounits";
+
+fn gpu_query(fields: &[&str]) -> [String; 2] {
+    [
+        format!("--query-gpu={}", fields.join(",")),
+        FORMAT.to_string(),
+    ]
+}
+
+#[async_trait]
+impl GpuInfoProvider for SmiProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+        self.read()?.validated(NAME)
+    }
+}
+
+/// The output of a run that exited 0, or the error it reported. nvidia-smi
+/// prints its errors on stdout, so the first line of either is shown.
+fn success(run: Finished, query: &'static str) -> Result<String, SmiError> {
+    if run.status.success() {
+        return Ok(run.stdout);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let status = match (run.status.code(), run.status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "abnormal exit".into(),
+    };
+    let message = run
+        .stdout
+        .lines()
+        .chain(run.stderr.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(it printed nothing)")
+        .to_string();
+    Err(SmiError::Exit {
+        query,
+        status,
+        message,
+    })
+}
+
+/// Gives every GPU its process list (empty when it has none), and fills
+/// user, start time and command line from `/proc`.
+fn attach_processes(snapshot: &mut Snapshot, text: &str) {
+    let (rows, skipped) = parse::processes(text);
+    for line in &skipped {
+        tracing::warn!(line = %line, "nvidia-smi --query-compute-apps: not a process row, ignored");
+    }
+    for gpu in &mut snapshot.gpus {
+        gpu.processes = Some(Vec::new());
+    }
+    let mut procfs = ProcReader::default();
+    for mut row in rows {
+        let gpu = snapshot
+            .gpus
+            .iter_mut()
+            .find(|g| g.uuid.eq_ignore_ascii_case(&row.gpu_uuid));
+        match gpu.and_then(|g| g.processes.as_mut()) {
+            Some(list) => {
+                procfs.enrich(&mut row.process);
+                list.push(row.process);
+            }
+            None => tracing::debug!(uuid = %row.gpu_uuid, pid = row.process.pid,
+                "nvidia-smi listed a process on a GPU it did not list; ignored"),
+        }
+    }
+}
+
+/// `given` as a path when it holds a `/`, else looked up on `PATH`.
+fn resolve(
+    given: &std::ffi::OsStr,
+    origin: &'static str,
+    path: Option<OsString>,
+) -> Result<PathBuf, SmiError> {
+    let as_path = Path::new(given);
+    if given.as_encoded_bytes().contains(&b'/') {
+        return match executable(as_path) {
+            Ok(()) => Ok(as_path.to_path_buf()),
+            Err(reason) => Err(SmiError::BadBinary {
+                path: as_path.to_path_buf(),
+                origin,
+                reason,
+            }),
+        };
+    }
+    find_on_path(as_path, path).ok_or_else(|| SmiError::BadBinary {
+        path: as_path.to_path_buf(),
+        origin,
+        reason: "not found on PATH".into(),
+    })
+}
+
+fn find_on_path(name: &Path, path: Option<OsString>) -> Option<PathBuf> {
+    std::env::split_paths(&path?)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|candidate| executable(candidate).is_ok())
+}
+
+/// Whether `path` is a file someone may execute; the reason when not.
+fn executable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err("not executable".into());
+    }
+    Ok(())
+}
+
+/// `10s`, `500ms`, `1m`, or a plain number of seconds (`2.5`).
+fn parse_timeout(value: &str) -> Result<Duration, SmiError> {
+    let v = value.trim();
+    let parsed = match v.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+        Err(_) => humantime::parse_duration(v).ok(),
+    };
+    parsed
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| SmiError::BadTimeout {
+            value: value.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_timeout(" 2.5 ").unwrap(), Duration::from_millis(2500));
+        for bad in ["", "0", "-1", "soon", "NaN", "1e400"] {
+            let e = parse_timeout(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a duration"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_timeout_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = dir.path().join("nvidia-smi");
+        std::fs::write(&smi, "#!/bin/sh\necho 'No devices were found'\nexit 6\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let timeout = parse_timeout("1e15").unwrap();
+        let e = SmiProvider::new(&smi)
+            .with_timeout(timeout)
+            .read()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nvidia-smi --query-gpu failed (exit code 6): No devices were found"
+        );
+    }
+
+    #[test]
+    fn binary_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = dir.path().join("nvidia-smi");
+        std::fs::write(&smi, "#!/bin/sh\n").unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = Some(OsString::from(format!(
+            "/nonexistent:{}",
+            dir.path().display()
+        )));
+
+        assert_eq!(
+            find_on_path("nvidia-smi".as_ref(), path.clone()),
+            Some(smi.clone())
+        );
+        assert_eq!(find_on_path("nvidia-smi".as_ref(), None), None);
+        assert_eq!(resolve(smi.as_os_str(), "smi:PATH", None).unwrap(), smi);
+        assert_eq!(
+            resolve("nvidia-smi".as_ref(), ENV_BINARY, path.clone()).unwrap(),
+            smi
+        );
+        let e = resolve(plain.as_os_str(), ENV_BINARY, None).unwrap_err();
+        assert!(e.to_string().contains("not executable"), "{e}");
+        assert!(e.to_string().contains(ENV_BINARY), "{e}");
+        let e = resolve("/nonexistent/nvidia-smi".as_ref(), "smi:PATH", None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/nvidia-smi (smi:PATH) cannot be run"),
+            "{e}"
+        );
+        let e = resolve("nvidia-smi-nope".as_ref(), ENV_BINARY, path).unwrap_err();
+        assert!(e.to_string().contains("not found on PATH"), "{e}");
+    }
+
+    #[test]
+    fn errors_map_to_provider_errors() {
+        let e: ProviderError = SmiError::NotOnPath.into();
+        assert_eq!(
+            e.to_string(),
+            "provider 'smi' is unavailable: nvidia-smi not found on PATH: install the NVIDIA driver utilities or set GPUSEL_NVIDIA_SMI"
+        );
+        let e: ProviderError = SmiError::Timeout {
+            timeout: Duration::from_millis(1500),
+        }
+        .into();
+        assert!(matches!(e, ProviderError::Failed { .. }));
+        assert!(e.to_string().contains("within 1s 500ms"), "{e}");
+    }
+}
