@@ -382,20 +382,16 @@ fn parse_percent(s: &str) -> Result<u8, String> {
     }
 }
 
-/// Parses a duration as `--timeout` and `--interval` take it: `30s`, `5m`,
-/// `1h30m`, `500ms`.
+/// Parses a duration as `--timeout` takes it: `30s`, `5m`, `1h30m`,
+/// `500ms`, or a number of seconds (`3600`). The one parser of gpusel
+/// ([`gpusel_core::parse_duration`]), as in the config and `GPUSEL_*`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. 30s, 5m, 1h30m or 500ms"))
+    gpusel_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// A duration that is long enough to poll with.
 pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let d = parse_duration(s)?;
-    if d < std::time::Duration::from_millis(10) {
-        return Err(format!("interval '{s}' is too short; use 10ms or more"));
-    }
-    Ok(d)
+    gpusel_core::parse_duration_min(s, gpusel_core::config::MIN_INTERVAL).map_err(|e| e.to_string())
 }
 
 fn parse_devices(s: &str) -> Result<Vec<DeviceSpec>, String> {
@@ -433,5 +429,9 @@ mod tests {
                 .contains("e.g. 30s")
         );
         assert!(parse_interval("0s").unwrap_err().contains("too short"));
+        assert_eq!(
+            parse_duration("3600"),
+            Ok(std::time::Duration::from_secs(3600))
+        );
     }
 }

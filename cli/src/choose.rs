@@ -3,12 +3,9 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use gpusel_core::{
-    GpuInfoProvider, Leaser, Request, SelectError, Selection, Snapshot, Verdict, Visible,
-    WriteOptions,
-};
+use gpusel_core::{GpuInfoProvider, Progress, SelectError, Selection, Selector, Verdict};
 
 use crate::args::SelectArgs;
 use crate::config::{Config, Source};
@@ -27,27 +24,47 @@ pub enum Mode {
     Run,
 }
 
-/// Builds the library request from the flags, with the config's defaults
-/// for the filters not given and its bans.
-pub fn request_from(args: &SelectArgs, config: &Config) -> Request {
-    let f = &config.filters;
-    Request {
-        count: args.count,
-        min_free_memory: args.mem.or(f.mem.as_ref().map(|s| s.value)),
-        max_utilization: args.max_util.or(f.max_util.as_ref().map(|s| s.value)),
-        max_memory_utilization: args
-            .max_mem_util
-            .or(f.max_mem_util.as_ref().map(|s| s.value)),
-        max_processes: args
-            .max_processes
-            .or(f.max_processes.as_ref().map(|s| s.value)),
-        max_power: args.max_power.or(f.max_power.as_ref().map(|s| s.value)),
-        name: args.name.clone(),
-        devices: args.devices.concat(),
-        exclude: args.exclude.concat(),
-        predicates: Vec::new(),
-        banned: config.bans.clone(),
+/// The selector for these flags: the site's settings (lock directory, bans,
+/// default filters, interval), overridden by every flag given.
+fn selector(
+    args: &SelectArgs,
+    config: &Config,
+    strategy: Box<dyn gpusel_core::SelectStrategy>,
+) -> Selector {
+    let mut s = Selector::from_config(config, strategy)
+        .count(args.count)
+        .devices(args.devices.concat())
+        .exclude(args.exclude.concat())
+        .uuids(args.uuid)
+        .lease(!args.no_lease);
+    if let Some(bytes) = args.mem {
+        s = s.min_free_memory(bytes);
     }
+    if let Some(pct) = args.max_util {
+        s = s.max_utilization(pct);
+    }
+    if let Some(pct) = args.max_mem_util {
+        s = s.max_memory_utilization(pct);
+    }
+    if let Some(n) = args.max_processes {
+        s = s.max_processes(n);
+    }
+    if let Some(mw) = args.max_power {
+        s = s.max_power(mw);
+    }
+    if let Some(name) = &args.name {
+        s = s.name(name.clone());
+    }
+    if let Some(interval) = args.interval {
+        s = s.interval(interval);
+    }
+    if let Some(seed) = args.seed {
+        s = s.seed(seed);
+    }
+    if args.wait || args.timeout.is_some() {
+        s = s.wait(args.timeout);
+    }
+    s
 }
 
 /// The strategy's name, and where it comes from when not from a flag.
@@ -65,7 +82,6 @@ fn strategy_name<'a>(args: &SelectArgs, config: &'a Config) -> (String, Option<&
 /// the result in `mode`.
 pub fn run(
     provider: Box<dyn GpuInfoProvider>,
-    rt: &tokio::runtime::Runtime,
     args: &SelectArgs,
     config: &Config,
     mode: Mode,
@@ -80,20 +96,11 @@ pub fn run(
     // A remote node's GPUs can be chosen and printed (for `ssh HOST
     // CUDA_VISIBLE_DEVICES=... CMD`), but not leased from here (the locks are
     // that node's) nor given to a job on this machine.
-    let remote = provider.is_remote();
-    if remote && mode == Mode::Run {
+    if provider.is_remote() && mode == Mode::Run {
         return Err(Failure::Usage(format!(
             "`gpusel -- CMD` runs CMD on this machine, but {} serves another node's GPUs; run gpusel on that node (ssh HOST gpusel -- CMD), or print a choice without `-- CMD`",
             provider.name()
         )));
-    }
-    let mut request = request_from(args, config);
-    if remote && !args.no_lease {
-        // The node's own jobs hold these (its agent reads its lock
-        // directory); a job started there would be refused them.
-        request = request.predicate("not leased on the remote node", |d| {
-            d.mig.map_or(d.gpu.lease.is_none(), |m| m.lease.is_none())
-        });
     }
     let (strategy_name, from) = strategy_name(args, config);
     let strategy = gpusel_strategies::by_name(&strategy_name).map_err(|e| {
@@ -102,98 +109,44 @@ pub fn run(
             _ => e.to_string(),
         })
     })?;
-    let leaser = if args.no_lease || remote {
-        None
-    } else {
-        let argv: Vec<OsString> = if command.is_empty() {
-            std::env::args_os().collect()
-        } else {
-            command.to_vec()
-        };
-        // Lossy: an argument that is not UTF-8 must not stop the job.
-        let holder_command = argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        Some(
-            Leaser::open(config.lock_dir.value.clone(), holder_command)
-                .map_err(|e| Failure::Lease(e.to_string()))?,
-        )
-    };
-    let mut rng = match args.seed {
-        Some(seed) => gpusel_core::fastrand::Rng::with_seed(seed),
-        None => gpusel_core::fastrand::Rng::new(),
-    };
-    let write = WriteOptions { uuids: args.uuid };
     let waiting = args.wait || args.timeout.is_some();
     let interval = args.interval.unwrap_or(config.interval.value);
-    let start = Instant::now();
-    let mut status = wait::Status::new(waiting, request.count.get(), interval);
-    let mut warned = false;
-    let selection = loop {
-        let snapshot: Snapshot = rt.block_on(provider.snapshot())?;
-        tracing::debug!(
-            provider = provider.name(),
-            gpus = snapshot.gpus.len(),
-            "snapshot taken"
+    let status = Arc::new(Mutex::new(wait::Status::new(
+        waiting,
+        args.count.get(),
+        interval,
+    )));
+    let mut selector = selector(args, config, strategy).on_progress({
+        let status = Arc::clone(&status);
+        move |progress| {
+            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+            match progress {
+                Progress::Waiting {
+                    waited, verdicts, ..
+                } => status.update(waited, verdicts),
+                Progress::VisibleProblem { visible } => {
+                    status.suspend(|| out::warn_visible(visible))
+                }
+                _ => {}
+            }
+        }
+    });
+    if !command.is_empty() {
+        // Lossy: an argument that is not UTF-8 must not stop the job.
+        selector = selector.command(
+            command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
         );
-        // This machine's CUDA_VISIBLE_DEVICES says nothing about another's GPUs.
-        let visible = if remote {
-            Visible::all()
-        } else {
-            Visible::from_env(&snapshot.gpus)
-        };
-        let result = match &leaser {
-            Some(leaser) => gpusel_core::select_leased(
-                &snapshot,
-                &request,
-                strategy.as_ref(),
-                &visible,
-                write,
-                &mut rng,
-                leaser,
-            ),
-            None => gpusel_core::select(
-                &snapshot,
-                &request,
-                strategy.as_ref(),
-                &visible,
-                write,
-                &mut rng,
-            ),
-        };
-        // When nothing is visible the error itself explains the variable; say it once.
-        let explained_by_error = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
-        if visible.warning().is_some() && !explained_by_error && !warned {
-            warned = true;
-            status.suspend(|| out::warn_visible(&visible));
-        }
-        match result {
-            Ok(s) => break s,
-            Err(e) if waiting && worth_waiting(&e) => {
-                let waited = start.elapsed();
-                let left = args.timeout.map(|t| t.saturating_sub(waited));
-                if left == Some(Duration::ZERO) {
-                    status.finish();
-                    let timeout = args.timeout.unwrap_or(waited);
-                    return Err(timed_out(e, timeout, &strategy_name, args.explain));
-                }
-                if let SelectError::NoMatch { verdicts, .. } = &e {
-                    status.update(waited, verdicts);
-                }
-                std::thread::sleep(left.map_or(interval, |l| l.min(interval)));
-            }
-            Err(SelectError::NoMatch { .. }) if args.silent => {
-                status.finish();
-                return Ok(());
-            }
-            Err(e) => {
-                status.finish();
-                return Err(no_match(e, &strategy_name, args.explain));
-            }
-        }
+    }
+    let result = selector.select(provider.as_ref());
+    status.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    let selection = match result {
+        Ok(selection) => selection,
+        Err(SelectError::NoMatch { .. }) if args.silent => return Ok(()),
+        Err(e) => return Err(no_match(e, args.explain)),
     };
-    status.finish();
     // Done with the driver: shut NVML down now, so that in `-- CMD` mode the
     // job does not inherit its handle (and any descriptors the driver opened
     // without close-on-exec).
@@ -209,26 +162,6 @@ pub fn run(
     }
 }
 
-/// Whether waiting can help: not when more devices are asked for than are
-/// visible at all.
-fn worth_waiting(error: &SelectError) -> bool {
-    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
-}
-
-/// The no-match failure, headed by the timeout that ran out.
-fn timed_out(error: SelectError, timeout: Duration, strategy: &str, explain_all: bool) -> Failure {
-    match no_match(error, strategy, explain_all) {
-        Failure::NoGpu { message, details } => Failure::NoGpu {
-            message: format!(
-                "timed out after {} waiting: {message}",
-                humantime::format_duration(timeout)
-            ),
-            details,
-        },
-        other => other,
-    }
-}
-
 fn explain(verdicts: &[Verdict], strategy: &str) {
     let qualify = verdicts.iter().filter(|v| v.reasons.is_empty()).count();
     let mut text = format!(
@@ -241,9 +174,13 @@ fn explain(verdicts: &[Verdict], strategy: &str) {
     out::eprint_line("", &text);
 }
 
-fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
+fn no_match(error: SelectError, explain_all: bool) -> Failure {
     match error {
-        SelectError::NoMatch { ref verdicts, .. } => {
+        SelectError::NoMatch {
+            ref verdicts,
+            strategy_defaults,
+            ..
+        } => {
             let mut details: Vec<String> = verdicts
                 .iter()
                 .filter(|v| {
@@ -253,19 +190,12 @@ fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
                 })
                 .map(ToString::to_string)
                 .collect();
-            // Hint only where it helps: a GPU that load alone keeps out.
-            let idle_defaults = verdicts.iter().any(|v| {
-                !v.reasons.is_empty()
-                    && v.reasons.iter().all(|r| {
-                        matches!(
-                            r,
-                            gpusel_core::Reason::Utilization { max: 0, .. }
-                                | gpusel_core::Reason::MemoryUtilization { max: 0, .. }
-                                | gpusel_core::Reason::Processes { max: 0, .. }
-                        )
-                    })
+            // Hint only where it helps: a GPU that the strategy's own
+            // defaults (idle-random's "no load") alone keep out.
+            let by_defaults = verdicts.iter().any(|v| {
+                !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r))
             });
-            if strategy == "idle-random" && idle_defaults {
+            if by_defaults {
                 details.push(
                     "hint: idle-random takes only idle GPUs; allow some load with --max-util/--max-mem-util/--max-processes, or use --strategy least-used"
                         .into(),
@@ -276,10 +206,21 @@ fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
                 details,
             }
         }
+        SelectError::TimedOut { timeout, last } => match no_match(*last, explain_all) {
+            Failure::NoGpu { message, details } => Failure::NoGpu {
+                message: format!(
+                    "timed out after {} waiting: {message}",
+                    humantime::format_duration(timeout)
+                ),
+                details,
+            },
+            other => other,
+        },
         SelectError::UnknownDevice { .. } => Failure::NoGpu {
             message: error.to_string(),
             details: Vec::new(),
         },
+        SelectError::Provider(e) => e.into(),
         SelectError::Strategy(e) => Failure::Usage(e.to_string()),
         SelectError::Lease(e) => Failure::Lease(e.to_string()),
     }

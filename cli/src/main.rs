@@ -22,7 +22,6 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Sub};
 use crate::choose::Mode;
-use crate::config::Config;
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
@@ -67,9 +66,9 @@ fn fail(failure: Failure, running: bool) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let config = Config::load(&cli.global)?;
+    let config = config::load(&cli.global)?;
     if let Some(Sub::Config) = cli.sub {
-        return config.render(cli.global.json);
+        return config::render(&config, cli.global.json);
     }
     if let Some(Sub::Serve(args)) = &cli.sub {
         if cli.global.json {
@@ -79,21 +78,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         return serve::run(args, &config);
     }
-    let registry = providers::registry(&config);
-    let provider = registry.open(&config.provider.value)?;
-    // Local providers block on their own; only a remote one needs the
-    // runtime's I/O and timers (whose descriptors a local job need not see).
-    let mut rt = tokio::runtime::Builder::new_current_thread();
-    if provider.is_remote() {
-        rt.enable_all();
-    }
-    let rt = rt
-        .build()
-        .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
+    // Local providers block on their own, so no runtime is started for
+    // them; the http:// provider brings its own.
+    let provider = providers::open(&config)?;
     match cli.sub {
         Some(Sub::List(args)) => {
             let take = || -> Result<gpusel_core::Snapshot, Failure> {
-                let mut snapshot = rt.block_on(provider.snapshot())?;
+                let mut snapshot = gpusel_core::block_on(provider.snapshot())?;
                 // A remote node's leases are in its own lock directory; the
                 // agent reports them, and this machine's would be wrong there.
                 if !provider.is_remote() {
@@ -112,7 +103,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             list::show(&args, take)
         }
         Some(Sub::Status(args)) => {
-            let mut snapshot = rt.block_on(provider.snapshot())?;
+            let mut snapshot = gpusel_core::block_on(provider.snapshot())?;
             // This process's CUDA_VISIBLE_DEVICES says nothing about
             // another node's GPUs: a remote status shows them all.
             if !args.all && !provider.is_remote() {
@@ -126,15 +117,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out::print(&status::render(&snapshot))
             }
         }
-        Some(Sub::Env(args)) => choose::run(
-            provider,
-            &rt,
-            &args,
-            &config,
-            Mode::Env,
-            cli.global.json,
-            &[],
-        ),
+        Some(Sub::Env(args)) => {
+            choose::run(provider, &args, &config, Mode::Env, cli.global.json, &[])
+        }
         Some(Sub::Config) | Some(Sub::Serve(_)) => Ok(()),
         None => {
             let mode = if cli.command.is_empty() {
@@ -144,7 +129,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             choose::run(
                 provider,
-                &rt,
                 &cli.select,
                 &config,
                 mode,

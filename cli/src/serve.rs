@@ -18,7 +18,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
     // A master without `self` may run where there is no GPU at all.
     let provider: Option<Box<dyn GpuInfoProvider>> = match &agents {
         Some(a) if !a.has_self() => None,
-        _ => Some(crate::providers::registry(config).open(&config.provider.value)?),
+        _ => Some(crate::providers::open(config)?),
     };
     let mut options = gpusel_agent::ServeOptions::new(args.listen);
     options.interval = args.interval;

@@ -317,18 +317,18 @@ fn token_file_and_timeout_come_from_the_config_file_and_the_environment() {
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_TIMEOUT", "soon"));
     o.code(2).no_stdout();
-    o.one_error_naming("GPUSEL_HTTP_TIMEOUT=\"soon\" is not a duration");
+    o.one_error_naming("GPUSEL_HTTP_TIMEOUT: 'soon' is not a duration");
     let o = out(gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_HTTP_CONNECT_TIMEOUT", "0"));
     o.code(2).no_stdout();
-    o.one_error_naming("GPUSEL_HTTP_CONNECT_TIMEOUT=\"0\" is not a duration");
+    o.one_error_naming("GPUSEL_HTTP_CONNECT_TIMEOUT: '0' is too short");
     let bad = write_file(&dir, "bad.toml", "[http]\ntimeout = \"later\"\n");
     let o = out(gpusel()
         .args(["--provider", &url, "list"])
         .env("GPUSEL_SYSTEM_CONFIG", &bad));
     o.code(2);
-    o.one_error_naming("line 2, column 11: http.timeout = \"later\" is not a duration");
+    o.one_error_naming("line 2, column 11: http.timeout: 'later' is not a duration");
 }
 
 #[test]

@@ -56,8 +56,11 @@
 #![warn(missing_docs)]
 
 mod agent_status;
+mod block_on;
+pub mod config;
 mod cvd;
 mod device;
+mod duration;
 mod file_provider;
 mod holder;
 mod lease;
@@ -69,15 +72,19 @@ mod reason;
 mod registry;
 mod request;
 mod select;
+mod selector;
 mod size;
 mod strategy;
 pub mod timefmt;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
+pub use block_on::block_on;
+pub use config::{Config, ConfigError, Setting, Source};
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };
 pub use device::{Device, DeviceLabel};
+pub use duration::{DurationError, parse_duration, parse_duration_min};
 pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
@@ -92,8 +99,10 @@ pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
 pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
 pub use select::{
-    Leaser, SelectError, SelectedDevice, Selection, Verdict, WriteOptions, select, select_leased,
+    Leaser, SelectError, SelectedDevice, Selection, StrategyDefaults, Verdict, WriteOptions,
+    select, select_leased,
 };
+pub use selector::{Progress, Selector};
 pub use size::{PowerError, SizeError, format_bytes, format_power, parse_power, parse_size};
 pub use strategy::{SelectStrategy, StrategyError};
 

@@ -10,6 +10,7 @@ use crate::device::{Device, DeviceLabel};
 use crate::holder::Holder;
 use crate::lease::{Lease, LeaseError, LeaseState, LockDir};
 use crate::model::{SCHEMA_VERSION, Snapshot};
+use crate::provider::ProviderError;
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
 use crate::strategy::{SelectStrategy, StrategyError};
@@ -102,9 +103,55 @@ impl Selection {
     }
 }
 
+/// Which filters the strategy filled in because the request left them unset
+/// (idle-random's "no load, no process"), so that a caller can tell a
+/// rejection by the strategy's defaults from one by the user's own filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StrategyDefaults {
+    /// The utilization limit.
+    pub utilization: bool,
+    /// The memory-bandwidth utilization limit.
+    pub memory_utilization: bool,
+    /// The process-count limit.
+    pub processes: bool,
+}
+
+impl StrategyDefaults {
+    fn between(before: &Request, after: &Request) -> Self {
+        StrategyDefaults {
+            utilization: before.max_utilization.is_none() && after.max_utilization.is_some(),
+            memory_utilization: before.max_memory_utilization.is_none()
+                && after.max_memory_utilization.is_some(),
+            processes: before.max_processes.is_none() && after.max_processes.is_some(),
+        }
+    }
+
+    /// Whether `reason` comes from a filter the strategy filled in.
+    pub fn explains(&self, reason: &Reason) -> bool {
+        match reason {
+            Reason::Utilization { .. } => self.utilization,
+            Reason::MemoryUtilization { .. } => self.memory_utilization,
+            Reason::Processes { .. } => self.processes,
+            _ => false,
+        }
+    }
+}
+
 /// Why no selection could be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SelectError {
+    /// The provider could not give a snapshot.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// A wait ran out; `last` is why the last try failed.
+    #[error("timed out after {} waiting: {last}", humantime::format_duration(*timeout))]
+    TimedOut {
+        /// The limit that ran out.
+        timeout: std::time::Duration,
+        /// The last try's failure.
+        last: Box<SelectError>,
+    },
     /// The lock directory cannot be used.
     #[error(transparent)]
     Lease(#[from] LeaseError),
@@ -134,6 +181,8 @@ pub enum SelectError {
         cvd_problem: Option<CvdProblem>,
         /// The verdict on every device.
         verdicts: Vec<Verdict>,
+        /// The filters the strategy filled in.
+        strategy_defaults: StrategyDefaults,
     },
 }
 
@@ -238,17 +287,18 @@ pub fn select_leased(
     )
 }
 
-fn pipeline(
+pub(crate) fn pipeline(
     snapshot: &Snapshot,
-    request: &Request,
+    original: &Request,
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
     rng: &mut fastrand::Rng,
     leaser: Option<&Leaser>,
 ) -> Result<Selection, SelectError> {
-    let mut request = request.clone();
+    let mut request = original.clone();
     strategy.apply_defaults(&mut request);
+    let strategy_defaults = StrategyDefaults::between(original, &request);
     strategy.validate(&request)?;
     let count = request.count.get();
 
@@ -328,6 +378,7 @@ fn pipeline(
             cuda_visible_devices: visible.value.clone(),
             cvd_problem: visible.warning().cloned(),
             verdicts,
+            strategy_defaults,
         });
     }
 
@@ -381,6 +432,7 @@ fn pipeline(
             cuda_visible_devices: visible.value.clone(),
             cvd_problem: visible.warning().cloned(),
             verdicts,
+            strategy_defaults,
         });
     }
 

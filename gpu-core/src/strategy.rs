@@ -42,3 +42,28 @@ pub trait SelectStrategy: Send + Sync {
         rng: &mut fastrand::Rng,
     ) -> Vec<usize>;
 }
+
+/// A boxed strategy (what [`strategies::by_name`](https://docs.rs/gpusel-strategies)
+/// returns) is a strategy.
+impl<S: SelectStrategy + ?Sized> SelectStrategy for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn apply_defaults(&self, request: &mut Request) {
+        (**self).apply_defaults(request)
+    }
+
+    fn validate(&self, request: &Request) -> Result<(), StrategyError> {
+        (**self).validate(request)
+    }
+
+    fn rank(
+        &self,
+        candidates: &[Device<'_>],
+        request: &Request,
+        rng: &mut fastrand::Rng,
+    ) -> Vec<usize> {
+        (**self).rank(candidates, request, rng)
+    }
+}

@@ -29,9 +29,9 @@ pub struct Settings {
 
 /// The default limit on a whole request: an agent answers from memory in
 /// milliseconds, so this allows for a slow network, not a slow agent.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = gpusel_core::config::DEFAULT_HTTP_TIMEOUT;
 /// The default limit on making the connection.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = gpusel_core::config::DEFAULT_HTTP_CONNECT_TIMEOUT;
 /// The default cap on a body. A snapshot of 16 GPUs with a thousand processes
 /// and their command lines is under 1 MiB; anything this large is not ours.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
@@ -44,16 +44,6 @@ impl Default for Settings {
             max_body: DEFAULT_MAX_BODY,
         }
     }
-}
-
-/// `10s`, `500ms`, or a number of seconds; never zero.
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let v = value.trim();
-    let parsed = match v.parse::<f64>() {
-        Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
-        Err(_) => humantime::parse_duration(v).ok(),
-    };
-    parsed.filter(|d| !d.is_zero())
 }
 
 /// An HTTP/1.1 client for gpusel agents. Cheap to clone; clones share one
@@ -296,16 +286,6 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration(" 0.5 "), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "0", "-1", "soon", "NaN", "1e400"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-    }
 
     proptest::proptest! {
         #[test]

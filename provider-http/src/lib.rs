@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use gpusel_core::{GpuInfoProvider, ProviderError, Snapshot};
 
 pub use crate::client::{
-    Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Settings, parse_duration,
+    Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, Settings,
 };
 pub use crate::endpoint::{Endpoint, SNAPSHOT_PATH};
 pub use crate::error::{ErrorClass, HttpError};
@@ -48,12 +48,12 @@ pub use crate::token::Token;
 /// Name of the provider in `--provider http://HOST:PORT`.
 pub const NAME: &str = "http";
 /// Environment variable naming a file that holds the agent's bearer token.
-pub const ENV_TOKEN_FILE: &str = "GPUSEL_HTTP_TOKEN_FILE";
+pub const ENV_TOKEN_FILE: &str = gpusel_core::config::ENV_HTTP_TOKEN_FILE;
 /// Environment variable holding the limit on a whole request (`10s`, `500ms`,
 /// or seconds).
-pub const ENV_TIMEOUT: &str = "GPUSEL_HTTP_TIMEOUT";
+pub const ENV_TIMEOUT: &str = gpusel_core::config::ENV_HTTP_TIMEOUT;
 /// Environment variable holding the limit on making the connection.
-pub const ENV_CONNECT_TIMEOUT: &str = "GPUSEL_HTTP_CONNECT_TIMEOUT";
+pub const ENV_CONNECT_TIMEOUT: &str = gpusel_core::config::ENV_HTTP_CONNECT_TIMEOUT;
 
 /// Reads a remote node's GPUs from its agent.
 #[derive(Debug, Clone)]
@@ -61,6 +61,9 @@ pub struct HttpProvider {
     client: Client,
     endpoint: Endpoint,
     token: Option<Token>,
+    /// A runtime of its own, for callers outside any (the CLI, a
+    /// synchronous program using `gpusel_core::block_on`).
+    runtime: std::sync::OnceLock<std::sync::Arc<tokio::runtime::Runtime>>,
 }
 
 impl HttpProvider {
@@ -70,12 +73,27 @@ impl HttpProvider {
             client,
             endpoint,
             token,
+            runtime: std::sync::OnceLock::new(),
         }
     }
 
     /// The agent read.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    fn own_runtime(&self) -> Result<&tokio::runtime::Runtime, ProviderError> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ProviderError::Failed {
+                provider: self.endpoint.url().to_string(),
+                message: format!("cannot start the async runtime: {e}"),
+            })?;
+        Ok(self.runtime.get_or_init(|| std::sync::Arc::new(rt)))
     }
 
     /// The snapshot and the agent's status exactly as the agent sent them,
@@ -97,7 +115,11 @@ impl GpuInfoProvider for HttpProvider {
         let Remote {
             mut snapshot,
             agent,
-        } = self.fetch().await?;
+        } = if tokio::runtime::Handle::try_current().is_ok() {
+            self.fetch().await?
+        } else {
+            self.own_runtime()?.block_on(self.fetch())?
+        };
         if let Some(error) = agent.and_then(|a| a.last_error) {
             // Still worth showing, as long as it is clear how old it is.
             tracing::warn!(

@@ -393,18 +393,14 @@ fn executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `10s`, `500ms`, `1m`, or a plain number of seconds (`2.5`).
+/// `10s`, `500ms`, `1m`, or a plain number of seconds (`2.5`): gpusel's one
+/// duration syntax; zero is refused.
 fn parse_timeout(value: &str) -> Result<Duration, SmiError> {
-    let v = value.trim();
-    let parsed = match v.parse::<f64>() {
-        Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
-        Err(_) => humantime::parse_duration(v).ok(),
-    };
-    parsed
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| SmiError::BadTimeout {
+    gpusel_core::parse_duration_min(value, Duration::from_millis(1)).map_err(|_| {
+        SmiError::BadTimeout {
             value: value.to_string(),
-        })
+        }
+    })
 }
 
 #[cfg(test)]
@@ -429,7 +425,7 @@ mod tests {
         std::fs::write(&smi, "#!/bin/sh\necho 'No devices were found'\nexit 6\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let timeout = parse_timeout("1e15").unwrap();
+        let timeout = parse_timeout("1000000000000000").unwrap();
         let e = SmiProvider::new(&smi)
             .with_timeout(timeout)
             .read()

@@ -131,15 +131,18 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentsFile, AgentsFileError> {
     })?;
     let timeout = match &file.timeout {
         None => None,
-        Some(t) => Some(gpusel_http::parse_duration(t.get_ref()).ok_or_else(|| {
-            fail(
-                Some(t.span()),
-                format!(
-                    "timeout = {:?} is not a duration: give e.g. 1s or 500ms",
-                    t.get_ref()
-                ),
-            )
-        })?),
+        Some(t) => Some(
+            gpusel_core::parse_duration_min(t.get_ref(), std::time::Duration::from_millis(1))
+                .map_err(|_| {
+                    fail(
+                        Some(t.span()),
+                        format!(
+                            "timeout = {:?} is not a duration: give e.g. 1s or 500ms",
+                            t.get_ref()
+                        ),
+                    )
+                })?,
+        ),
     };
     if file.agent.is_empty() {
         return Err(fail(

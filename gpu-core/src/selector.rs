@@ -1,0 +1,405 @@
+//! [`Selector`]: the one entry point the CLI, the agent and the Python
+//! binding share. Request, strategy, leasing, lock directory, visible set and
+//! waiting, with defaults from the site's [`Config`].
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::block_on::block_on;
+use crate::config::Config;
+use crate::cvd::Visible;
+use crate::device::Device;
+use crate::lease::DEFAULT_LOCK_DIR;
+use crate::provider::GpuInfoProvider;
+use crate::request::{Ban, DeviceSpec, Request};
+use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
+use crate::strategy::SelectStrategy;
+
+/// What a waiting [`Selector`] reports to its progress callback.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Progress<'a> {
+    /// The request cannot be met yet; the next try is in `interval`.
+    Waiting {
+        /// Time since the selection started.
+        waited: Duration,
+        /// Time between tries.
+        interval: Duration,
+        /// The verdict on every device at this try.
+        verdicts: &'a [Verdict],
+    },
+    /// `CUDA_VISIBLE_DEVICES` holds tokens that name no device here (it is
+    /// honoured as CUDA would honour it). Reported once per selection.
+    VisibleProblem {
+        /// The visible set, with its problem.
+        visible: &'a Visible,
+    },
+}
+
+type ProgressFn = Box<dyn FnMut(Progress<'_>) + Send>;
+
+/// Where the visible set comes from.
+#[derive(Debug, Clone)]
+enum VisibleFrom {
+    Env,
+    Value(Option<String>),
+}
+
+/// Selects GPUs the way `gpusel` does, from a Rust program: build it from the
+/// site's [`Config`] (so the lock directory, bans and default filters are
+/// the CLI's), adjust the request, and [`select`](Selector::select) from a
+/// provider. By default it leases what it selects (the returned
+/// [`Selection`] holds the leases until it is dropped), honours
+/// `CUDA_VISIBLE_DEVICES`, and does not wait.
+///
+/// ```
+/// use gpusel_core::{Config, FileProvider, Selector, Snapshot, Gpu};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let mut snapshot = Snapshot::new("node1", "example");
+/// # for i in 0..2 { let mut g = Gpu::new(i, format!("GPU-{i}"), "A100"); g.memory_free = Some(40 << 30); snapshot.gpus.push(g); }
+/// # let path = dir.path().join("gpus.json");
+/// # std::fs::write(&path, serde_json::to_string(&snapshot).unwrap()).unwrap();
+/// # struct AnyFree;
+/// # impl gpusel_core::SelectStrategy for AnyFree {
+/// #     fn name(&self) -> &str { "any" }
+/// #     fn rank(&self, c: &[gpusel_core::Device<'_>], _: &gpusel_core::Request, _: &mut gpusel_core::fastrand::Rng) -> Vec<usize> { (0..c.len()).collect() }
+/// # }
+/// let config = Config::default(); // or Config::load()?, as the CLI reads it
+/// let provider = FileProvider::new(&path);
+/// let mut selector = Selector::from_config(&config, AnyFree)
+///     .lock_dir(dir.path().join("locks"))
+///     .min_free_memory(20 << 30);
+/// let first = selector.select(&provider).unwrap();
+/// let second = selector.select(&provider).unwrap();
+/// assert_ne!(first.cuda_visible_devices, second.cuda_visible_devices, "leased apart");
+/// assert!(selector.select(&provider).is_err(), "both are leased");
+/// # Ok::<(), gpusel_core::ConfigError>(())
+/// ```
+pub struct Selector {
+    request: Request,
+    bans: Vec<Ban>,
+    strategy: Box<dyn SelectStrategy>,
+    lease: bool,
+    lock_dir: PathBuf,
+    command: Option<Vec<String>>,
+    visible: VisibleFrom,
+    write: WriteOptions,
+    wait: Option<Option<Duration>>,
+    interval: Duration,
+    rng: fastrand::Rng,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selector")
+            .field("request", &self.request)
+            .field("bans", &self.bans)
+            .field("strategy", &self.strategy.name())
+            .field("lease", &self.lease)
+            .field("lock_dir", &self.lock_dir)
+            .field("visible", &self.visible)
+            .field("write", &self.write)
+            .field("wait", &self.wait)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Selector {
+    /// A selector with gpusel's built-in defaults (lock directory
+    /// [`DEFAULT_LOCK_DIR`], no bans, no default filters) and `strategy`.
+    /// Prefer [`Selector::from_config`], which shares the site's settings.
+    pub fn new(strategy: impl SelectStrategy + 'static) -> Self {
+        Selector {
+            request: Request::new(),
+            bans: Vec::new(),
+            strategy: Box::new(strategy),
+            lease: true,
+            lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            command: None,
+            visible: VisibleFrom::Env,
+            write: WriteOptions::default(),
+            wait: None,
+            interval: crate::config::DEFAULT_INTERVAL,
+            rng: fastrand::Rng::new(),
+            progress: None,
+        }
+    }
+
+    /// A selector with the site's settings: its lock directory, bans, poll
+    /// interval and default filters (which the setters below override, as
+    /// flags override the config in the CLI; bans cannot be lifted).
+    pub fn from_config(config: &Config, strategy: impl SelectStrategy + 'static) -> Self {
+        let f = &config.filters;
+        let mut s = Selector::new(strategy);
+        s.lock_dir = config.lock_dir.value.clone();
+        s.interval = config.interval.value;
+        s.bans = config.bans.clone();
+        s.request.min_free_memory = f.mem.as_ref().map(|v| v.value);
+        s.request.max_utilization = f.max_util.as_ref().map(|v| v.value);
+        s.request.max_memory_utilization = f.max_mem_util.as_ref().map(|v| v.value);
+        s.request.max_processes = f.max_processes.as_ref().map(|v| v.value);
+        s.request.max_power = f.max_power.as_ref().map(|v| v.value);
+        s
+    }
+
+    /// The request as it stands (the strategy's defaults are applied at
+    /// selection time, to filters still unset).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Replaces the whole request (the site's bans still apply).
+    pub fn with_request(mut self, request: Request) -> Self {
+        self.request = request;
+        self
+    }
+
+    /// Changes the request in place, for filters without a setter here.
+    pub fn map_request(mut self, f: impl FnOnce(Request) -> Request) -> Self {
+        self.request = f(self.request);
+        self
+    }
+
+    /// The strategy that ranks the candidates.
+    pub fn strategy(mut self, strategy: impl SelectStrategy + 'static) -> Self {
+        self.strategy = Box::new(strategy);
+        self
+    }
+
+    /// The name of the strategy in use.
+    pub fn strategy_name(&self) -> &str {
+        self.strategy.name()
+    }
+
+    /// How many devices (default 1).
+    pub fn count(mut self, count: NonZeroUsize) -> Self {
+        self.request.count = count;
+        self
+    }
+
+    /// At least `bytes` free on each device.
+    pub fn min_free_memory(mut self, bytes: u64) -> Self {
+        self.request.min_free_memory = Some(bytes);
+        self
+    }
+
+    /// At most `percent` GPU utilization.
+    pub fn max_utilization(mut self, percent: u8) -> Self {
+        self.request.max_utilization = Some(percent);
+        self
+    }
+
+    /// At most `percent` memory-bandwidth utilization.
+    pub fn max_memory_utilization(mut self, percent: u8) -> Self {
+        self.request.max_memory_utilization = Some(percent);
+        self
+    }
+
+    /// At most `n` processes already on each device.
+    pub fn max_processes(mut self, n: usize) -> Self {
+        self.request.max_processes = Some(n);
+        self
+    }
+
+    /// At most `milliwatts` of power draw.
+    pub fn max_power(mut self, milliwatts: u32) -> Self {
+        self.request.max_power = Some(milliwatts);
+        self
+    }
+
+    /// Only devices whose name contains `pattern` (case-insensitive).
+    pub fn name(mut self, pattern: impl Into<String>) -> Self {
+        self.request.name = Some(pattern.into());
+        self
+    }
+
+    /// Only these devices.
+    pub fn devices(mut self, devices: Vec<DeviceSpec>) -> Self {
+        self.request.devices = devices;
+        self
+    }
+
+    /// Never these devices.
+    pub fn exclude(mut self, devices: Vec<DeviceSpec>) -> Self {
+        self.request.exclude = devices;
+        self
+    }
+
+    /// A custom filter (gpuselect's `selector`); `label` names it when it rejects.
+    pub fn filter(
+        mut self,
+        label: impl Into<String>,
+        test: impl Fn(&Device<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.request = self.request.predicate(label, test);
+        self
+    }
+
+    /// Whether to lease what is selected (default true). Without a lease,
+    /// another job can be given the same devices.
+    pub fn lease(mut self, lease: bool) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The lock directory (default: the site's, as the CLI uses).
+    pub fn lock_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_dir = path.into();
+        self
+    }
+
+    /// The command recorded with the lease, as `gpusel list` shows it
+    /// (default: this program's arguments).
+    pub fn command(mut self, command: Vec<String>) -> Self {
+        self.command = Some(command);
+        self
+    }
+
+    /// Chooses only among the devices `value` names, as CUDA reads
+    /// `CUDA_VISIBLE_DEVICES` (`None`: all). By default the variable is
+    /// read from this process's environment.
+    pub fn visible(mut self, value: Option<String>) -> Self {
+        self.visible = VisibleFrom::Value(value);
+        self
+    }
+
+    /// Writes UUIDs into `CUDA_VISIBLE_DEVICES` instead of indices.
+    pub fn uuids(mut self, uuids: bool) -> Self {
+        self.write.uuids = uuids;
+        self
+    }
+
+    /// Waits until the request can be met, trying every
+    /// [`interval`](Selector::interval), for at most `timeout` (`None`:
+    /// forever). A request for more devices than are visible at all fails
+    /// at once: waiting cannot help it.
+    pub fn wait(mut self, timeout: Option<Duration>) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// Does not wait (the default).
+    pub fn no_wait(mut self) -> Self {
+        self.wait = None;
+        self
+    }
+
+    /// Time between tries while waiting (default: the site's, else 5 s).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Seeds the random choices, for reproducible picks.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rng = fastrand::Rng::with_seed(seed);
+        self
+    }
+
+    /// Called while waiting, with why the request cannot be met yet.
+    pub fn on_progress(mut self, f: impl FnMut(Progress<'_>) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    fn report(&mut self, progress: Progress<'_>) {
+        if let Some(f) = &mut self.progress {
+            f(progress);
+        }
+    }
+
+    /// Takes a snapshot from `provider` and selects, leasing and waiting as
+    /// set. A remote provider's devices are never leased from here (their
+    /// leases live on their node; devices leased there are passed over) and
+    /// this process's `CUDA_VISIBLE_DEVICES` does not apply to them.
+    pub fn select(&mut self, provider: &dyn GpuInfoProvider) -> Result<Selection, SelectError> {
+        let remote = provider.is_remote();
+        let mut request = self.request.clone();
+        request.banned.extend(self.bans.iter().cloned());
+        if remote && self.lease {
+            // The node's own jobs hold these (its agent reads its lock
+            // directory); a job started there would be refused them.
+            request = request.predicate("not leased on the remote node", |d| {
+                d.mig.map_or(d.gpu.lease.is_none(), |m| m.lease.is_none())
+            });
+        }
+        let leaser = if self.lease && !remote {
+            let command = self.command.clone().unwrap_or_else(|| {
+                // Lossy: an argument that is not UTF-8 must not stop the job.
+                std::env::args_os()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect()
+            });
+            Some(Leaser::open(self.lock_dir.clone(), command)?)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let mut warned = false;
+        loop {
+            let snapshot = block_on(provider.snapshot())?;
+            tracing::debug!(
+                provider = provider.name(),
+                gpus = snapshot.gpus.len(),
+                "snapshot taken"
+            );
+            let visible = match (&self.visible, remote) {
+                (_, true) => Visible::all(),
+                (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
+                (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
+            };
+            let result = pipeline(
+                &snapshot,
+                &request,
+                self.strategy.as_ref(),
+                &visible,
+                self.write,
+                &mut self.rng,
+                leaser.as_ref(),
+            );
+            // When nothing is visible the error itself explains the variable.
+            let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
+            if visible.warning().is_some() && !explained && !warned {
+                warned = true;
+                self.report(Progress::VisibleProblem { visible: &visible });
+            }
+            let error = match result {
+                Ok(selection) => return Ok(selection),
+                Err(e) => e,
+            };
+            let Some(timeout) = self.wait else {
+                return Err(error);
+            };
+            if !worth_waiting(&error) {
+                return Err(error);
+            }
+            let waited = start.elapsed();
+            let left = timeout.map(|t| t.saturating_sub(waited));
+            if let (Some(timeout), Some(Duration::ZERO)) = (timeout, left) {
+                return Err(SelectError::TimedOut {
+                    timeout,
+                    last: Box::new(error),
+                });
+            }
+            if let SelectError::NoMatch { verdicts, .. } = &error {
+                let interval = self.interval;
+                self.report(Progress::Waiting {
+                    waited,
+                    interval,
+                    verdicts,
+                });
+            }
+            std::thread::sleep(left.map_or(self.interval, |l| l.min(self.interval)));
+        }
+    }
+}
+
+/// Whether waiting can help: not when more devices are asked for than are
+/// visible at all, nor for a request that is wrong in itself.
+fn worth_waiting(error: &SelectError) -> bool {
+    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
+}
