@@ -75,6 +75,8 @@ mod select;
 mod selector;
 mod size;
 mod strategy;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timefmt;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};

@@ -28,6 +28,8 @@
 
 #![warn(missing_docs)]
 
+/// The attribute implementors of [`GpuInfoProvider`] put on their `impl`.
+pub use async_trait::async_trait;
 pub use gpusel_core::*;
 pub use gpusel_strategies as strategies;
 pub use gpusel_strategies::{StrategyKind, UnknownStrategy};
