@@ -93,6 +93,7 @@ fn torch_takes_no_argument(
         Some(_) => Err(gpusel_core::ProviderError::UnknownProvider {
             spec: spec.raw.clone(),
             available: vec!["torch (it takes no argument)".into()],
+            plugin: None,
         }),
         None => Ok(()),
     }
