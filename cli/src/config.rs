@@ -17,6 +17,8 @@ pub const SYSTEM_CONFIG: &str = "/etc/gpusel/config.toml";
 const DEFAULT_PROVIDER: &str = "auto";
 const DEFAULT_STRATEGY: &str = "idle-random";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// The limit on one run of a plugin (`10s`, `500ms`, or seconds).
+pub const ENV_PLUGIN_TIMEOUT: &str = "GPUSEL_PLUGIN_TIMEOUT";
 
 /// Where a value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,8 @@ pub struct Config {
     pub http_timeout: Setting<Duration>,
     /// The limit on making the connection to an `http://` agent.
     pub http_connect_timeout: Setting<Duration>,
+    /// The limit on one run of a plugin `gpusel-provider-NAME`.
+    pub plugin_timeout: Setting<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +214,7 @@ impl Config {
                 gpusel_http::DEFAULT_CONNECT_TIMEOUT,
                 Source::Default,
             ),
+            plugin_timeout: Setting::new(gpusel::DEFAULT_PLUGIN_TIMEOUT, Source::Default),
         };
         for path in paths() {
             let text = match std::fs::read_to_string(&path) {
@@ -371,6 +376,7 @@ impl Config {
             ));
         }
         for (var, slot) in [
+            (ENV_PLUGIN_TIMEOUT, &mut self.plugin_timeout),
             (gpusel_http::ENV_TIMEOUT, &mut self.http_timeout),
             (
                 gpusel_http::ENV_CONNECT_TIMEOUT,
@@ -438,6 +444,9 @@ impl Config {
                 humantime::format_duration(*d).to_string()
             }),
             row("http.connect_timeout", &self.http_connect_timeout, |d| {
+                humantime::format_duration(*d).to_string()
+            }),
+            row("plugin.timeout", &self.plugin_timeout, |d| {
                 humantime::format_duration(*d).to_string()
             }),
         ];

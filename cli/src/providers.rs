@@ -1,4 +1,6 @@
-//! The providers this binary knows, in the order `--provider auto` tries them.
+//! The providers this binary knows, in the order `--provider auto` tries them,
+//! and, for any other name, the plugin `gpusel-provider-NAME` on `PATH`
+//! (never tried by `auto`).
 
 use gpusel_core::{GpuInfoProvider, ProviderError, ProviderRegistry, ProviderSpec};
 
@@ -53,6 +55,7 @@ pub fn registry(config: &Config) -> ProviderRegistry {
         false,
         http(config),
     );
+    registry.set_fallback(gpusel::plugin_fallback(config.plugin_timeout.value));
     registry
 }
 
