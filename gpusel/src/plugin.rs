@@ -283,14 +283,12 @@ impl PluginProvider {
     }
 }
 
-/// `10s`, `1.5s`, `500ms`: the timeout as a user wrote it.
+/// `10s` or `1500ms`: the timeout, exactly.
 fn short_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
     } else {
-        format!("{:.1}s", d.as_secs_f64())
+        format!("{}ms", d.as_millis())
     }
 }
 
