@@ -48,6 +48,7 @@ Environment:
   GPUSEL_INTERVAL        default for --interval
   GPUSEL_HTTP_TOKEN_FILE file holding the bearer token of an http:// agent
   GPUSEL_HTTP_TIMEOUT    limit on one request to an http:// agent (default 10s)
+  GPUSEL_PLUGIN_TIMEOUT  limit on one run of a plugin gpusel-provider-NAME (default 10s)
   GPUSEL_BAN             GPUs never to give out, added to the config's bans (0,GPU-5f2c)
   GPUSEL_SYSTEM_CONFIG   the site config file to read instead of /etc/gpusel/config.toml
   XDG_CONFIG_HOME        where the user's gpusel/config.toml is (default ~/.config)
@@ -205,7 +206,9 @@ pub struct GlobalArgs {
     /// `smi[:PATH]`, `file:PATH` to replay a snapshot written by
     /// `gpusel list --json`, or `http://HOST:PORT[/PREFIX]` for another
     /// node's GPUs from its `gpusel serve` (list and print a choice; no local
-    /// lease, no `-- CMD`). Default: auto (or the config's provider, or
+    /// lease, no `-- CMD`). Any other `NAME[:ARG]` runs the plugin
+    /// `gpusel-provider-NAME [ARG]` found on PATH, which prints one snapshot
+    /// (see docs/providers.md). Default: auto (or the config's provider, or
     /// GPUSEL_PROVIDER).
     #[arg(long, short = 'p', global = true, value_name = "PROVIDER")]
     pub provider: Option<String>,

@@ -98,7 +98,7 @@ pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
 pub use provider::{GpuInfoProvider, ProviderError};
 pub use reason::Reason;
-pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
+pub use registry::{ProviderFactory, ProviderFallback, ProviderRegistry, ProviderSpec};
 pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};
 pub use select::{
     Leaser, SelectError, SelectedDevice, Selection, StrategyDefaults, Verdict, WriteOptions,

@@ -10,12 +10,15 @@ use crate::model::{Snapshot, SnapshotError};
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// `--provider` names no known provider.
-    #[error("unknown provider '{spec}'; available: {}", available.join(", "))]
+    #[error("unknown provider '{spec}'; {}", unknown_tail(available, plugin.as_deref()))]
     UnknownProvider {
         /// What the user wrote.
         spec: String,
         /// Accepted forms, e.g. `file:PATH`.
         available: Vec<String>,
+        /// The plugin executable looked for on `PATH` and not found
+        /// (`gpusel-provider-NAME`), when one was.
+        plugin: Option<String>,
     },
     /// `--provider auto` found no provider that works on this machine.
     #[error(
@@ -66,6 +69,18 @@ pub enum ProviderError {
         /// What happened and what to do.
         message: String,
     },
+}
+
+/// `available: a, b; no plugin P on PATH`, leaving out what is empty.
+fn unknown_tail(available: &[String], plugin: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if !available.is_empty() {
+        parts.push(format!("available: {}", available.join(", ")));
+    }
+    if let Some(p) = plugin {
+        parts.push(format!("no plugin {p} on PATH"));
+    }
+    parts.join("; ")
 }
 
 /// A source of GPU state: NVML, `nvidia-smi`, a snapshot file, a remote agent,

@@ -1,6 +1,8 @@
 //! Maps a `--provider` string to a provider: `nvml`, `smi`, `file:PATH`,
 //! `http://host:port`, `auto`. Open to third-party crates: register a factory
-//! under a name and it is reachable from the same string syntax.
+//! under a name and it is reachable from the same string syntax. A fallback
+//! ([`ProviderRegistry::set_fallback`]) answers for names no entry has: the
+//! `gpusel` facade installs one that runs `gpusel-provider-NAME` from `PATH`.
 
 use std::fmt;
 
@@ -37,6 +39,12 @@ impl ProviderSpec {
 pub type ProviderFactory =
     Box<dyn Fn(&ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> + Send + Sync>;
 
+/// Opens a provider for a name no entry has: `None` when it has none either.
+/// See [`ProviderRegistry::set_fallback`].
+pub type ProviderFallback = Box<
+    dyn Fn(&ProviderSpec) -> Option<Result<Box<dyn GpuInfoProvider>, ProviderError>> + Send + Sync,
+>;
+
 struct Entry {
     name: String,
     usage: String,
@@ -48,6 +56,7 @@ struct Entry {
 /// The providers a program knows, by name.
 pub struct ProviderRegistry {
     entries: Vec<Entry>,
+    fallback: Option<ProviderFallback>,
 }
 
 impl fmt::Debug for ProviderRegistry {
@@ -69,6 +78,7 @@ impl ProviderRegistry {
     pub fn empty() -> Self {
         ProviderRegistry {
             entries: Vec::new(),
+            fallback: None,
         }
     }
 
@@ -85,6 +95,7 @@ impl ProviderRegistry {
                 _ => Err(ProviderError::UnknownProvider {
                     spec: spec.raw.clone(),
                     available: vec!["file:PATH (a path is required)".into()],
+                    plugin: None,
                 }),
             },
         );
@@ -115,6 +126,23 @@ impl ProviderRegistry {
             auto,
             factory: Box::new(factory),
         });
+    }
+
+    /// Sets what [`open`](Self::open) asks for a name that no registered
+    /// provider has (never for `auto`, which tries registered providers
+    /// only). The fallback returns `None` when it knows the name no better,
+    /// and the registry reports [`ProviderError::UnknownProvider`]; it may
+    /// also return that error itself with `plugin` naming what it looked for,
+    /// and the registry fills in `spec` and `available`. Any other answer is
+    /// returned as is. A later call replaces the earlier fallback.
+    pub fn set_fallback(
+        &mut self,
+        fallback: impl Fn(&ProviderSpec) -> Option<Result<Box<dyn GpuInfoProvider>, ProviderError>>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        self.fallback = Some(Box::new(fallback));
     }
 
     /// `(usage, summary)` of every provider, for help texts.
@@ -151,13 +179,23 @@ impl ProviderRegistry {
         if spec.name == "auto" && spec.argument.is_none() {
             return self.open_auto();
         }
-        match self.entries.iter().find(|e| e.name == spec.name) {
-            Some(entry) => (entry.factory)(&spec),
-            None => Err(ProviderError::UnknownProvider {
-                spec: raw.to_string(),
-                available: self.describe().into_iter().map(|(u, _)| u).collect(),
-            }),
+        if let Some(entry) = self.entries.iter().find(|e| e.name == spec.name) {
+            return (entry.factory)(&spec);
         }
+        let tried = match &self.fallback {
+            Some(fallback) if spec.name != "auto" => fallback(&spec),
+            _ => None,
+        };
+        let plugin = match tried {
+            None => None,
+            Some(Err(ProviderError::UnknownProvider { plugin, .. })) => plugin,
+            Some(answer) => return answer,
+        };
+        Err(ProviderError::UnknownProvider {
+            spec: raw.to_string(),
+            available: self.describe().into_iter().map(|(u, _)| u).collect(),
+            plugin,
+        })
     }
 
     fn open_auto(&self) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
@@ -238,5 +276,43 @@ mod tests {
         assert_eq!(r.open("auto").unwrap().name(), "fixed");
         assert_eq!(r.open("FIXED").unwrap().name(), "fixed");
         assert_eq!(r.open("file:/x.json").unwrap().name(), "file:/x.json");
+    }
+
+    #[test]
+    fn the_fallback_answers_for_unknown_names_only() {
+        let mut r = ProviderRegistry::with_builtin();
+        r.set_fallback(|spec| match spec.name.as_str() {
+            "fixed" => Some(Ok(Box::new(Fixed))),
+            "missing" => Some(Err(ProviderError::UnknownProvider {
+                spec: String::new(),
+                available: Vec::new(),
+                plugin: Some("gpusel-provider-missing".into()),
+            })),
+            "broken" => Some(Err(ProviderError::Failed {
+                provider: "broken".into(),
+                message: "it broke".into(),
+            })),
+            "file" | "auto" => panic!("asked for a registered name"),
+            _ => None,
+        });
+        assert_eq!(r.open("fixed:arg").unwrap().name(), "fixed");
+        assert_eq!(r.open("file:/x.json").unwrap().name(), "file:/x.json");
+        assert!(matches!(
+            r.open("auto"),
+            Err(ProviderError::NoProvider { .. })
+        ));
+        assert_eq!(
+            r.open("missing").err().unwrap().to_string(),
+            "unknown provider 'missing'; available: auto, file:PATH; no plugin gpusel-provider-missing on PATH"
+        );
+        assert_eq!(
+            r.open("other").err().unwrap().to_string(),
+            "unknown provider 'other'; available: auto, file:PATH"
+        );
+        assert!(r.open("auto:x").is_err());
+        assert!(matches!(
+            r.open("broken"),
+            Err(ProviderError::Failed { .. })
+        ));
     }
 }

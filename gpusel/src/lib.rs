@@ -6,7 +6,9 @@
 //! [`Config`], leases) and the strategies, and adds what only a facade can
 //! do: open any built-in provider from the string the CLI takes
 //! (`auto`, `nvml`, `nvml:LIB`, `smi`, `smi:PATH`, `file:PATH`,
-//! `http://HOST:PORT`, `torch` behind its feature).
+//! `http://HOST:PORT`, `torch` behind its feature), and, for any other
+//! name, the plugin `gpusel-provider-NAME` on `PATH` ([`PluginProvider`],
+//! see `docs/providers.md`).
 //!
 //! A service that takes the best-fit GPU for 800 MiB at start-up and holds
 //! it while it runs (GPU-utils' use):
@@ -28,11 +30,17 @@
 
 #![warn(missing_docs)]
 
+mod plugin;
+
 /// The attribute implementors of [`GpuInfoProvider`] put on their `impl`.
 pub use async_trait::async_trait;
 pub use gpusel_core::*;
 pub use gpusel_strategies as strategies;
 pub use gpusel_strategies::{StrategyKind, UnknownStrategy};
+pub use plugin::{
+    DEFAULT_PLUGIN_TIMEOUT, MAX_PLUGIN_OUTPUT, PLUGIN_PREFIX, PluginProvider, is_plugin_name,
+    plugin_fallback,
+};
 
 /// The strategy a name gives (`idle-random`, `best-fit`, `worst-fit`,
 /// `random`, `least-used`), as `--strategy` takes it.
@@ -65,12 +73,13 @@ pub fn open(spec: &str, config: &Config) -> Result<Box<dyn GpuInfoProvider>, Pro
 }
 
 /// Every provider built into this crate (by its features), set up from
-/// `config`, in the order `auto` tries them: NVML first, then nvidia-smi.
-/// Register more on it before opening.
+/// `config`, in the order `auto` tries them: NVML first, then nvidia-smi;
+/// any other name runs the plugin `gpusel-provider-NAME` from `PATH` (never
+/// tried by `auto`), with `config.plugin_timeout`. Register more on it
+/// before opening.
 pub fn registry(config: &Config) -> ProviderRegistry {
-    let _ = config;
-    #[allow(unused_mut)]
     let mut registry = ProviderRegistry::with_builtin();
+    registry.set_fallback(plugin_fallback(config.plugin_timeout.value));
     #[cfg(feature = "nvml")]
     registry.register(
         gpusel_nvml::NAME,
@@ -173,6 +182,7 @@ fn torch_takes_no_argument(spec: &ProviderSpec) -> Result<(), ProviderError> {
         Some(_) => Err(ProviderError::UnknownProvider {
             spec: spec.raw.clone(),
             available: vec!["torch (it takes no argument)".into()],
+            plugin: None,
         }),
         None => Ok(()),
     }
