@@ -5,6 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
     GpuInfoProvider, Leaser, Request, SelectError, Selection, Snapshot, Verdict, Visible,
     WriteOptions,
@@ -121,8 +122,8 @@ pub fn run(
         )
     };
     let mut rng = match args.seed {
-        Some(seed) => gpusel_core::fastrand::Rng::with_seed(seed),
-        None => gpusel_core::fastrand::Rng::new(),
+        Some(seed) => <SmallRng as gpusel_core::rand::SeedableRng>::seed_from_u64(seed),
+        None => gpusel_core::rand::make_rng::<SmallRng>(),
     };
     let write = WriteOptions { uuids: args.uuid };
     let waiting = args.wait || args.timeout.is_some();

@@ -20,7 +20,7 @@
 //! struct MostFree;
 //! impl SelectStrategy for MostFree {
 //!     fn name(&self) -> &str { "most-free" }
-//!     fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+//!     fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn gpusel_core::rand::Rng) -> Vec<usize> {
 //!         let mut order: Vec<usize> = (0..c.len()).collect();
 //!         order.sort_by_key(|&i| std::cmp::Reverse(c[i].memory_free()));
 //!         order
@@ -35,7 +35,8 @@
 //! }
 //! let request = Request::new().min_free_memory(20 << 30);
 //! let visible = Visible::parse(None, &snapshot.gpus);
-//! let mut rng = fastrand::Rng::with_seed(1);
+//! use gpusel_core::rand::{SeedableRng, rngs::SmallRng};
+//! let mut rng = SmallRng::seed_from_u64(1); // or `rand::make_rng()`, or any `rand::Rng`
 //! let selection = select(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng).unwrap();
 //! assert_eq!(selection.cuda_visible_devices, "1");
 //! assert_eq!(selection.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
@@ -78,7 +79,6 @@ pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };
 pub use device::{Device, DeviceLabel};
-pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
@@ -88,6 +88,7 @@ pub use model::{
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
 pub use provider::{GpuInfoProvider, ProviderError};
+pub use rand;
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};
 pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};

@@ -183,7 +183,7 @@ pub fn select(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
 ) -> Result<Selection, SelectError> {
     pipeline(snapshot, request, strategy, visible, write, rng, None)
 }
@@ -224,7 +224,7 @@ pub fn select_leased(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
     leaser: &Leaser,
 ) -> Result<Selection, SelectError> {
     pipeline(
@@ -244,7 +244,7 @@ fn pipeline(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
     leaser: Option<&Leaser>,
 ) -> Result<Selection, SelectError> {
     let mut request = request.clone();
@@ -492,7 +492,7 @@ mod tests {
         fn name(&self) -> &str {
             "in-order"
         }
-        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn rand::Rng) -> Vec<usize> {
             (0..c.len()).collect()
         }
     }
@@ -510,14 +510,14 @@ mod tests {
         let rival = Leaser::open(tmp.path().join("locks"), vec!["rival".into()]).unwrap();
         let snapshot = two_gpus();
         let visible = Visible::parse(None, &snapshot.gpus);
-        let mut rng = fastrand::Rng::with_seed(1);
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(1);
         let held = rival
             .dir
             .try_lease("GPU-a", &rival.holder)
             .unwrap()
             .unwrap();
 
-        let pick = |request: &Request, rng: &mut fastrand::Rng| {
+        let pick = |request: &Request, rng: &mut dyn rand::Rng| {
             select_leased(
                 &snapshot,
                 request,

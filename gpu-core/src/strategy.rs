@@ -39,6 +39,6 @@ pub trait SelectStrategy: Send + Sync {
         &self,
         candidates: &[Device<'_>],
         request: &Request,
-        rng: &mut fastrand::Rng,
+        rng: &mut dyn rand::Rng,
     ) -> Vec<usize>;
 }

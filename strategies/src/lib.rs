@@ -6,7 +6,8 @@
 
 use std::cmp::{Ordering, Reverse};
 
-use gpusel_core::fastrand::Rng;
+use gpusel_core::rand::Rng;
+use gpusel_core::rand::seq::SliceRandom;
 use gpusel_core::{Device, Request, SelectStrategy, StrategyError};
 use strum::{EnumIter, EnumMessage, EnumString, IntoStaticStr, VariantNames};
 
@@ -88,9 +89,9 @@ pub fn by_name(name: &str) -> Result<Box<dyn SelectStrategy>, UnknownStrategy> {
         })
 }
 
-fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
+fn shuffled(n: usize, rng: &mut dyn Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    rng.shuffle(&mut order);
+    order.shuffle(rng);
     order
 }
 
@@ -120,7 +121,7 @@ impl SelectStrategy for IdleRandom {
         request.max_processes.get_or_insert(0);
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         shuffled(candidates.len(), rng)
     }
 }
@@ -145,7 +146,7 @@ impl SelectStrategy for BestFit {
         }
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut dyn Rng) -> Vec<usize> {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order
             .sort_by(|&a, &b| some_first(candidates[a].memory_free(), candidates[b].memory_free()));
@@ -162,7 +163,7 @@ impl SelectStrategy for WorstFit {
         "worst-fit"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut dyn Rng) -> Vec<usize> {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| {
             some_first(
@@ -183,7 +184,7 @@ impl SelectStrategy for RandomPick {
         "random"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         shuffled(candidates.len(), rng)
     }
 }
@@ -198,7 +199,7 @@ impl SelectStrategy for LeastUsed {
         "least-used"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         // Shuffle first; the stable sort then keeps ties in random order.
         let mut order = shuffled(candidates.len(), rng);
         order.sort_by(|&a, &b| {

@@ -12,7 +12,8 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 
-use gpusel_core::fastrand::Rng;
+use gpusel_core::rand::SeedableRng;
+use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
     Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
     Selection, Snapshot, Verdict, Visible, WriteOptions, select,
@@ -637,7 +638,7 @@ fn check_select(
         &*strategy,
         visible,
         write,
-        &mut Rng::with_seed(seed),
+        &mut SmallRng::seed_from_u64(seed),
     );
 
     if kind == StrategyKind::BestFit || kind == StrategyKind::WorstFit {
@@ -647,7 +648,7 @@ fn check_select(
             &*strategy,
             visible,
             write,
-            &mut Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
+            &mut SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
         );
         prop_assert_eq!(&result, &again, "{} depends on the seed", kind.name());
     }
@@ -756,7 +757,7 @@ proptest! {
             let passing: Vec<Device<'_>> =
                 devices.iter().copied().filter(|d| passes(&full, d)).collect();
             for candidates in [&qualifying, &passing, &devices] {
-                let order = strategy.rank(candidates, &full, &mut Rng::with_seed(seed));
+                let order = strategy.rank(candidates, &full, &mut SmallRng::seed_from_u64(seed));
                 check_ranking(kind, candidates, &order)?;
             }
         }
@@ -815,7 +816,7 @@ fn least_used_breaks_ties_at_random() {
     let request = Request::new();
     let mut first = HashSet::new();
     for seed in 0..200 {
-        let order = strategy.rank(&devices, &request, &mut Rng::with_seed(seed));
+        let order = strategy.rank(&devices, &request, &mut SmallRng::seed_from_u64(seed));
         assert!(is_permutation(&order, devices.len()));
         first.insert(order[0]);
     }
@@ -836,7 +837,7 @@ fn random_strategies_pick_every_idle_gpu() {
                 &*strategy,
                 &visible,
                 WriteOptions::default(),
-                &mut Rng::with_seed(seed),
+                &mut SmallRng::seed_from_u64(seed),
             )
             .unwrap();
             picked.insert(sel.devices[0].index);
@@ -857,7 +858,7 @@ fn idle_random_rejects_busy_gpus_with_reasons() {
         &*StrategyKind::IdleRandom.build(),
         &visible,
         WriteOptions::default(),
-        &mut Rng::with_seed(7),
+        &mut SmallRng::seed_from_u64(7),
     )
     .unwrap_err();
     let SelectError::NoMatch {
@@ -888,7 +889,7 @@ fn best_fit_without_mem_asks_for_it() {
         &*StrategyKind::BestFit.build(),
         &visible,
         WriteOptions::default(),
-        &mut Rng::with_seed(1),
+        &mut SmallRng::seed_from_u64(1),
     )
     .unwrap_err();
     assert!(matches!(err, SelectError::Strategy(_)), "{err:?}");
