@@ -277,12 +277,7 @@ fn no_match(error: SelectError, strategy: &str, explain_all: bool) -> Failure {
                 details,
             }
         }
-        SelectError::UnknownDevice { .. } => Failure::NoGpu {
-            message: error.to_string(),
-            details: Vec::new(),
-        },
-        SelectError::Strategy(e) => Failure::Usage(e.to_string()),
-        SelectError::Lease(e) => Failure::Lease(e.to_string()),
+        other => other.into(),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use gpusel_core::SelectError;
+
 /// Exit code: bad flag or value.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: no GPU satisfies the request.
@@ -84,6 +86,21 @@ impl From<gpusel_core::ProviderError> for Failure {
         match e {
             gpusel_core::ProviderError::UnknownProvider { .. } => Failure::Usage(e.to_string()),
             other => Failure::Provider(other.to_string()),
+        }
+    }
+}
+
+/// Every selection failure but [`SelectError::NoMatch`], whose per-device
+/// details and hints `choose` adds (it falls back here to its headline).
+impl From<SelectError> for Failure {
+    fn from(e: SelectError) -> Self {
+        match e {
+            SelectError::Strategy(e) => Failure::Usage(e.to_string()),
+            SelectError::Lease(e) => Failure::Lease(e.to_string()),
+            other => Failure::NoGpu {
+                message: other.to_string(),
+                details: Vec::new(),
+            },
         }
     }
 }

@@ -58,6 +58,7 @@ fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
 
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeaseError {
     /// The directory is a symbolic link.
     #[error(

@@ -8,6 +8,7 @@ use crate::model::{Snapshot, SnapshotError};
 
 /// A failure to read GPU state. Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProviderError {
     /// `--provider` names no known provider.
     #[error("unknown provider '{spec}'; available: {}", available.join(", "))]

@@ -104,6 +104,7 @@ impl Selection {
 
 /// Why no selection could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SelectError {
     /// The lock directory cannot be used.
     #[error(transparent)]

@@ -6,11 +6,22 @@ use crate::request::Request;
 /// A request that a strategy cannot work with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("strategy '{strategy}': {message}")]
+#[non_exhaustive]
 pub struct StrategyError {
     /// The strategy's name.
     pub strategy: String,
     /// What is missing and how to give it.
     pub message: String,
+}
+
+impl StrategyError {
+    /// `strategy` cannot rank for the request, because of `message`.
+    pub fn new(strategy: impl Into<String>, message: impl Into<String>) -> Self {
+        StrategyError {
+            strategy: strategy.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Orders candidate devices. Implementations live in the `strategies` crate or

@@ -10,6 +10,7 @@ use crate::{ENV_TIMEOUT, ENV_TOKEN_FILE, NAME};
 
 /// A failure to get a snapshot from a `gpusel serve` agent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpError {
     /// The agent URL cannot be used.
     #[error(

@@ -6,6 +6,7 @@ use nvml_wrapper::error::NvmlError;
 
 /// NVML could not be loaded or initialised.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     /// The library could not be loaded at all.
     #[error(
@@ -72,6 +73,7 @@ impl InitError {
 
 /// NVML was initialised but a snapshot could not be taken at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScanError {
     /// `nvmlDeviceGetCount` failed, so no GPU can be listed.
     #[error("NVML cannot count the GPUs: {0}")]

@@ -60,6 +60,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything that can go wrong reading GPU state through nvidia-smi. Each
 /// message says what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SmiError {
     /// No nvidia-smi on `PATH` and none configured.
     #[error(

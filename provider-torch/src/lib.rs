@@ -42,6 +42,7 @@ pub const DEPRECATION: &str = "--provider torch is deprecated: libtorch creates 
 
 /// A failure of the torch provider. Every message says what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TorchError {
     /// libtorch sees no usable CUDA device: no GPU, no driver, or a CPU-only libtorch.
     #[error(

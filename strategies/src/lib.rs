@@ -139,10 +139,10 @@ impl SelectStrategy for BestFit {
     fn validate(&self, request: &Request) -> Result<(), StrategyError> {
         match request.min_free_memory {
             Some(_) => Ok(()),
-            None => Err(StrategyError {
-                strategy: self.name().into(),
-                message: "best-fit ranks devices by how tightly the job fits, so it needs the job's memory: add --mem SIZE (e.g. --mem 20GiB)".into(),
-            }),
+            None => Err(StrategyError::new(
+                self.name(),
+                "best-fit ranks devices by how tightly the job fits, so it needs the job's memory: add --mem SIZE (e.g. --mem 20GiB)",
+            )),
         }
     }
 

@@ -87,20 +87,14 @@ fn mig_device() -> impl Strategy<Value = MigDevice> {
         maybe(0.92, size()),
         processes(),
     )
-        .prop_map(
-            |(profile, memory_total, memory_free, processes)| MigDevice {
-                index: 0,
-                uuid: String::new(),
-                profile: profile.map(String::from),
-                gpu_instance_id: None,
-                compute_instance_id: None,
-                memory_total,
-                memory_used: None,
-                memory_free,
-                processes,
-                lease: None,
-            },
-        )
+        .prop_map(|(profile, memory_total, memory_free, processes)| {
+            let mut mig = MigDevice::new(0, String::new());
+            mig.profile = profile.map(String::from);
+            mig.memory_total = memory_total;
+            mig.memory_free = memory_free;
+            mig.processes = processes;
+            mig
+        })
 }
 
 /// A GPU whose `uuid` holds, for now, the two-letter tag [`snapshot`] builds
