@@ -108,8 +108,5 @@ fn open_torch(spec: &gpusel_core::ProviderSpec) -> Opened {
 #[cfg(not(feature = "torch"))]
 fn open_torch(spec: &gpusel_core::ProviderSpec) -> Opened {
     torch_takes_no_argument(spec)?;
-    Err(gpusel_core::ProviderError::Unavailable {
-        provider: TORCH.into(),
-        message: NO_TORCH.into(),
-    })
+    Err(gpusel_core::ProviderError::unavailable(TORCH, NO_TORCH))
 }

@@ -87,7 +87,7 @@ pub use model::{
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
-pub use provider::{GpuInfoProvider, ProviderError};
+pub use provider::{BoxedError, GpuInfoProvider, ProviderError};
 pub use rand;
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderRegistry, ProviderSpec};

@@ -28,12 +28,17 @@ pub enum ProviderError {
         tried: Vec<String>,
     },
     /// The provider exists but cannot run here (no driver, no binary, ...).
+    /// Build it with [`ProviderError::unavailable`] or
+    /// [`ProviderError::unavailable_because`].
     #[error("provider '{provider}' is unavailable: {message}")]
     Unavailable {
         /// Provider name.
         provider: String,
-        /// What is missing and what to do.
+        /// What is missing (the source's words, when there is one).
         message: String,
+        /// The provider's own error, for callers that want its type.
+        #[source]
+        source: Option<BoxedError>,
     },
     /// A snapshot file could not be read.
     #[error("cannot read snapshot file {}: {source}; check the path given to --provider file:PATH", path.display())]
@@ -57,16 +62,71 @@ pub enum ProviderError {
         /// Where it came from.
         source_name: String,
         /// The rule it breaks.
+        #[source]
         error: SnapshotError,
     },
-    /// The provider ran but failed.
+    /// The provider ran but failed. Build it with [`ProviderError::failed`]
+    /// or [`ProviderError::failed_because`].
     #[error("provider '{provider}' failed: {message}")]
     Failed {
         /// Provider name.
         provider: String,
-        /// What happened and what to do.
+        /// What happened (the source's words, when there is one).
         message: String,
+        /// The provider's own error, for callers that want its type.
+        #[source]
+        source: Option<BoxedError>,
     },
+}
+
+/// A provider's own error, kept as the source of a [`ProviderError`].
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl ProviderError {
+    /// [`ProviderError::Unavailable`] with a message and no source.
+    pub fn unavailable(provider: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::Unavailable {
+            provider: provider.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`ProviderError::Unavailable`] because of `error`: its text is the
+    /// message and the error itself the [`source`](std::error::Error::source),
+    /// so a caller can downcast it to the provider's error type.
+    pub fn unavailable_because(
+        provider: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ProviderError::Unavailable {
+            provider: provider.into(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// [`ProviderError::Failed`] with a message and no source.
+    pub fn failed(provider: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::Failed {
+            provider: provider.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`ProviderError::Failed`] because of `error`, kept as the source (see
+    /// [`ProviderError::unavailable_because`]).
+    pub fn failed_because(
+        provider: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ProviderError::Failed {
+            provider: provider.into(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
 }
 
 /// A source of GPU state: NVML, `nvidia-smi`, a snapshot file, a remote agent,

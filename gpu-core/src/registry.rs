@@ -227,10 +227,7 @@ mod tests {
             Err(ProviderError::NoProvider { .. })
         ));
         r.register("broken", "broken", "always fails", true, |_| {
-            Err(ProviderError::Unavailable {
-                provider: "broken".into(),
-                message: "no driver".into(),
-            })
+            Err(ProviderError::unavailable("broken", "no driver"))
         });
         r.register("fixed", "fixed", "a test provider", true, |_| {
             Ok(Box::new(Fixed))

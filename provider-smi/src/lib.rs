@@ -123,18 +123,11 @@ pub enum SmiError {
 
 impl From<SmiError> for ProviderError {
     fn from(e: SmiError) -> Self {
-        let message = e.to_string();
         match e {
             SmiError::NotOnPath | SmiError::BadBinary { .. } | SmiError::BadTimeout { .. } => {
-                ProviderError::Unavailable {
-                    provider: NAME.into(),
-                    message,
-                }
+                ProviderError::unavailable_because(NAME, e)
             }
-            _ => ProviderError::Failed {
-                provider: NAME.into(),
-                message,
-            },
+            _ => ProviderError::failed_because(NAME, e),
         }
     }
 }
@@ -491,5 +484,11 @@ mod tests {
         .into();
         assert!(matches!(e, ProviderError::Failed { .. }));
         assert!(e.to_string().contains("within 1s 500ms"), "{e}");
+        // The typed error stays reachable as the source.
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            matches!(source.downcast_ref(), Some(SmiError::Timeout { .. })),
+            "{source:?}"
+        );
     }
 }

@@ -92,14 +92,8 @@ pub enum TorchError {
 impl From<TorchError> for ProviderError {
     fn from(e: TorchError) -> Self {
         match e {
-            TorchError::CudaUnavailable { .. } => ProviderError::Unavailable {
-                provider: NAME.into(),
-                message: e.to_string(),
-            },
-            other => ProviderError::Failed {
-                provider: NAME.into(),
-                message: other.to_string(),
-            },
+            TorchError::CudaUnavailable { .. } => ProviderError::unavailable_because(NAME, e),
+            other => ProviderError::failed_because(NAME, other),
         }
     }
 }
@@ -143,6 +137,14 @@ mod tests {
         }
         .into();
         assert!(matches!(e, ProviderError::Failed { .. }));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref(),
+                Some(TorchError::Cuda { code: 2, .. })
+            ),
+            "{source:?}"
+        );
         assert_eq!(
             e.to_string(),
             "provider 'torch' failed: cudaMemGetInfo failed on CUDA device 1: out of memory (CUDA error 2); check the GPU with nvidia-smi"
