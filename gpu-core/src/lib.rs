@@ -4,7 +4,8 @@
 //!   versioned JSON schema;
 //! - the two extension traits, [`GpuInfoProvider`] (where GPU state comes
 //!   from) and [`SelectStrategy`] (how candidates are ordered), and the
-//!   [`ProviderRegistry`] that maps `--provider` strings to providers;
+//!   [`ProviderRegistry`] that maps `--provider` strings to providers, and
+//!   [`block_on`] to call a local provider without an async runtime;
 //! - [`Request`] with every filter, whose [`Request::evaluate`] says why a
 //!   device is rejected;
 //! - `CUDA_VISIBLE_DEVICES` parsing and writing ([`Visible`]);
@@ -57,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod agent_status;
+mod block_on;
 mod cvd;
 mod device;
 mod file_provider;
@@ -75,6 +77,11 @@ mod strategy;
 pub mod timefmt;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
+/// The attribute for implementing [`GpuInfoProvider`], re-exported so that
+/// an implementation needs no `async-trait` dependency of its own: write
+/// `#[gpusel_core::async_trait]` on the `impl`.
+pub use async_trait::async_trait;
+pub use block_on::block_on;
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };

@@ -132,6 +132,42 @@ impl ProviderError {
 /// A source of GPU state: NVML, `nvidia-smi`, a snapshot file, a remote agent,
 /// or a third-party crate. Implement this and register a factory in a
 /// [`ProviderRegistry`](crate::ProviderRegistry) to add one.
+///
+/// The trait is async through [`async_trait`](crate::async_trait), which
+/// gpusel-core re-exports, so an implementation needs no dependency of its
+/// own. A provider that reads local state synchronously does its work inside
+/// `snapshot()`; call it with [`block_on`](crate::block_on) where no runtime
+/// is at hand:
+///
+/// ```
+/// use gpusel_core::{Gpu, GpuInfoProvider, ProviderError, Snapshot};
+///
+/// /// Two GPUs that are always idle.
+/// struct Fixed;
+///
+/// #[gpusel_core::async_trait]
+/// impl GpuInfoProvider for Fixed {
+///     fn name(&self) -> &str {
+///         "fixed"
+///     }
+///
+///     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+///         let mut snapshot = Snapshot::local(self.name());
+///         for i in 0..2 {
+///             let mut gpu = Gpu::new(i, format!("GPU-{i}"), "NVIDIA A100");
+///             gpu.utilization_gpu = Some(0);
+///             gpu.processes = Some(Vec::new());
+///             snapshot.gpus.push(gpu);
+///         }
+///         // Checks unique indices and UUIDs, as callers rely on.
+///         snapshot.validated(self.name())
+///     }
+/// }
+///
+/// let snapshot = gpusel_core::block_on(Fixed.snapshot()).unwrap();
+/// assert_eq!(snapshot.gpus.len(), 2);
+/// assert_eq!(snapshot.provider, "fixed");
+/// ```
 #[async_trait]
 pub trait GpuInfoProvider: Send + Sync {
     /// Name shown in logs and snapshots (`nvml`, `file:/path`).
