@@ -39,6 +39,7 @@ pub fn request_from(args: &SelectArgs, config: &Config) -> Request {
         max_memory_utilization: args
             .max_mem_util
             .or(f.max_mem_util.as_ref().map(|s| s.value)),
+        idle_memory_utilization_may_be_unknown: false,
         max_processes: args
             .max_processes
             .or(f.max_processes.as_ref().map(|s| s.value)),

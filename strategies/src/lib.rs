@@ -106,7 +106,10 @@ fn some_first<T: Ord>(a: Option<T>, b: Option<T>) -> Ordering {
 }
 
 /// gpuselect's behaviour: only idle devices, picked at random so that
-/// concurrent users spread out instead of all taking GPU 0.
+/// concurrent users spread out instead of all taking GPU 0. Idle is 0% GPU
+/// utilization, no process, and 0% memory utilization, or none reported on
+/// a GPU whose 0% utilization and empty process list already prove it idle
+/// (a user's own `max_memory_utilization` still rejects unknown).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdleRandom;
 
@@ -115,9 +118,17 @@ impl SelectStrategy for IdleRandom {
         "idle-random"
     }
 
+    /// No GPU or memory utilization, no process. A provider that reports no
+    /// memory utilization (plugins, most non-NVML sources) is not locked out:
+    /// when the user sets no maximum of their own, an unreported memory
+    /// utilization passes on a GPU that reports 0% utilization and an empty
+    /// process list ([`Request::idle_memory_utilization_may_be_unknown`]).
     fn apply_defaults(&self, request: &mut Request) {
         request.max_utilization.get_or_insert(0);
-        request.max_memory_utilization.get_or_insert(0);
+        if request.max_memory_utilization.is_none() {
+            request.max_memory_utilization = Some(0);
+            request.idle_memory_utilization_may_be_unknown = true;
+        }
         request.max_processes.get_or_insert(0);
     }
 

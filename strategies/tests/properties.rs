@@ -873,6 +873,52 @@ fn idle_random_rejects_busy_gpus_with_reasons() {
     assert_eq!(text(1), ["utilization 5% > 0% allowed"]);
 }
 
+/// A provider without memory utilization (a plugin, most non-NVML sources):
+/// the default rule takes a GPU whose 0% utilization and empty process list
+/// prove it idle, and `list` marks it free; a user's own maximum does not.
+#[test]
+fn unreported_memory_utilization_does_not_lock_out_an_idle_gpu() {
+    let mut snapshot = idle_gpus(2);
+    for g in &mut snapshot.gpus {
+        g.utilization_memory = None;
+    }
+    snapshot.gpus[1].utilization_gpu = None;
+    assert_eq!(snapshot.gpus[0].occupancy(), Occupancy::Free);
+    assert_eq!(snapshot.gpus[1].occupancy(), Occupancy::Unknown);
+    let visible = Visible::parse(None, &snapshot.gpus);
+    let idle = StrategyKind::IdleRandom.build();
+    for seed in 0..8 {
+        let selection = select(
+            &snapshot,
+            &Request::new(),
+            &*idle,
+            &visible,
+            WriteOptions::default(),
+            &mut SmallRng::seed_from_u64(seed),
+        )
+        .unwrap();
+        assert_eq!(selection.cuda_visible_devices, "0", "seed {seed}");
+    }
+    let err = select(
+        &snapshot,
+        &Request::new().max_memory_utilization(50),
+        &*idle,
+        &visible,
+        WriteOptions::default(),
+        &mut SmallRng::seed_from_u64(1),
+    )
+    .unwrap_err();
+    let SelectError::NoMatch { verdicts, .. } = err else {
+        panic!("expected NoMatch, got {err:?}");
+    };
+    assert_eq!(
+        verdicts[0].reasons,
+        [Reason::Unknown {
+            what: "memory utilization".into()
+        }]
+    );
+}
+
 #[test]
 fn best_fit_without_mem_asks_for_it() {
     let snapshot = idle_gpus(2);
@@ -897,6 +943,7 @@ fn idle_random_defaults_fill_only_unset_filters() {
     strategy.apply_defaults(&mut request);
     assert_eq!(request.max_utilization, Some(0));
     assert_eq!(request.max_memory_utilization, Some(0));
+    assert!(request.idle_memory_utilization_may_be_unknown);
     assert_eq!(request.max_processes, Some(0));
     let mut request = Request::new()
         .max_utilization(30)
@@ -905,6 +952,7 @@ fn idle_random_defaults_fill_only_unset_filters() {
     strategy.apply_defaults(&mut request);
     assert_eq!(request.max_utilization, Some(30));
     assert_eq!(request.max_memory_utilization, Some(20));
+    assert!(!request.idle_memory_utilization_may_be_unknown);
     assert_eq!(request.max_processes, Some(2));
     for kind in StrategyKind::iter().filter(|k| *k != StrategyKind::IdleRandom) {
         let mut request = Request::new();
