@@ -117,10 +117,7 @@ pub fn run(
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        Some(
-            Leaser::open(config.lock_dir.value.clone(), holder_command)
-                .map_err(|e| Failure::Lease(e.to_string()))?,
-        )
+        Some(Leaser::open(config.lock_dir.value.clone(), holder_command).map_err(Failure::from)?)
     };
     let mut rng = match args.seed {
         Some(seed) => <SmallRng as gpusel_core::rand::SeedableRng>::seed_from_u64(seed),
@@ -316,9 +313,7 @@ fn exec(selection: &Selection, command: &[OsString]) -> Result<(), Failure> {
     );
     // Last step before exec: from here on the leases belong to the job, and
     // the kernel releases them when it exits, however it exits.
-    selection
-        .keep_leases_across_exec()
-        .map_err(|e| Failure::Lease(e.to_string()))?;
+    selection.keep_leases_across_exec().map_err(Failure::from)?;
     // exec only returns on failure.
     let error = cmd.exec();
     let name = program.to_string_lossy();

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 
 use crate::model::{Snapshot, SnapshotError};
 
-/// A failure to read GPU state. Every message says what to do next.
+/// A failure to read GPU state. Messages say what went wrong, and what to do
+/// where that needs no flag: a command line adds its own hint (gpusel's CLI
+/// names the flag).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProviderError {
@@ -20,7 +22,7 @@ pub enum ProviderError {
     },
     /// `--provider auto` found no provider that works on this machine.
     #[error(
-        "no GPU provider works on this machine; give one with --provider, e.g. --provider file:PATH to read a snapshot{}",
+        "no GPU provider works on this machine{}",
         tried.iter().map(|t| format!("\n  {t}")).collect::<String>()
     )]
     NoProvider {
@@ -41,7 +43,7 @@ pub enum ProviderError {
         source: Option<BoxedError>,
     },
     /// A snapshot file could not be read.
-    #[error("cannot read snapshot file {}: {source}; check the path given to --provider file:PATH", path.display())]
+    #[error("cannot read snapshot file {}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

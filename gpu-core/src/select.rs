@@ -113,7 +113,7 @@ pub enum SelectError {
     #[error(transparent)]
     Strategy(#[from] StrategyError),
     /// `--devices` names a device this machine does not have.
-    #[error("--devices {spec}: no such device on this machine (it has {known}); see `gpusel list`")]
+    #[error("device {spec}: no such device on this machine (it has {known})")]
     UnknownDevice {
         /// The spec that matched nothing.
         spec: String,

@@ -10,8 +10,12 @@ use crate::request::Request;
 pub struct StrategyError {
     /// The strategy's name.
     pub strategy: String,
-    /// What is missing and how to give it.
+    /// What is missing.
     pub message: String,
+    /// The [`Request`] filter the strategy needs and the request lacks, by
+    /// field name (`min_free_memory`), for a caller to name its own way of
+    /// setting it.
+    pub missing: Option<&'static str>,
 }
 
 impl StrategyError {
@@ -20,6 +24,20 @@ impl StrategyError {
         StrategyError {
             strategy: strategy.into(),
             message: message.into(),
+            missing: None,
+        }
+    }
+
+    /// `strategy` needs the request's `field` (a [`Request`] field name,
+    /// `min_free_memory`), which is unset; `message` says why.
+    pub fn missing(
+        strategy: impl Into<String>,
+        field: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        StrategyError {
+            missing: Some(field),
+            ..StrategyError::new(strategy, message)
         }
     }
 }

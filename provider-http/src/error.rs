@@ -80,7 +80,7 @@ pub enum HttpError {
     },
     /// 401 or 403: the agent wants a (different) bearer token.
     #[error("{url} refused the request ({status}): {}", match token {
-        Some(path) => format!("the token in {} was not accepted; put the agent's token (its --token-file) there", path.display()),
+        Some(path) => format!("the token in {} was not accepted; put the token the agent serves with there", path.display()),
         None => format!("the agent requires a bearer token; name a file holding it in {ENV_TOKEN_FILE} (token_file in an agents file)"),
     })]
     Unauthorized {

@@ -241,7 +241,14 @@ fn init_errors_say_what_to_do(scene: &Scene) {
     scene.fixture("driver-not-loaded");
     let e = fake();
     assert!(matches!(e, InitError::DriverNotLoaded), "{e:?}");
-    assert!(e.to_string().contains("try --provider smi"), "{e}");
+    assert!(
+        e.to_string().contains("load the nvidia kernel module"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("--"),
+        "no CLI flag in a library error: {e}"
+    );
     scene.fixture("version-mismatch");
     let e = fake();
     assert!(matches!(e, InitError::VersionMismatch), "{e:?}");

@@ -105,7 +105,7 @@ pub enum SmiError {
     },
     /// nvidia-smi printed lines, none of which is a GPU row.
     #[error(
-        "nvidia-smi --query-gpu printed no GPU row (first line: {first_line:?}); this driver's output format is not understood, use --provider nvml"
+        "nvidia-smi --query-gpu printed no GPU row (first line: {first_line:?}); this driver's output format is not understood"
     )]
     Unreadable {
         /// The first line it printed.

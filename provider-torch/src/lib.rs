@@ -46,7 +46,7 @@ pub const DEPRECATION: &str = "--provider torch is deprecated: libtorch creates 
 pub enum TorchError {
     /// libtorch sees no usable CUDA device: no GPU, no driver, or a CPU-only libtorch.
     #[error(
-        "CUDA is not available to libtorch ({why}); run on a machine with an NVIDIA GPU and driver, or use --provider smi or --provider file:PATH"
+        "CUDA is not available to libtorch ({why}); run on a machine with an NVIDIA GPU and driver"
     )]
     CudaUnavailable {
         /// What libtorch reported.
@@ -77,7 +77,7 @@ pub enum TorchError {
     /// Two CUDA devices sit on one PCI device: MIG instances, which this
     /// provider cannot tell apart from GPUs.
     #[error(
-        "CUDA devices {first} and {second} are both on PCI device {bus_id} (MIG instances); the torch provider cannot describe MIG, use --provider nvml or --provider smi"
+        "CUDA devices {first} and {second} are both on PCI device {bus_id} (MIG instances); the torch provider cannot describe MIG"
     )]
     SharedPciDevice {
         /// The first CUDA device ordinal.
@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "provider 'torch' is unavailable: CUDA is not available to libtorch (no CUDA device); \
-             run on a machine with an NVIDIA GPU and driver, or use --provider smi or --provider file:PATH"
+             run on a machine with an NVIDIA GPU and driver"
         );
     }
 

@@ -150,9 +150,10 @@ impl SelectStrategy for BestFit {
     fn validate(&self, request: &Request) -> Result<(), StrategyError> {
         match request.min_free_memory {
             Some(_) => Ok(()),
-            None => Err(StrategyError::new(
+            None => Err(StrategyError::missing(
                 self.name(),
-                "best-fit ranks devices by how tightly the job fits, so it needs the job's memory: add --mem SIZE (e.g. --mem 20GiB)",
+                "min_free_memory",
+                "best-fit ranks devices by how tightly the job fits, so it needs the job's memory",
             )),
         }
     }

@@ -932,8 +932,13 @@ fn best_fit_without_mem_asks_for_it() {
         &mut SmallRng::seed_from_u64(1),
     )
     .unwrap_err();
-    assert!(matches!(err, SelectError::Strategy(_)), "{err:?}");
-    assert!(err.to_string().contains("--mem"), "{err}");
+    let SelectError::Strategy(refusal) = &err else {
+        panic!("expected the strategy's refusal, got {err:?}");
+    };
+    // What it lacks, as data; the CLI names its flag (--mem).
+    assert_eq!(refusal.missing, Some("min_free_memory"));
+    assert!(err.to_string().contains("needs the job's memory"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
 }
 
 #[test]
