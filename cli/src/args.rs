@@ -149,7 +149,7 @@ Show the GPUs, their load and processes, and who leases them.
 One row per GPU, and per MIG device under its parent: index, availability, model, GPU and memory-bandwidth utilization, memory used/total (with a bar), temperature, power draw/limit and SM clock. Under each device, one line per process: pid, user, GPU memory, when it started and its command (--full-cmd: with its arguments); then who leases the device through gpusel.
 
 Availability, as nvgpu shows it:
-  [ ]  free: no process, 0% GPU and memory utilization, no lease: what plain gpusel -- CMD takes
+  [ ]  free: no process, 0% GPU and memory utilization, no lease: what plain gpusel -- CMD takes (memory utilization that the provider does not report counts as 0 when GPU utilization is 0 and no process is listed; an explicit --max-mem-util below 100 still wants it)
   [~]  in use by the processes listed under it
   [L]  leased by a gpusel job (gpusel never gives it to another)
   [!]  in use by a process this machine's /proc does not show (another PID namespace, such as a container, or hidepid=), or the driver would not list its processes or report its load: someone may use it and nobody here can say who

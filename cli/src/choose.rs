@@ -216,13 +216,8 @@ fn no_match(error: SelectError, explain_all: bool) -> Failure {
             },
             other => other,
         },
-        SelectError::UnknownDevice { .. } => Failure::NoGpu {
-            message: error.to_string(),
-            details: Vec::new(),
-        },
         SelectError::Provider(e) => e.into(),
-        SelectError::Strategy(e) => Failure::Usage(e.to_string()),
-        SelectError::Lease(e) => Failure::Lease(e.to_string()),
+        other => other.into(),
     }
 }
 
@@ -260,9 +255,7 @@ fn exec(selection: &Selection, command: &[OsString]) -> Result<(), Failure> {
     );
     // Last step before exec: from here on the leases belong to the job, and
     // the kernel releases them when it exits, however it exits.
-    selection
-        .keep_leases_across_exec()
-        .map_err(|e| Failure::Lease(e.to_string()))?;
+    selection.keep_leases_across_exec().map_err(Failure::from)?;
     // exec only returns on failure.
     let error = cmd.exec();
     let name = program.to_string_lossy();

@@ -13,6 +13,7 @@ use crate::{out, term, watch};
 /// a warning here, not a failure: the GPUs are still worth showing.
 pub fn add_leases(snapshot: &mut Snapshot, lock_dir: &Path) {
     if let Err(e) = gpusel_core::add_leases(snapshot, lock_dir) {
+        let e = crate::failure::lease_message(&e);
         crate::out::eprint_line("warning: ", &format!("leases not shown: {e}"));
     }
 }

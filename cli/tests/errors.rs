@@ -288,3 +288,42 @@ fn version() {
     let out = out(gpusel().arg("--version"));
     assert!(out.ok().starts_with("gpusel "), "{out:#?}");
 }
+
+// ---- the libraries say what went wrong, the CLI names the flag ------------------------
+
+#[test]
+fn library_errors_get_the_cli_flag_that_gets_past_them() {
+    let line = lab_out(["--strategy", "best-fit"])
+        .code(2)
+        .one_error_naming("strategy 'best-fit'")
+        .to_string();
+    assert!(
+        line.ends_with("needs the job's memory: add --mem SIZE (e.g. --mem 20GiB)"),
+        "{line}"
+    );
+    let line = lab_out(["--devices", "42"])
+        .code(3)
+        .one_error_naming("--devices 42: no such device on this machine")
+        .to_string();
+    assert!(line.ends_with("; see `gpusel list`"), "{line}");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let line = lab_out([std::ffi::OsStr::new("--lock-dir"), file.as_os_str()])
+        .code(5)
+        .one_error_naming("exists and is not a directory")
+        .to_string();
+    assert!(
+        line.ends_with("; remove it, or choose another with --lock-dir"),
+        "{line}"
+    );
+    let missing = tmp.path().join("nope.json");
+    let line = out(gpusel_on(&missing))
+        .code(4)
+        .one_error_naming("nope.json")
+        .to_string();
+    assert!(
+        line.ends_with("; check the path given to --provider file:PATH"),
+        "{line}"
+    );
+}

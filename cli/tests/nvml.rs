@@ -322,12 +322,13 @@ fn no_driver_exits_4_and_says_what_to_do() {
     let out = out(nvml(&scenario).env("PATH", no_smi.path()).arg("list"));
     out.code(4)
         .no_stdout()
-        .stderr_has("\n  provider 'nvml' is unavailable: no NVIDIA driver found: is this a GPU machine? try --provider smi, or load the nvidia kernel module\n")
+        .stderr_has("\n  provider 'nvml' is unavailable: no NVIDIA driver found: is this a GPU machine? load the nvidia kernel module\n")
         .stderr_has("\n  provider 'smi' is unavailable: nvidia-smi not found on PATH");
     out.one_error_naming("no GPU provider works on this machine");
+    // Asked for by name, it also names the provider to try instead.
     nvml_out(&scenario, ["-p", "nvml"])
         .code(4)
-        .one_error_naming("provider 'nvml' is unavailable: no NVIDIA driver found");
+        .one_error_naming("provider 'nvml' is unavailable: no NVIDIA driver found: is this a GPU machine? load the nvidia kernel module, or try --provider smi");
     // In run mode gpusel's failure must not look like the command's.
     nvml_out(&scenario, ["--", "sh", "-c", "echo ran"])
         .code(125)

@@ -474,3 +474,56 @@ fn mig_devices_cannot_be_combined() {
 fn mig_snapshot_whole_gpu_is_an_index() {
     assert_eq!(mig_out(["--devices", "1"]).ok(), "1\n");
 }
+
+// ---- a provider that reports no memory utilization --------------------------
+
+/// Two GPUs as a plugin or another non-NVML source reports them: GPU
+/// utilization and processes, but no memory-bandwidth utilization. GPU 1 runs
+/// a kernel.
+fn without_memory_utilization(tmp: &tempfile::TempDir) -> std::path::PathBuf {
+    let mut gpus: Vec<_> = (0..2)
+        .map(|i| {
+            let mut gpu = idle_gpu(i);
+            gpu.as_object_mut().unwrap().remove("utilization_memory");
+            gpu
+        })
+        .collect();
+    gpus[1]["utilization_gpu"] = serde_json::json!(55);
+    write_file(tmp, "no-mem-util.json", &snapshot_json("plugin-box", gpus))
+}
+
+#[test]
+fn an_idle_gpu_without_memory_utilization_is_taken_by_default_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = without_memory_utilization(&tmp);
+    for seed in ["0", "1", "2", "3"] {
+        assert_eq!(out(gpusel_on(&path).args(["--seed", seed])).ok(), "0\n");
+    }
+    let list = out(gpusel_on(&path).arg("list"));
+    let lines: Vec<&str> = list.ok().lines().collect();
+    assert!(lines[2].starts_with("0    [ ]"), "{lines:#?}");
+    assert!(lines[3].starts_with("1    [~]"), "{lines:#?}");
+
+    // A maximum the user sets wants the value.
+    let strict = out(gpusel_on(&path).args(["--max-mem-util", "50"]));
+    strict.code(3).no_stdout().stderr_has(
+        "GPU 0 (NVIDIA A100-SXM4-80GB): memory utilization unknown (the provider does not report it)",
+    );
+}
+
+#[test]
+fn filters_relaxed_to_100_accept_unreported_utilization() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    let fields = gpu.as_object_mut().unwrap();
+    fields.remove("utilization_gpu");
+    fields.remove("utilization_memory");
+    let path = write_file(&tmp, "no-util.json", &snapshot_json("box", vec![gpu]));
+    out(gpusel_on(&path)).code(3).stderr_has(
+        "GPU 0 (NVIDIA A100-SXM4-80GB): utilization unknown (the provider does not report it)",
+    );
+    assert_eq!(
+        out(gpusel_on(&path).args(["--max-util", "100", "--max-mem-util", "100"])).ok(),
+        "0\n"
+    );
+}

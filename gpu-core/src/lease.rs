@@ -58,10 +58,11 @@ fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
 
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeaseError {
     /// The directory is a symbolic link.
     #[error(
-        "lock directory {} is a symbolic link, which gpusel does not follow; give the real directory with --lock-dir (or GPUSEL_LOCK_DIR, or lock_dir in the config)", path.display()
+        "lock directory {} is a symbolic link, which gpusel does not follow", path.display()
     )]
     Symlink {
         /// The directory.
@@ -69,7 +70,7 @@ pub enum LeaseError {
     },
     /// The path exists and is not a directory.
     #[error(
-        "lock directory {} exists and is not a directory; remove it, or choose another with --lock-dir", path.display()
+        "lock directory {} exists and is not a directory; remove it", path.display()
     )]
     NotADirectory {
         /// The path.
@@ -77,7 +78,7 @@ pub enum LeaseError {
     },
     /// Owned by another user: that user could delete everyone's lock files.
     #[error(
-        "lock directory {} is owned by uid {owner}, neither root nor you (uid {me}), so its owner could delete your leases; an administrator fixes it for everyone with `chown root {}` (a systemd-tmpfiles entry `d {} 1777 root root -` recreates it so at boot), or use another with --lock-dir", path.display(), path.display(), path.display()
+        "lock directory {} is owned by uid {owner}, neither root nor you (uid {me}), so its owner could delete your leases; an administrator fixes it for everyone with `chown root {}` (a systemd-tmpfiles entry `d {} 1777 root root -` recreates it so at boot)", path.display(), path.display(), path.display()
     )]
     BadOwner {
         /// The directory.
@@ -89,7 +90,7 @@ pub enum LeaseError {
     },
     /// Writable by others without the sticky bit: anyone could delete lock files.
     #[error(
-        "lock directory {} has mode {mode:04o}: writable by other users without the sticky bit, so anyone could delete its lock files; run `chmod +t {}` (as its owner), or choose another with --lock-dir", path.display(), path.display()
+        "lock directory {} has mode {mode:04o}: writable by other users without the sticky bit, so anyone could delete its lock files; run `chmod +t {}` (as its owner)", path.display(), path.display()
     )]
     UnsafeMode {
         /// The directory.
@@ -99,7 +100,7 @@ pub enum LeaseError {
     },
     /// The directory is missing and cannot be created.
     #[error(
-        "cannot create lock directory {}: {message}; create it as root with `mkdir -m 1777 {}`, choose another with --lock-dir, or run without leases (--no-lease)", path.display(), path.display()
+        "cannot create lock directory {}: {message}; create it as root with `mkdir -m 1777 {}`", path.display(), path.display()
     )]
     Create {
         /// The directory.
@@ -109,7 +110,7 @@ pub enum LeaseError {
     },
     /// The directory exists and cannot be opened.
     #[error(
-        "cannot open lock directory {}: {message}; check its permissions, choose another with --lock-dir, or run without leases (--no-lease)", path.display()
+        "cannot open lock directory {}: {message}; check its permissions", path.display()
     )]
     Open {
         /// The directory.

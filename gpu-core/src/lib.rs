@@ -4,7 +4,8 @@
 //!   versioned JSON schema;
 //! - the two extension traits, [`GpuInfoProvider`] (where GPU state comes
 //!   from) and [`SelectStrategy`] (how candidates are ordered), and the
-//!   [`ProviderRegistry`] that maps `--provider` strings to providers;
+//!   [`ProviderRegistry`] that maps `--provider` strings to providers, and
+//!   [`block_on`] to call a local provider without an async runtime;
 //! - [`Request`] with every filter, whose [`Request::evaluate`] says why a
 //!   device is rejected;
 //! - `CUDA_VISIBLE_DEVICES` parsing and writing ([`Visible`]);
@@ -20,7 +21,7 @@
 //! struct MostFree;
 //! impl SelectStrategy for MostFree {
 //!     fn name(&self) -> &str { "most-free" }
-//!     fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+//!     fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn gpusel_core::rand::Rng) -> Vec<usize> {
 //!         let mut order: Vec<usize> = (0..c.len()).collect();
 //!         order.sort_by_key(|&i| std::cmp::Reverse(c[i].memory_free()));
 //!         order
@@ -35,7 +36,8 @@
 //! }
 //! let request = Request::new().min_free_memory(20 << 30);
 //! let visible = Visible::parse(None, &snapshot.gpus);
-//! let mut rng = fastrand::Rng::with_seed(1);
+//! use gpusel_core::rand::{SeedableRng, rngs::SmallRng};
+//! let mut rng = SmallRng::seed_from_u64(1); // or `rand::make_rng()`, or any `rand::Rng`
 //! let selection = select(&snapshot, &request, &MostFree, &visible, WriteOptions::default(), &mut rng).unwrap();
 //! assert_eq!(selection.cuda_visible_devices, "1");
 //! assert_eq!(selection.cuda_device_order.as_deref(), Some("PCI_BUS_ID"));
@@ -80,6 +82,10 @@ pub mod testing;
 pub mod timefmt;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
+/// The attribute for implementing [`GpuInfoProvider`], re-exported so that
+/// an implementation needs no `async-trait` dependency of its own: write
+/// `#[gpusel_core::async_trait]` on the `impl`.
+pub use async_trait::async_trait;
 pub use block_on::block_on;
 pub use config::{Config, ConfigError, Setting, Source};
 pub use cvd::{
@@ -87,7 +93,6 @@ pub use cvd::{
 };
 pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, parse_duration, parse_duration_min};
-pub use fastrand;
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
@@ -96,7 +101,8 @@ pub use model::{
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
-pub use provider::{GpuInfoProvider, ProviderError};
+pub use provider::{BoxedError, GpuInfoProvider, ProviderError};
+pub use rand;
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderFallback, ProviderRegistry, ProviderSpec};
 pub use request::{Ban, BanRule, DeviceSpec, DeviceSpecError, Predicate, PredicateFn, Request};

@@ -17,6 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything one provider saw on one host at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// [`SCHEMA_VERSION`] of the writer.
     pub schema_version: u32,
@@ -39,6 +40,7 @@ pub struct Snapshot {
 
 /// One physical GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Gpu {
     /// NVML index: the number `nvidia-smi` shows (PCI bus order).
     pub index: u32,
@@ -96,6 +98,7 @@ pub struct Gpu {
 
 /// One MIG (Multi-Instance GPU) device carved out of a [`Gpu`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MigDevice {
     /// Index of this MIG device within its parent GPU.
     pub index: u32,
@@ -141,6 +144,7 @@ pub enum ProcessKind {
 
 /// A process holding a context on a GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GpuProcess {
     /// Process id as the driver reports it (host PID namespace).
     pub pid: u32,
@@ -199,6 +203,24 @@ impl Gpu {
     /// True when MIG mode is on: CUDA then sees only the MIG devices, never the whole GPU.
     pub fn mig_enabled(&self) -> bool {
         self.mig_mode == Some(true) || !self.mig_devices.is_empty()
+    }
+}
+
+impl MigDevice {
+    /// A MIG device with identity only and every measurement unknown.
+    pub fn new(index: u32, uuid: impl Into<String>) -> Self {
+        MigDevice {
+            index,
+            uuid: uuid.into(),
+            profile: None,
+            gpu_instance_id: None,
+            compute_instance_id: None,
+            memory_total: None,
+            memory_used: None,
+            memory_free: None,
+            processes: None,
+            lease: None,
+        }
     }
 }
 
@@ -286,6 +308,7 @@ impl Snapshot {
 
 /// A snapshot that breaks the rules of the schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotError {
     /// The schema version is not one this build reads.
     #[error(

@@ -11,7 +11,8 @@ use crate::model::{Gpu, GpuProcess, MigDevice};
 /// most taken device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Occupancy {
-    /// No process, no load (0% GPU and memory utilization), no lease.
+    /// No process, no load (0% GPU utilization, and 0% memory utilization or
+    /// none reported), no lease.
     Free,
     /// Processes gpusel can name, or load.
     InUse,
@@ -40,7 +41,11 @@ impl Occupancy {
             (None, _) => Occupancy::Unknown,
             (Some(list), _) if list.iter().any(|p| p.visible == Some(false)) => Occupancy::Unknown,
             (Some(list), _) if !list.is_empty() => Occupancy::InUse,
-            (_, Load::NotPerDevice) | (_, Load::Reported(Some(0), Some(0))) => Occupancy::Free,
+            // No kernel ran and no process: an unreported memory load is no
+            // job (idle-random's default rule takes it too).
+            (_, Load::NotPerDevice) | (_, Load::Reported(Some(0), Some(0) | None)) => {
+                Occupancy::Free
+            }
             (_, Load::Reported(gpu, memory)) if gpu > Some(0) || memory > Some(0) => {
                 Occupancy::InUse
             }
@@ -107,11 +112,14 @@ mod tests {
         assert_eq!(gpu.occupancy(), Occupancy::Unknown, "no process list");
         gpu.processes = Some(vec![]);
         assert_eq!(gpu.occupancy(), Occupancy::Unknown, "load not reported");
+        gpu.utilization_memory = Some(0);
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown, "GPU load not reported");
+        gpu.utilization_memory = None;
         gpu.utilization_gpu = Some(0);
         assert_eq!(
             gpu.occupancy(),
-            Occupancy::Unknown,
-            "memory load not reported"
+            Occupancy::Free,
+            "no kernel and no process: unreported memory load is no job"
         );
         gpu.utilization_memory = Some(0);
         assert_eq!(gpu.occupancy(), Occupancy::Free);

@@ -6,8 +6,11 @@ use async_trait::async_trait;
 
 use crate::model::{Snapshot, SnapshotError};
 
-/// A failure to read GPU state. Every message says what to do next.
+/// A failure to read GPU state. Messages say what went wrong, and what to do
+/// where that needs no flag: a command line adds its own hint (gpusel's CLI
+/// names the flag).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProviderError {
     /// `--provider` names no known provider.
     #[error("unknown provider '{spec}'; {}", unknown_tail(available, plugin.as_deref()))]
@@ -22,7 +25,7 @@ pub enum ProviderError {
     },
     /// `--provider auto` found no provider that works on this machine.
     #[error(
-        "no GPU provider works on this machine; give one with --provider, e.g. --provider file:PATH to read a snapshot{}",
+        "no GPU provider works on this machine{}",
         tried.iter().map(|t| format!("\n  {t}")).collect::<String>()
     )]
     NoProvider {
@@ -30,15 +33,20 @@ pub enum ProviderError {
         tried: Vec<String>,
     },
     /// The provider exists but cannot run here (no driver, no binary, ...).
+    /// Build it with [`ProviderError::unavailable`] or
+    /// [`ProviderError::unavailable_because`].
     #[error("provider '{provider}' is unavailable: {message}")]
     Unavailable {
         /// Provider name.
         provider: String,
-        /// What is missing and what to do.
+        /// What is missing (the source's words, when there is one).
         message: String,
+        /// The provider's own error, for callers that want its type.
+        #[source]
+        source: Option<BoxedError>,
     },
     /// A snapshot file could not be read.
-    #[error("cannot read snapshot file {}: {source}; check the path given to --provider file:PATH", path.display())]
+    #[error("cannot read snapshot file {}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -59,15 +67,20 @@ pub enum ProviderError {
         /// Where it came from.
         source_name: String,
         /// The rule it breaks.
+        #[source]
         error: SnapshotError,
     },
-    /// The provider ran but failed.
+    /// The provider ran but failed. Build it with [`ProviderError::failed`]
+    /// or [`ProviderError::failed_because`].
     #[error("provider '{provider}' failed: {message}")]
     Failed {
         /// Provider name.
         provider: String,
-        /// What happened and what to do.
+        /// What happened (the source's words, when there is one).
         message: String,
+        /// The provider's own error, for callers that want its type.
+        #[source]
+        source: Option<BoxedError>,
     },
 }
 
@@ -83,9 +96,95 @@ fn unknown_tail(available: &[String], plugin: Option<&str>) -> String {
     parts.join("; ")
 }
 
+/// A provider's own error, kept as the source of a [`ProviderError`].
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl ProviderError {
+    /// [`ProviderError::Unavailable`] with a message and no source.
+    pub fn unavailable(provider: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::Unavailable {
+            provider: provider.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`ProviderError::Unavailable`] because of `error`: its text is the
+    /// message and the error itself the [`source`](std::error::Error::source),
+    /// so a caller can downcast it to the provider's error type.
+    pub fn unavailable_because(
+        provider: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ProviderError::Unavailable {
+            provider: provider.into(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// [`ProviderError::Failed`] with a message and no source.
+    pub fn failed(provider: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::Failed {
+            provider: provider.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`ProviderError::Failed`] because of `error`, kept as the source (see
+    /// [`ProviderError::unavailable_because`]).
+    pub fn failed_because(
+        provider: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ProviderError::Failed {
+            provider: provider.into(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
 /// A source of GPU state: NVML, `nvidia-smi`, a snapshot file, a remote agent,
 /// or a third-party crate. Implement this and register a factory in a
 /// [`ProviderRegistry`](crate::ProviderRegistry) to add one.
+///
+/// The trait is async through [`async_trait`](crate::async_trait), which
+/// gpusel-core re-exports, so an implementation needs no dependency of its
+/// own. A provider that reads local state synchronously does its work inside
+/// `snapshot()`; call it with [`block_on`](crate::block_on) where no runtime
+/// is at hand:
+///
+/// ```
+/// use gpusel_core::{Gpu, GpuInfoProvider, ProviderError, Snapshot};
+///
+/// /// Two GPUs that are always idle.
+/// struct Fixed;
+///
+/// #[gpusel_core::async_trait]
+/// impl GpuInfoProvider for Fixed {
+///     fn name(&self) -> &str {
+///         "fixed"
+///     }
+///
+///     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+///         let mut snapshot = Snapshot::local(self.name());
+///         for i in 0..2 {
+///             let mut gpu = Gpu::new(i, format!("GPU-{i}"), "NVIDIA A100");
+///             gpu.utilization_gpu = Some(0);
+///             gpu.processes = Some(Vec::new());
+///             snapshot.gpus.push(gpu);
+///         }
+///         // Checks unique indices and UUIDs, as callers rely on.
+///         snapshot.validated(self.name())
+///     }
+/// }
+///
+/// let snapshot = gpusel_core::block_on(Fixed.snapshot()).unwrap();
+/// assert_eq!(snapshot.gpus.len(), 2);
+/// assert_eq!(snapshot.provider, "fixed");
+/// ```
 #[async_trait]
 pub trait GpuInfoProvider: Send + Sync {
     /// Name shown in logs and snapshots (`nvml`, `file:/path`).

@@ -11,6 +11,7 @@ use crate::size::{format_bytes, format_power};
 /// One reason a device cannot be given to the job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Reason {
     /// `CUDA_VISIBLE_DEVICES` (from Slurm, Kubernetes or the user) hides it.
     HiddenByCudaVisibleDevices,

@@ -265,10 +265,7 @@ mod tests {
             Err(ProviderError::NoProvider { .. })
         ));
         r.register("broken", "broken", "always fails", true, |_| {
-            Err(ProviderError::Unavailable {
-                provider: "broken".into(),
-                message: "no driver".into(),
-            })
+            Err(ProviderError::unavailable("broken", "no driver"))
         });
         r.register("fixed", "fixed", "a test provider", true, |_| {
             Ok(Box::new(Fixed))
@@ -288,10 +285,7 @@ mod tests {
                 available: Vec::new(),
                 plugin: Some("gpusel-provider-missing".into()),
             })),
-            "broken" => Some(Err(ProviderError::Failed {
-                provider: "broken".into(),
-                message: "it broke".into(),
-            })),
+            "broken" => Some(Err(ProviderError::failed("broken", "it broke"))),
             "file" | "auto" => panic!("asked for a registered name"),
             _ => None,
         });

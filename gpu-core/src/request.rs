@@ -156,8 +156,21 @@ impl fmt::Debug for Predicate {
 ///
 /// A filter that is set rejects a device whose value the provider does not
 /// report (`Reason::Unknown`): gpusel does not guess that an unmeasured GPU is
-/// idle. The one exception is utilization on MIG devices, which NVML never
-/// reports per instance; there the process count and memory decide.
+/// idle. The exceptions:
+///
+/// - utilization on MIG devices, which NVML never reports per instance; there
+///   the process count and memory decide;
+/// - a utilization filter relaxed to its limit (`max_utilization` or
+///   `max_memory_utilization` of 100) accepts a device that does not report
+///   that value: the filter allows anything, so an unreported value must not
+///   lock a provider out;
+/// - with [`idle_memory_utilization_may_be_unknown`](Self::idle_memory_utilization_may_be_unknown)
+///   (set by the default strategy's own default, never by a user's
+///   `max_memory_utilization`), an unreported memory-bandwidth utilization
+///   passes when GPU utilization is reported as 0 and the process list is
+///   known and empty: memory traffic without any kernel running is no job,
+///   so those two prove the device idle (providers other than NVML, such as
+///   plugins, often report no memory utilization).
 #[derive(Debug, Clone)]
 pub struct Request {
     /// How many devices.
@@ -168,6 +181,12 @@ pub struct Request {
     pub max_utilization: Option<u8>,
     /// Maximum memory-bandwidth utilization, %.
     pub max_memory_utilization: Option<u8>,
+    /// Whether `max_memory_utilization` accepts a device that does not report
+    /// memory utilization when it reports 0% GPU utilization and an empty
+    /// process list. Set by a strategy's default (idle-random's), so that
+    /// the default idle rule does not lock out a provider without memory
+    /// utilization; a user's explicit maximum leaves it `false`.
+    pub idle_memory_utilization_may_be_unknown: bool,
     /// Maximum number of processes already on the device.
     pub max_processes: Option<usize>,
     /// Maximum power draw, mW.
@@ -191,6 +210,7 @@ impl Default for Request {
             min_free_memory: None,
             max_utilization: None,
             max_memory_utilization: None,
+            idle_memory_utilization_may_be_unknown: false,
             max_processes: None,
             max_power: None,
             name: None,
@@ -318,6 +338,7 @@ impl Request {
                 match device.utilization_gpu() {
                     Some(value) if value > max => reasons.push(Reason::Utilization { value, max }),
                     Some(_) => {}
+                    None if max >= 100 => {}
                     None => reasons.push(unknown("utilization")),
                 }
             }
@@ -327,6 +348,8 @@ impl Request {
                         reasons.push(Reason::MemoryUtilization { value, max })
                     }
                     Some(_) => {}
+                    None if max >= 100 => {}
+                    None if self.idle_memory_utilization_may_be_unknown && proven_idle(device) => {}
                     None => reasons.push(unknown("memory utilization")),
                 }
             }
@@ -357,6 +380,12 @@ impl Request {
         }
         reasons
     }
+}
+
+/// No kernel ran in the last sample and no process holds a context: what
+/// makes an unreported memory utilization no reason to doubt idleness.
+fn proven_idle(device: &Device<'_>) -> bool {
+    device.utilization_gpu() == Some(0) && device.processes().is_some_and(<[_]>::is_empty)
 }
 
 fn unknown(what: &str) -> Reason {
@@ -451,6 +480,72 @@ mod tests {
                 "free memory unknown (the provider does not report it)",
                 "process list unknown (the provider does not report it)"
             ]
+        );
+    }
+
+    fn reasons(request: &Request, gpu: &Gpu) -> Vec<String> {
+        request
+            .evaluate(&Device::whole(gpu))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_filter_relaxed_to_its_limit_accepts_unknown() {
+        let bare = Gpu::new(0, "GPU-1", "X");
+        let relaxed = Request::new()
+            .max_utilization(100)
+            .max_memory_utilization(100);
+        assert!(reasons(&relaxed, &bare).is_empty());
+        let strict = Request::new()
+            .max_utilization(99)
+            .max_memory_utilization(99);
+        assert_eq!(
+            reasons(&strict, &bare),
+            [
+                "utilization unknown (the provider does not report it)",
+                "memory utilization unknown (the provider does not report it)"
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_proves_unknown_memory_utilization_only_for_the_strategys_default() {
+        let mut idle = Gpu::new(0, "GPU-1", "X");
+        idle.utilization_gpu = Some(0);
+        idle.processes = Some(Vec::new());
+        let user = Request::new().max_memory_utilization(0);
+        assert_eq!(
+            reasons(&user, &idle),
+            ["memory utilization unknown (the provider does not report it)"]
+        );
+        let mut default = user.clone();
+        default.idle_memory_utilization_may_be_unknown = true;
+        assert!(reasons(&default, &idle).is_empty());
+
+        // GPU utilization or the process list is the proof: without either,
+        // unknown stays unknown.
+        let mut busy = idle.clone();
+        busy.utilization_gpu = Some(1);
+        let mut unmeasured = idle.clone();
+        unmeasured.utilization_gpu = None;
+        let mut unlisted = idle.clone();
+        unlisted.processes = None;
+        let mut running = idle.clone();
+        running.processes = Some(vec![GpuProcess::new(7)]);
+        for gpu in [busy, unmeasured, unlisted, running] {
+            assert_eq!(
+                reasons(&default, &gpu),
+                ["memory utilization unknown (the provider does not report it)"],
+                "{gpu:?}"
+            );
+        }
+        // A reported value is judged as reported.
+        idle.utilization_memory = Some(4);
+        assert_eq!(
+            reasons(&default, &idle),
+            ["memory utilization 4% > 0% allowed"]
         );
     }
 }

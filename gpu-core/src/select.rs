@@ -140,6 +140,7 @@ impl StrategyDefaults {
 
 /// Why no selection could be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SelectError {
     /// The provider could not give a snapshot.
     #[error(transparent)]
@@ -159,7 +160,7 @@ pub enum SelectError {
     #[error(transparent)]
     Strategy(#[from] StrategyError),
     /// `--devices` names a device this machine does not have.
-    #[error("--devices {spec}: no such device on this machine (it has {known}); see `gpusel list`")]
+    #[error("device {spec}: no such device on this machine (it has {known})")]
     UnknownDevice {
         /// The spec that matched nothing.
         spec: String,
@@ -232,7 +233,7 @@ pub fn select(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
 ) -> Result<Selection, SelectError> {
     pipeline(snapshot, request, strategy, visible, write, rng, None)
 }
@@ -273,7 +274,7 @@ pub fn select_leased(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
     leaser: &Leaser,
 ) -> Result<Selection, SelectError> {
     pipeline(
@@ -293,7 +294,7 @@ pub(crate) fn pipeline(
     strategy: &dyn SelectStrategy,
     visible: &Visible,
     write: WriteOptions,
-    rng: &mut fastrand::Rng,
+    rng: &mut dyn rand::Rng,
     leaser: Option<&Leaser>,
 ) -> Result<Selection, SelectError> {
     let mut request = original.clone();
@@ -544,7 +545,7 @@ mod tests {
         fn name(&self) -> &str {
             "in-order"
         }
-        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn rand::Rng) -> Vec<usize> {
             (0..c.len()).collect()
         }
     }
@@ -562,14 +563,14 @@ mod tests {
         let rival = Leaser::open(tmp.path().join("locks"), vec!["rival".into()]).unwrap();
         let snapshot = two_gpus();
         let visible = Visible::parse(None, &snapshot.gpus);
-        let mut rng = fastrand::Rng::with_seed(1);
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(1);
         let held = rival
             .dir
             .try_lease("GPU-a", &rival.holder)
             .unwrap()
             .unwrap();
 
-        let pick = |request: &Request, rng: &mut fastrand::Rng| {
+        let pick = |request: &Request, rng: &mut dyn rand::Rng| {
             select_leased(
                 &snapshot,
                 request,

@@ -64,7 +64,7 @@ enum VisibleFrom {
 /// # struct AnyFree;
 /// # impl gpusel_core::SelectStrategy for AnyFree {
 /// #     fn name(&self) -> &str { "any" }
-/// #     fn rank(&self, c: &[gpusel_core::Device<'_>], _: &gpusel_core::Request, _: &mut gpusel_core::fastrand::Rng) -> Vec<usize> { (0..c.len()).collect() }
+/// #     fn rank(&self, c: &[gpusel_core::Device<'_>], _: &gpusel_core::Request, _: &mut dyn gpusel_core::rand::Rng) -> Vec<usize> { (0..c.len()).collect() }
 /// # }
 /// let config = Config::default(); // or Config::load()?, as the CLI reads it
 /// let provider = FileProvider::new(&path);
@@ -88,7 +88,7 @@ pub struct Selector {
     write: WriteOptions,
     wait: Option<Option<Duration>>,
     interval: Duration,
-    rng: fastrand::Rng,
+    rng: rand::rngs::SmallRng,
     progress: Option<ProgressFn>,
 }
 
@@ -124,7 +124,7 @@ impl Selector {
             write: WriteOptions::default(),
             wait: None,
             interval: crate::config::DEFAULT_INTERVAL,
-            rng: fastrand::Rng::new(),
+            rng: rand::make_rng::<rand::rngs::SmallRng>(),
             progress: None,
         }
     }
@@ -296,7 +296,7 @@ impl Selector {
 
     /// Seeds the random choices, for reproducible picks.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.rng = fastrand::Rng::with_seed(seed);
+        self.rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
         self
     }
 

@@ -6,11 +6,40 @@ use crate::request::Request;
 /// A request that a strategy cannot work with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("strategy '{strategy}': {message}")]
+#[non_exhaustive]
 pub struct StrategyError {
     /// The strategy's name.
     pub strategy: String,
-    /// What is missing and how to give it.
+    /// What is missing.
     pub message: String,
+    /// The [`Request`] filter the strategy needs and the request lacks, by
+    /// field name (`min_free_memory`), for a caller to name its own way of
+    /// setting it.
+    pub missing: Option<&'static str>,
+}
+
+impl StrategyError {
+    /// `strategy` cannot rank for the request, because of `message`.
+    pub fn new(strategy: impl Into<String>, message: impl Into<String>) -> Self {
+        StrategyError {
+            strategy: strategy.into(),
+            message: message.into(),
+            missing: None,
+        }
+    }
+
+    /// `strategy` needs the request's `field` (a [`Request`] field name,
+    /// `min_free_memory`), which is unset; `message` says why.
+    pub fn missing(
+        strategy: impl Into<String>,
+        field: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        StrategyError {
+            missing: Some(field),
+            ..StrategyError::new(strategy, message)
+        }
+    }
 }
 
 /// Orders candidate devices. Implementations live in the `strategies` crate or
@@ -39,7 +68,7 @@ pub trait SelectStrategy: Send + Sync {
         &self,
         candidates: &[Device<'_>],
         request: &Request,
-        rng: &mut fastrand::Rng,
+        rng: &mut dyn rand::Rng,
     ) -> Vec<usize>;
 }
 
@@ -62,7 +91,7 @@ impl<S: SelectStrategy + ?Sized> SelectStrategy for Box<S> {
         &self,
         candidates: &[Device<'_>],
         request: &Request,
-        rng: &mut fastrand::Rng,
+        rng: &mut dyn rand::Rng,
     ) -> Vec<usize> {
         (**self).rank(candidates, request, rng)
     }

@@ -118,7 +118,7 @@ fn check_selections(snapshot: &Snapshot, strategy: &dyn SelectStrategy) -> Resul
         for base in &requests {
             for seed in 0..4 {
                 let request = base.clone().count(count);
-                let mut rng = fastrand::Rng::with_seed(seed);
+                let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
                 let result = select(
                     snapshot,
                     &request,
@@ -213,7 +213,7 @@ impl SelectStrategy for InOrder {
         "in-order"
     }
 
-    fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut fastrand::Rng) -> Vec<usize> {
+    fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn rand::Rng) -> Vec<usize> {
         (0..c.len()).collect()
     }
 }

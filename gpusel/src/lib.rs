@@ -35,8 +35,21 @@ mod plugin;
 /// The attribute implementors of [`GpuInfoProvider`] put on their `impl`.
 pub use async_trait::async_trait;
 pub use gpusel_core::*;
+/// The `http://` provider's crate (its types, such as the errors it keeps
+/// as a [`ProviderError`]'s source).
+#[cfg(feature = "http")]
+pub use gpusel_http as http;
+/// The NVML provider's crate.
+#[cfg(feature = "nvml")]
+pub use gpusel_nvml as nvml;
+/// The nvidia-smi provider's crate.
+#[cfg(feature = "smi")]
+pub use gpusel_smi as smi;
 pub use gpusel_strategies as strategies;
 pub use gpusel_strategies::{StrategyKind, UnknownStrategy};
+/// The deprecated libtorch provider's crate.
+#[cfg(feature = "torch")]
+pub use gpusel_torch as torch;
 pub use plugin::{
     DEFAULT_PLUGIN_TIMEOUT, MAX_PLUGIN_OUTPUT, PLUGIN_PREFIX, PluginProvider, is_plugin_name,
     plugin_fallback,
@@ -197,8 +210,5 @@ fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderE
 #[cfg(not(feature = "torch"))]
 fn open_torch(spec: &ProviderSpec) -> Result<Box<dyn GpuInfoProvider>, ProviderError> {
     torch_takes_no_argument(spec)?;
-    Err(ProviderError::Unavailable {
-        provider: TORCH.into(),
-        message: NO_TORCH.into(),
-    })
+    Err(ProviderError::unavailable(TORCH, NO_TORCH))
 }

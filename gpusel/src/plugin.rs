@@ -173,10 +173,10 @@ impl PluginProvider {
     }
 
     fn failed(&self, what: String) -> ProviderError {
-        ProviderError::Failed {
-            provider: self.executable.clone(),
-            message: format!("{} {what}", self.program.display()),
-        }
+        ProviderError::failed(
+            self.executable.clone(),
+            format!("{} {what}", self.program.display()),
+        )
     }
 
     fn run(&self) -> Result<Finished, ProviderError> {

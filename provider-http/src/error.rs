@@ -10,6 +10,7 @@ use crate::{ENV_TIMEOUT, ENV_TOKEN_FILE, NAME};
 
 /// A failure to get a snapshot from a `gpusel serve` agent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpError {
     /// The agent URL cannot be used.
     #[error(
@@ -79,7 +80,7 @@ pub enum HttpError {
     },
     /// 401 or 403: the agent wants a (different) bearer token.
     #[error("{url} refused the request ({status}): {}", match token {
-        Some(path) => format!("the token in {} was not accepted; put the agent's token (its --token-file) there", path.display()),
+        Some(path) => format!("the token in {} was not accepted; put the token the agent serves with there", path.display()),
         None => format!("the agent requires a bearer token; name a file holding it in {ENV_TOKEN_FILE} (token_file in an agents file)"),
     })]
     Unauthorized {
@@ -182,17 +183,42 @@ impl From<HttpError> for ProviderError {
                 source_name: url,
                 error,
             },
-            e if e.class() == ErrorClass::Config => ProviderError::Unavailable {
-                provider: match e {
-                    HttpError::Https { .. } => "https".into(),
-                    _ => NAME.into(),
-                },
-                message: e.to_string(),
-            },
-            e => ProviderError::Failed {
-                provider: NAME.into(),
-                message: e.to_string(),
-            },
+            e if e.class() == ErrorClass::Config => {
+                let provider = match e {
+                    HttpError::Https { .. } => "https",
+                    _ => NAME,
+                };
+                ProviderError::unavailable_because(provider, e)
+            }
+            e => ProviderError::failed_because(NAME, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_errors_keep_the_http_error_as_source() {
+        let e: ProviderError = HttpError::Refused {
+            url: "http://h:9477/".into(),
+            authority: "h:9477".into(),
+        }
+        .into();
+        assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            matches!(source.downcast_ref(), Some(HttpError::Refused { .. })),
+            "{source:?}"
+        );
+        let e: ProviderError = HttpError::Https {
+            url: "https://h/".into(),
+        }
+        .into();
+        assert!(
+            matches!(&e, ProviderError::Unavailable { provider, source: Some(_), .. } if provider == "https"),
+            "{e:?}"
+        );
     }
 }

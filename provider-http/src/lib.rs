@@ -89,9 +89,11 @@ impl HttpProvider {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ProviderError::Failed {
-                provider: self.endpoint.url().to_string(),
-                message: format!("cannot start the async runtime: {e}"),
+            .map_err(|e| {
+                ProviderError::failed(
+                    self.endpoint.url(),
+                    format!("cannot start the async runtime: {e}"),
+                )
             })?;
         Ok(self.runtime.get_or_init(|| std::sync::Arc::new(rt)))
     }

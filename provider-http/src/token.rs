@@ -11,7 +11,7 @@ use crate::error::HttpError;
 const MAX_TOKEN_FILE: u64 = 4096;
 
 /// What to do about a token file that cannot be used.
-const HOW: &str = "write one line of at least 16 printable characters, e.g. `openssl rand -hex 32 > FILE`, the same file the agent's --token-file names";
+const HOW: &str = "write one line of at least 16 printable characters, e.g. `openssl rand -hex 32 > FILE`, the same token the agent serves with";
 
 /// A bearer token and the file it came from: the one token type of the
 /// agent (`gpusel serve --token-file`) and of its clients (the `http://`

@@ -1,4 +1,5 @@
-//! Why NVML could not be started, in words that say what to do.
+//! Why NVML could not be started, in words that say what went wrong (a
+//! command line adds which provider to try instead).
 
 use std::path::{Path, PathBuf};
 
@@ -6,10 +7,11 @@ use nvml_wrapper::error::NvmlError;
 
 /// NVML could not be loaded or initialised.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     /// The library could not be loaded at all.
     #[error(
-        "cannot load the NVML library {}: {reason}; is the NVIDIA driver installed? set {} to the library's path, or try --provider smi",
+        "cannot load the NVML library {}: {reason}; is the NVIDIA driver installed? set {} to the library's path",
         library.display(),
         crate::LIB_ENV
     )]
@@ -32,9 +34,7 @@ pub enum InitError {
         reason: String,
     },
     /// The kernel driver is not running.
-    #[error(
-        "no NVIDIA driver found: is this a GPU machine? try --provider smi, or load the nvidia kernel module"
-    )]
+    #[error("no NVIDIA driver found: is this a GPU machine? load the nvidia kernel module")]
     DriverNotLoaded,
     /// The library and the kernel module are of different versions.
     #[error(
@@ -47,7 +47,7 @@ pub enum InitError {
     )]
     NoPermission,
     /// Anything else.
-    #[error("NVML failed to initialise: {0}; try --provider smi")]
+    #[error("NVML failed to initialise: {0}")]
     Other(#[source] NvmlError),
 }
 
@@ -72,6 +72,7 @@ impl InitError {
 
 /// NVML was initialised but a snapshot could not be taken at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScanError {
     /// `nvmlDeviceGetCount` failed, so no GPU can be listed.
     #[error("NVML cannot count the GPUs: {0}")]

@@ -96,10 +96,9 @@ impl GpuInfoProvider for NvmlProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let snapshot = self.read().map_err(|e| ProviderError::Failed {
-            provider: NAME.into(),
-            message: e.to_string(),
-        })?;
+        let snapshot = self
+            .read()
+            .map_err(|e| ProviderError::failed_because(NAME, e))?;
         snapshot.validated(NAME)
     }
 }
@@ -108,8 +107,5 @@ impl GpuInfoProvider for NvmlProvider {
 /// argument, when given, is the library to load.
 pub fn open_spec(argument: Option<&str>) -> Result<NvmlProvider, ProviderError> {
     let library = argument.filter(|a| !a.is_empty()).map(PathBuf::from);
-    NvmlProvider::open(library).map_err(|e| ProviderError::Unavailable {
-        provider: NAME.into(),
-        message: e.to_string(),
-    })
+    NvmlProvider::open(library).map_err(|e| ProviderError::unavailable_because(NAME, e))
 }

@@ -113,19 +113,16 @@ fn mig_devices(
         };
         let (gpu_instance_id, compute_instance_id) = raw.instance_ids(&device);
         let memory = memory(raw, &device, &what("memory"));
-        out.push(MigDevice {
-            index: slot,
-            uuid,
-            profile: field(&what("name"), device.name()).and_then(|n| profile(&n)),
-            gpu_instance_id,
-            compute_instance_id,
-            memory_total: memory.as_ref().map(|m| m.total),
-            memory_used: memory.as_ref().map(|m| m.used),
-            memory_free: memory.as_ref().map(|m| m.free),
-            processes: processes::list(nvml, &device, procs, &what("processes")),
-            // Leases are gpusel's, not the driver's: `list` fills them.
-            lease: None,
-        });
+        let mut mig = MigDevice::new(slot, uuid);
+        mig.profile = field(&what("name"), device.name()).and_then(|n| profile(&n));
+        mig.gpu_instance_id = gpu_instance_id;
+        mig.compute_instance_id = compute_instance_id;
+        mig.memory_total = memory.as_ref().map(|m| m.total);
+        mig.memory_used = memory.as_ref().map(|m| m.used);
+        mig.memory_free = memory.as_ref().map(|m| m.free);
+        mig.processes = processes::list(nvml, &device, procs, &what("processes"));
+        // Leases are gpusel's, not the driver's: `list` fills them.
+        out.push(mig);
     }
     out
 }

@@ -222,8 +222,15 @@ fn bad_scenario_fails_the_scan_not_the_process(scene: &Scene) {
     let provider = open();
     scene.set("{ not json");
     match block_on(provider.snapshot()) {
-        Err(ProviderError::Failed { message, .. }) => {
-            assert!(message.contains("cannot count the GPUs"), "{message}")
+        Err(ProviderError::Failed {
+            message, source, ..
+        }) => {
+            assert!(message.contains("cannot count the GPUs"), "{message}");
+            let source = source.expect("the scan error as the source");
+            assert!(
+                source.downcast_ref::<gpusel_nvml::ScanError>().is_some(),
+                "{source:?}"
+            );
         }
         other => panic!("expected a failed scan, got {other:?}"),
     }
@@ -234,7 +241,14 @@ fn init_errors_say_what_to_do(scene: &Scene) {
     scene.fixture("driver-not-loaded");
     let e = fake();
     assert!(matches!(e, InitError::DriverNotLoaded), "{e:?}");
-    assert!(e.to_string().contains("try --provider smi"), "{e}");
+    assert!(
+        e.to_string().contains("load the nvidia kernel module"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("--"),
+        "no CLI flag in a library error: {e}"
+    );
     scene.fixture("version-mismatch");
     let e = fake();
     assert!(matches!(e, InitError::VersionMismatch), "{e:?}");
@@ -245,6 +259,18 @@ fn init_errors_say_what_to_do(scene: &Scene) {
     let e = NvmlProvider::open(Some("/nonexistent/libnvidia-ml.so.1".into())).unwrap_err();
     assert!(matches!(e, InitError::Load { .. }), "{e:?}");
     assert!(e.to_string().contains("GPUSEL_NVML_LIB"), "{e}");
+    // As a provider error, the init error stays the source.
+    let e = gpusel_nvml::open_spec(Some("/nonexistent/libnvidia-ml.so.1")).unwrap_err();
+    match &e {
+        ProviderError::Unavailable {
+            source: Some(source),
+            ..
+        } => assert!(
+            matches!(source.downcast_ref(), Some(InitError::Load { .. })),
+            "{source:?}"
+        ),
+        other => panic!("expected an unavailable provider, got {other:?}"),
+    }
     // A library that is not NVML at all.
     let e = NvmlProvider::open(Some("libc.so.6".into())).unwrap_err();
     assert!(matches!(e, InitError::NotNvml { .. }), "{e:?}");

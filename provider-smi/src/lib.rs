@@ -60,6 +60,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything that can go wrong reading GPU state through nvidia-smi. Each
 /// message says what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SmiError {
     /// No nvidia-smi on `PATH` and none configured.
     #[error(
@@ -104,7 +105,7 @@ pub enum SmiError {
     },
     /// nvidia-smi printed lines, none of which is a GPU row.
     #[error(
-        "nvidia-smi --query-gpu printed no GPU row (first line: {first_line:?}); this driver's output format is not understood, use --provider nvml"
+        "nvidia-smi --query-gpu printed no GPU row (first line: {first_line:?}); this driver's output format is not understood"
     )]
     Unreadable {
         /// The first line it printed.
@@ -122,18 +123,11 @@ pub enum SmiError {
 
 impl From<SmiError> for ProviderError {
     fn from(e: SmiError) -> Self {
-        let message = e.to_string();
         match e {
             SmiError::NotOnPath | SmiError::BadBinary { .. } | SmiError::BadTimeout { .. } => {
-                ProviderError::Unavailable {
-                    provider: NAME.into(),
-                    message,
-                }
+                ProviderError::unavailable_because(NAME, e)
             }
-            _ => ProviderError::Failed {
-                provider: NAME.into(),
-                message,
-            },
+            _ => ProviderError::failed_because(NAME, e),
         }
     }
 }
@@ -486,5 +480,11 @@ mod tests {
         .into();
         assert!(matches!(e, ProviderError::Failed { .. }));
         assert!(e.to_string().contains("within 1s 500ms"), "{e}");
+        // The typed error stays reachable as the source.
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            matches!(source.downcast_ref(), Some(SmiError::Timeout { .. })),
+            "{source:?}"
+        );
     }
 }

@@ -42,10 +42,11 @@ pub const DEPRECATION: &str = "--provider torch is deprecated: libtorch creates 
 
 /// A failure of the torch provider. Every message says what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TorchError {
     /// libtorch sees no usable CUDA device: no GPU, no driver, or a CPU-only libtorch.
     #[error(
-        "CUDA is not available to libtorch ({why}); run on a machine with an NVIDIA GPU and driver, or use --provider smi or --provider file:PATH"
+        "CUDA is not available to libtorch ({why}); run on a machine with an NVIDIA GPU and driver"
     )]
     CudaUnavailable {
         /// What libtorch reported.
@@ -76,7 +77,7 @@ pub enum TorchError {
     /// Two CUDA devices sit on one PCI device: MIG instances, which this
     /// provider cannot tell apart from GPUs.
     #[error(
-        "CUDA devices {first} and {second} are both on PCI device {bus_id} (MIG instances); the torch provider cannot describe MIG, use --provider nvml or --provider smi"
+        "CUDA devices {first} and {second} are both on PCI device {bus_id} (MIG instances); the torch provider cannot describe MIG"
     )]
     SharedPciDevice {
         /// The first CUDA device ordinal.
@@ -91,14 +92,8 @@ pub enum TorchError {
 impl From<TorchError> for ProviderError {
     fn from(e: TorchError) -> Self {
         match e {
-            TorchError::CudaUnavailable { .. } => ProviderError::Unavailable {
-                provider: NAME.into(),
-                message: e.to_string(),
-            },
-            other => ProviderError::Failed {
-                provider: NAME.into(),
-                message: other.to_string(),
-            },
+            TorchError::CudaUnavailable { .. } => ProviderError::unavailable_because(NAME, e),
+            other => ProviderError::failed_because(NAME, other),
         }
     }
 }
@@ -128,7 +123,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "provider 'torch' is unavailable: CUDA is not available to libtorch (no CUDA device); \
-             run on a machine with an NVIDIA GPU and driver, or use --provider smi or --provider file:PATH"
+             run on a machine with an NVIDIA GPU and driver"
         );
     }
 
@@ -142,6 +137,14 @@ mod tests {
         }
         .into();
         assert!(matches!(e, ProviderError::Failed { .. }));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref(),
+                Some(TorchError::Cuda { code: 2, .. })
+            ),
+            "{source:?}"
+        );
         assert_eq!(
             e.to_string(),
             "provider 'torch' failed: cudaMemGetInfo failed on CUDA device 1: out of memory (CUDA error 2); check the GPU with nvidia-smi"

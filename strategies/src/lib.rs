@@ -6,7 +6,8 @@
 
 use std::cmp::{Ordering, Reverse};
 
-use gpusel_core::fastrand::Rng;
+use gpusel_core::rand::Rng;
+use gpusel_core::rand::seq::SliceRandom;
 use gpusel_core::{Device, Request, SelectStrategy, StrategyError};
 use strum::{EnumIter, EnumMessage, EnumString, IntoStaticStr, VariantNames};
 
@@ -88,9 +89,9 @@ pub fn by_name(name: &str) -> Result<Box<dyn SelectStrategy>, UnknownStrategy> {
         })
 }
 
-fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
+fn shuffled(n: usize, rng: &mut dyn Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    rng.shuffle(&mut order);
+    order.shuffle(rng);
     order
 }
 
@@ -105,7 +106,10 @@ fn some_first<T: Ord>(a: Option<T>, b: Option<T>) -> Ordering {
 }
 
 /// gpuselect's behaviour: only idle devices, picked at random so that
-/// concurrent users spread out instead of all taking GPU 0.
+/// concurrent users spread out instead of all taking GPU 0. Idle is 0% GPU
+/// utilization, no process, and 0% memory utilization, or none reported on
+/// a GPU whose 0% utilization and empty process list already prove it idle
+/// (a user's own `max_memory_utilization` still rejects unknown).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdleRandom;
 
@@ -114,13 +118,21 @@ impl SelectStrategy for IdleRandom {
         "idle-random"
     }
 
+    /// No GPU or memory utilization, no process. A provider that reports no
+    /// memory utilization (plugins, most non-NVML sources) is not locked out:
+    /// when the user sets no maximum of their own, an unreported memory
+    /// utilization passes on a GPU that reports 0% utilization and an empty
+    /// process list ([`Request::idle_memory_utilization_may_be_unknown`]).
     fn apply_defaults(&self, request: &mut Request) {
         request.max_utilization.get_or_insert(0);
-        request.max_memory_utilization.get_or_insert(0);
+        if request.max_memory_utilization.is_none() {
+            request.max_memory_utilization = Some(0);
+            request.idle_memory_utilization_may_be_unknown = true;
+        }
         request.max_processes.get_or_insert(0);
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         shuffled(candidates.len(), rng)
     }
 }
@@ -138,14 +150,15 @@ impl SelectStrategy for BestFit {
     fn validate(&self, request: &Request) -> Result<(), StrategyError> {
         match request.min_free_memory {
             Some(_) => Ok(()),
-            None => Err(StrategyError {
-                strategy: self.name().into(),
-                message: "best-fit ranks devices by how tightly the job fits, so it needs the job's memory: add --mem SIZE (e.g. --mem 20GiB)".into(),
-            }),
+            None => Err(StrategyError::missing(
+                self.name(),
+                "min_free_memory",
+                "best-fit ranks devices by how tightly the job fits, so it needs the job's memory",
+            )),
         }
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut dyn Rng) -> Vec<usize> {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order
             .sort_by(|&a, &b| some_first(candidates[a].memory_free(), candidates[b].memory_free()));
@@ -162,7 +175,7 @@ impl SelectStrategy for WorstFit {
         "worst-fit"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, _: &mut dyn Rng) -> Vec<usize> {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| {
             some_first(
@@ -183,7 +196,7 @@ impl SelectStrategy for RandomPick {
         "random"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         shuffled(candidates.len(), rng)
     }
 }
@@ -198,7 +211,7 @@ impl SelectStrategy for LeastUsed {
         "least-used"
     }
 
-    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut Rng) -> Vec<usize> {
+    fn rank(&self, candidates: &[Device<'_>], _: &Request, rng: &mut dyn Rng) -> Vec<usize> {
         // Shuffle first; the stable sort then keeps ties in random order.
         let mut order = shuffled(candidates.len(), rng);
         order.sort_by(|&a, &b| {

@@ -12,7 +12,8 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 
-use gpusel_core::fastrand::Rng;
+use gpusel_core::rand::SeedableRng;
+use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
     Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
     Selection, Snapshot, Verdict, Visible, WriteOptions, select,
@@ -86,20 +87,14 @@ fn mig_device() -> impl Strategy<Value = MigDevice> {
         maybe(0.92, size()),
         processes(),
     )
-        .prop_map(
-            |(profile, memory_total, memory_free, processes)| MigDevice {
-                index: 0,
-                uuid: String::new(),
-                profile: profile.map(String::from),
-                gpu_instance_id: None,
-                compute_instance_id: None,
-                memory_total,
-                memory_used: None,
-                memory_free,
-                processes,
-                lease: None,
-            },
-        )
+        .prop_map(|(profile, memory_total, memory_free, processes)| {
+            let mut mig = MigDevice::new(0, String::new());
+            mig.profile = profile.map(String::from);
+            mig.memory_total = memory_total;
+            mig.memory_free = memory_free;
+            mig.processes = processes;
+            mig
+        })
 }
 
 /// A GPU whose `uuid` holds, for now, the two-letter tag [`snapshot`] builds
@@ -637,7 +632,7 @@ fn check_select(
         &*strategy,
         visible,
         write,
-        &mut Rng::with_seed(seed),
+        &mut SmallRng::seed_from_u64(seed),
     );
 
     if kind == StrategyKind::BestFit || kind == StrategyKind::WorstFit {
@@ -647,7 +642,7 @@ fn check_select(
             &*strategy,
             visible,
             write,
-            &mut Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
+            &mut SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
         );
         prop_assert_eq!(
             format!("{result:?}"),
@@ -762,7 +757,7 @@ proptest! {
             let passing: Vec<Device<'_>> =
                 devices.iter().copied().filter(|d| passes(&full, d)).collect();
             for candidates in [&qualifying, &passing, &devices] {
-                let order = strategy.rank(candidates, &full, &mut Rng::with_seed(seed));
+                let order = strategy.rank(candidates, &full, &mut SmallRng::seed_from_u64(seed));
                 check_ranking(kind, candidates, &order)?;
             }
         }
@@ -821,7 +816,7 @@ fn least_used_breaks_ties_at_random() {
     let request = Request::new();
     let mut first = HashSet::new();
     for seed in 0..200 {
-        let order = strategy.rank(&devices, &request, &mut Rng::with_seed(seed));
+        let order = strategy.rank(&devices, &request, &mut SmallRng::seed_from_u64(seed));
         assert!(is_permutation(&order, devices.len()));
         first.insert(order[0]);
     }
@@ -842,7 +837,7 @@ fn random_strategies_pick_every_idle_gpu() {
                 &*strategy,
                 &visible,
                 WriteOptions::default(),
-                &mut Rng::with_seed(seed),
+                &mut SmallRng::seed_from_u64(seed),
             )
             .unwrap();
             picked.insert(sel.devices[0].index);
@@ -863,7 +858,7 @@ fn idle_random_rejects_busy_gpus_with_reasons() {
         &*StrategyKind::IdleRandom.build(),
         &visible,
         WriteOptions::default(),
-        &mut Rng::with_seed(7),
+        &mut SmallRng::seed_from_u64(7),
     )
     .unwrap_err();
     let SelectError::NoMatch {
@@ -884,6 +879,52 @@ fn idle_random_rejects_busy_gpus_with_reasons() {
     assert_eq!(text(1), ["utilization 5% > 0% allowed"]);
 }
 
+/// A provider without memory utilization (a plugin, most non-NVML sources):
+/// the default rule takes a GPU whose 0% utilization and empty process list
+/// prove it idle, and `list` marks it free; a user's own maximum does not.
+#[test]
+fn unreported_memory_utilization_does_not_lock_out_an_idle_gpu() {
+    let mut snapshot = idle_gpus(2);
+    for g in &mut snapshot.gpus {
+        g.utilization_memory = None;
+    }
+    snapshot.gpus[1].utilization_gpu = None;
+    assert_eq!(snapshot.gpus[0].occupancy(), Occupancy::Free);
+    assert_eq!(snapshot.gpus[1].occupancy(), Occupancy::Unknown);
+    let visible = Visible::parse(None, &snapshot.gpus);
+    let idle = StrategyKind::IdleRandom.build();
+    for seed in 0..8 {
+        let selection = select(
+            &snapshot,
+            &Request::new(),
+            &*idle,
+            &visible,
+            WriteOptions::default(),
+            &mut SmallRng::seed_from_u64(seed),
+        )
+        .unwrap();
+        assert_eq!(selection.cuda_visible_devices, "0", "seed {seed}");
+    }
+    let err = select(
+        &snapshot,
+        &Request::new().max_memory_utilization(50),
+        &*idle,
+        &visible,
+        WriteOptions::default(),
+        &mut SmallRng::seed_from_u64(1),
+    )
+    .unwrap_err();
+    let SelectError::NoMatch { verdicts, .. } = err else {
+        panic!("expected NoMatch, got {err:?}");
+    };
+    assert_eq!(
+        verdicts[0].reasons,
+        [Reason::Unknown {
+            what: "memory utilization".into()
+        }]
+    );
+}
+
 #[test]
 fn best_fit_without_mem_asks_for_it() {
     let snapshot = idle_gpus(2);
@@ -894,11 +935,16 @@ fn best_fit_without_mem_asks_for_it() {
         &*StrategyKind::BestFit.build(),
         &visible,
         WriteOptions::default(),
-        &mut Rng::with_seed(1),
+        &mut SmallRng::seed_from_u64(1),
     )
     .unwrap_err();
-    assert!(matches!(err, SelectError::Strategy(_)), "{err:?}");
-    assert!(err.to_string().contains("--mem"), "{err}");
+    let SelectError::Strategy(refusal) = &err else {
+        panic!("expected the strategy's refusal, got {err:?}");
+    };
+    // What it lacks, as data; the CLI names its flag (--mem).
+    assert_eq!(refusal.missing, Some("min_free_memory"));
+    assert!(err.to_string().contains("needs the job's memory"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
 }
 
 #[test]
@@ -908,6 +954,7 @@ fn idle_random_defaults_fill_only_unset_filters() {
     strategy.apply_defaults(&mut request);
     assert_eq!(request.max_utilization, Some(0));
     assert_eq!(request.max_memory_utilization, Some(0));
+    assert!(request.idle_memory_utilization_may_be_unknown);
     assert_eq!(request.max_processes, Some(0));
     let mut request = Request::new()
         .max_utilization(30)
@@ -916,6 +963,7 @@ fn idle_random_defaults_fill_only_unset_filters() {
     strategy.apply_defaults(&mut request);
     assert_eq!(request.max_utilization, Some(30));
     assert_eq!(request.max_memory_utilization, Some(20));
+    assert!(!request.idle_memory_utilization_may_be_unknown);
     assert_eq!(request.max_processes, Some(2));
     for kind in StrategyKind::iter().filter(|k| *k != StrategyKind::IdleRandom) {
         let mut request = Request::new();
