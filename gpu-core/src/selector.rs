@@ -276,7 +276,41 @@ impl Selector {
     /// Waits until the request can be met, trying every
     /// [`interval`](Selector::interval), for at most `timeout` (`None`:
     /// forever). A request for more devices than are visible at all fails
-    /// at once: waiting cannot help it.
+    /// at once: waiting cannot help it. The progress callback hears why each
+    /// try failed.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use gpusel_core::{Config, FileProvider, Gpu, Progress, SelectError, Selector, Snapshot};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let mut snapshot = Snapshot::new("node1", "example");
+    /// # let mut gpu = Gpu::new(0, "GPU-0", "A100"); gpu.memory_free = Some(10 << 30); snapshot.gpus.push(gpu);
+    /// # let path = dir.path().join("gpus.json");
+    /// # std::fs::write(&path, serde_json::to_string(&snapshot).unwrap()).unwrap();
+    /// # struct InOrder;
+    /// # impl gpusel_core::SelectStrategy for InOrder {
+    /// #     fn name(&self) -> &str { "in-order" }
+    /// #     fn rank(&self, c: &[gpusel_core::Device<'_>], _: &gpusel_core::Request, _: &mut dyn gpusel_core::rand::Rng) -> Vec<usize> { (0..c.len()).collect() }
+    /// # }
+    /// let tries = Arc::new(Mutex::new(0));
+    /// let counted = Arc::clone(&tries);
+    /// let result = Selector::from_config(&Config::default(), InOrder)
+    ///     .lock_dir(dir.path().join("locks"))
+    ///     .min_free_memory(40 << 30) // more than GPU 0 has free
+    ///     .filter("not a display GPU", |d| !d.name().contains("Quadro"))
+    ///     .wait(Some(Duration::from_millis(200)))
+    ///     .interval(Duration::from_millis(50))
+    ///     .on_progress(move |p| {
+    ///         if let Progress::Waiting { verdicts, .. } = p {
+    ///             assert!(verdicts[0].to_string().contains("free"));
+    ///             *counted.lock().unwrap() += 1;
+    ///         }
+    ///     })
+    ///     .select(&FileProvider::new(&path));
+    /// assert!(matches!(result, Err(SelectError::TimedOut { .. })));
+    /// assert!(*tries.lock().unwrap() >= 1);
+    /// ```
     pub fn wait(mut self, timeout: Option<Duration>) -> Self {
         self.wait = Some(timeout);
         self
