@@ -9,11 +9,12 @@ use crate::failure::Failure;
 /// Opens the provider the config (or `--provider`) names.
 pub fn open(config: &Config) -> Result<Box<dyn GpuInfoProvider>, Failure> {
     let spec = &config.provider.value;
-    let provider = gpusel::open(spec, config)?;
-    if ProviderSpec::parse(spec).name == gpusel::TORCH {
+    // Before opening: the warning stands whether or not libtorch then works.
+    let torch = ProviderSpec::parse(spec);
+    if torch.name == gpusel::TORCH && torch.argument.is_none() {
         warn_torch();
     }
-    Ok(provider)
+    Ok(gpusel::open(spec, config)?)
 }
 
 #[cfg(feature = "torch")]
