@@ -109,14 +109,15 @@ pub fn run(
             _ => e.to_string(),
         })
     })?;
-    let waiting = args.wait || args.timeout.is_some();
-    let interval = args.interval.unwrap_or(config.interval.value);
+    let selector = selector(args, config, strategy);
+    // What the status line says comes from the selector, where flags and
+    // config were settled.
     let status = Arc::new(Mutex::new(wait::Status::new(
-        waiting,
-        args.count.get(),
-        interval,
+        selector.waits(),
+        selector.request().count.get(),
+        selector.poll_interval(),
     )));
-    let mut selector = selector(args, config, strategy).on_progress({
+    let mut selector = selector.on_progress({
         let status = Arc::clone(&status);
         move |progress| {
             let mut status = status.lock().unwrap_or_else(|e| e.into_inner());

@@ -316,6 +316,16 @@ impl Selector {
         self
     }
 
+    /// Whether [`select`](Selector::select) waits.
+    pub fn waits(&self) -> bool {
+        self.wait.is_some()
+    }
+
+    /// The time between tries while waiting, as set or configured.
+    pub fn poll_interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Does not wait (the default).
     pub fn no_wait(mut self) -> Self {
         self.wait = None;
