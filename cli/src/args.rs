@@ -375,14 +375,7 @@ fn parse_process_count(s: &str) -> Result<usize, String> {
 }
 
 fn parse_percent(s: &str) -> Result<u8, String> {
-    let t = s.trim();
-    let t = t.strip_suffix('%').unwrap_or(t).trim();
-    match t.parse::<u8>() {
-        Ok(n) if n <= 100 => Ok(n),
-        _ => Err(format!(
-            "'{s}' is not a percentage; write 0 to 100, e.g. 10 or 10%"
-        )),
-    }
+    gpusel_core::parse_percent(s).map_err(|e| e.to_string())
 }
 
 /// Parses a duration as `--timeout` takes it: `30s`, `5m`, `1h30m`,

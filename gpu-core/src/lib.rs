@@ -110,8 +110,11 @@ pub use select::{
     Leaser, SelectError, SelectedDevice, Selection, StrategyDefaults, Verdict, WriteOptions,
     select, select_leased,
 };
-pub use selector::{Progress, Selector};
-pub use size::{PowerError, SizeError, format_bytes, format_power, parse_power, parse_size};
+pub use selector::{CANCEL_CHECK, Progress, Selector};
+pub use size::{
+    PercentError, PowerError, SizeError, format_bytes, format_power, parse_percent, parse_power,
+    parse_size,
+};
 pub use strategy::{SelectStrategy, StrategyError};
 
 impl Visible {

@@ -153,6 +153,10 @@ pub enum SelectError {
         /// The last try's failure.
         last: Box<SelectError>,
     },
+    /// A wait was stopped by the selector's
+    /// [`cancel_if`](crate::Selector::cancel_if) test.
+    #[error("the wait was cancelled")]
+    Cancelled,
     /// The lock directory cannot be used.
     #[error(transparent)]
     Lease(#[from] LeaseError),

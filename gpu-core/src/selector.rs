@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::cvd::Visible;
 use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
+use crate::model::Snapshot;
 use crate::provider::GpuInfoProvider;
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
@@ -39,6 +40,11 @@ pub enum Progress<'a> {
 }
 
 type ProgressFn = Box<dyn FnMut(Progress<'_>) + Send>;
+type CancelFn = Box<dyn FnMut() -> bool + Send>;
+
+/// How often a waiting selector asks its [`cancel_if`](Selector::cancel_if)
+/// test, however long the interval between tries.
+pub const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
 /// Where the visible set comes from.
 #[derive(Debug, Clone)]
@@ -90,6 +96,7 @@ pub struct Selector {
     interval: Duration,
     rng: rand::rngs::SmallRng,
     progress: Option<ProgressFn>,
+    cancel: Option<CancelFn>,
 }
 
 impl fmt::Debug for Selector {
@@ -104,6 +111,7 @@ impl fmt::Debug for Selector {
             .field("write", &self.write)
             .field("wait", &self.wait)
             .field("interval", &self.interval)
+            .field("cancellable", &self.cancel.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +134,7 @@ impl Selector {
             interval: crate::config::DEFAULT_INTERVAL,
             rng: rand::make_rng::<rand::rngs::SmallRng>(),
             progress: None,
+            cancel: None,
         }
     }
 
@@ -350,6 +359,33 @@ impl Selector {
         self
     }
 
+    /// Asked every [`CANCEL_CHECK`] while waiting: when `test` returns
+    /// true, [`select`](Selector::select) stops with
+    /// [`SelectError::Cancelled`]. The Python binding answers Ctrl-C with it.
+    pub fn cancel_if(mut self, test: impl FnMut() -> bool + Send + 'static) -> Self {
+        self.cancel = Some(Box::new(test));
+        self
+    }
+
+    /// Sleeps `time`, asking the cancel test as it goes; true if cancelled.
+    fn pause(&mut self, time: Duration) -> bool {
+        let Some(cancel) = &mut self.cancel else {
+            std::thread::sleep(time);
+            return false;
+        };
+        let end = Instant::now() + time;
+        loop {
+            if cancel() {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK));
+        }
+    }
+
     fn report(&mut self, progress: Progress<'_>) {
         if let Some(f) = &mut self.progress {
             f(progress);
@@ -361,6 +397,17 @@ impl Selector {
     /// leases live on their node; devices leased there are passed over) and
     /// this process's `CUDA_VISIBLE_DEVICES` does not apply to them.
     pub fn select(&mut self, provider: &dyn GpuInfoProvider) -> Result<Selection, SelectError> {
+        self.select_with_snapshot(provider)
+            .map(|(selection, _)| selection)
+    }
+
+    /// [`select`](Selector::select), also returning the snapshot the
+    /// selection was made from (every device's state at that moment), for
+    /// callers that show more of the chosen devices than their UUIDs.
+    pub fn select_with_snapshot(
+        &mut self,
+        provider: &dyn GpuInfoProvider,
+    ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
         let mut request = self.request.clone();
         request.banned.extend(self.bans.iter().cloned());
@@ -412,7 +459,7 @@ impl Selector {
                 self.report(Progress::VisibleProblem { visible: &visible });
             }
             let error = match result {
-                Ok(selection) => return Ok(selection),
+                Ok(selection) => return Ok((selection, snapshot)),
                 Err(e) => e,
             };
             let Some(timeout) = self.wait else {
@@ -437,7 +484,9 @@ impl Selector {
                     verdicts,
                 });
             }
-            std::thread::sleep(left.map_or(self.interval, |l| l.min(self.interval)));
+            if self.pause(left.map_or(self.interval, |l| l.min(self.interval))) {
+                return Err(SelectError::Cancelled);
+            }
         }
     }
 }

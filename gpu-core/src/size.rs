@@ -100,6 +100,27 @@ pub fn parse_power(input: &str) -> Result<u32, PowerError> {
     Ok(mw.round() as u32)
 }
 
+/// A percentage that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("'{input}' is not a percentage; write 0 to 100, e.g. 10 or 10%")]
+pub struct PercentError {
+    /// What the user wrote.
+    pub input: String,
+}
+
+/// Parses a whole percentage, 0 to 100, with or without `%` (`10`, `10%`),
+/// as `--max-util` takes it.
+pub fn parse_percent(input: &str) -> Result<u8, PercentError> {
+    let t = input.trim();
+    let t = t.strip_suffix('%').unwrap_or(t).trim();
+    match t.parse::<u8>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err(PercentError {
+            input: input.to_string(),
+        }),
+    }
+}
+
 /// Formats milliwatts as watts: `250 W`, `87.5 W`.
 pub fn format_power(mw: u32) -> String {
     if mw.is_multiple_of(1000) {

@@ -1,0 +1,43 @@
+# The native module (python/src/lib.rs). Not an API: use gpusel's.
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+__version__: str
+DEFAULT_LOCK_DIR: str
+
+class NativeSelection:
+    @property
+    def held(self) -> bool: ...
+    def json(self) -> str: ...
+    def release(self) -> bool: ...
+
+def select(
+    count: Optional[int] = None,
+    *,
+    mem: Any = None,
+    max_util: Any = None,
+    max_mem_util: Any = None,
+    max_processes: Any = None,
+    max_power: Any = None,
+    name: Any = None,
+    devices: Any = None,
+    exclude: Any = None,
+    filter: Optional[Callable[[str], bool]] = None,
+    strategy: Any = None,
+    provider: Any = None,
+    wait: bool = False,
+    timeout: Any = None,
+    interval: Any = None,
+    uuid: bool = False,
+    lease: bool = True,
+    silent: bool = False,
+    lock_dir: Optional[str] = None,
+    seed: Optional[int] = None,
+    command: Optional[Sequence[str]] = None,
+) -> Optional[NativeSelection]: ...
+def snapshot(
+    provider: Any = None, lock_dir: Optional[str] = None
+) -> Tuple[str, Optional[str], bool]: ...
+def visible_uuids(snapshot_json: str) -> Tuple[List[str], Optional[str]]: ...
+def parse_size(value: Union[int, float, str]) -> int: ...
+def parse_duration(value: Union[int, float, str]) -> float: ...
+def strategies() -> List[Tuple[str, str]]: ...

@@ -1,0 +1,803 @@
+//! `gpusel._native`: the Rust side of the `gpusel` Python package. It holds
+//! no logic of its own: arguments become a [`gpusel::Selector`] exactly as
+//! the CLI's flags do, over the site's [`gpusel::Config`], and results go
+//! back as the JSON the CLI prints. The typed Python API, its classes and
+//! its errors live in `python/gpusel/` and call this module.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use gpusel::{
+    Config, Device, DeviceSpec, GpuInfoProvider, Progress, ProviderError, SelectError, Selection,
+    Selector, Snapshot, Verdict, Visible,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+
+/// An exception class of `gpusel._errors`, made with `args`.
+fn error<'py>(py: Python<'py>, class: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+    let made = py
+        .import("gpusel._errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1(args));
+    match made {
+        Ok(exception) => PyErr::from_value(exception),
+        Err(e) => e,
+    }
+}
+
+/// A bad argument: `gpusel.UsageError`, a `ValueError`.
+fn usage(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    error(py, "UsageError", (message.into(),))
+}
+
+fn type_error(name: &str, expected: &str, got: &Bound<'_, PyAny>) -> PyErr {
+    let kind = got
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!("{name}= takes {expected}, not {kind}"))
+}
+
+/// `repr()` of a value, for messages that name it as the user wrote it.
+fn shown(value: &Bound<'_, PyAny>) -> String {
+    value
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A number, as Python has it: ints and floats, never bools.
+fn number(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
+        return value.extract::<f64>().ok();
+    }
+    None
+}
+
+/// A size: `"20GiB"` or a number of bytes.
+fn size(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(text) = value.cast::<PyString>() {
+        let text = &*text.to_cow()?;
+        return gpusel::parse_size(text)
+            .map(Some)
+            .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))));
+    }
+    match number(value) {
+        Some(n) if n.is_finite() && n >= 0.0 && n <= u64::MAX as f64 => Ok(Some(n.round() as u64)),
+        Some(_) => Err(usage(
+            py,
+            format!(
+                "{name}={}: a size is a number of bytes, 0 or more, or a string such as '20GiB'",
+                shown(value)
+            ),
+        )),
+        None => Err(type_error(
+            name,
+            "a size such as '20GiB' or a number of bytes",
+            value,
+        )),
+    }
+}
+
+/// A percentage, 0 to 100: `10` or `"10%"`.
+fn percent(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u8>> {
+    let Some(value) = value else { return Ok(None) };
+    let text = if let Ok(text) = value.cast::<PyString>() {
+        text.to_cow()?.into_owned()
+    } else if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        value.to_string()
+    } else {
+        return Err(type_error(name, "a percentage such as 10 or '10%'", value));
+    };
+    gpusel::parse_percent(&text)
+        .map(Some)
+        .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))))
+}
+
+/// A power: `"80W"` or a number of watts; milliwatts.
+fn power(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u32>> {
+    let Some(value) = value else { return Ok(None) };
+    let text = if let Ok(text) = value.cast::<PyString>() {
+        text.to_cow()?.into_owned()
+    } else if let Some(n) = number(value) {
+        format!("{n}W")
+    } else {
+        return Err(type_error(
+            name,
+            "a power such as '80W' or a number of watts",
+            value,
+        ));
+    };
+    gpusel::parse_power(&text)
+        .map(Some)
+        .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))))
+}
+
+/// A duration: `"30s"`, `"1h30m"` or a number of seconds, at least `min`.
+fn duration(
+    py: Python<'_>,
+    name: &str,
+    value: Option<&Bound<'_, PyAny>>,
+    min: Duration,
+) -> PyResult<Option<Duration>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(text) = value.cast::<PyString>() {
+        return gpusel::parse_duration_min(&text.to_cow()?, min)
+            .map(Some)
+            .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))));
+    }
+    let Some(seconds) = number(value) else {
+        return Err(type_error(
+            name,
+            "a duration such as '30s' or a number of seconds",
+            value,
+        ));
+    };
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if d >= min => Ok(Some(d)),
+        Ok(_) => Err(usage(
+            py,
+            format!(
+                "{name}={}: too short; the least is {}",
+                shown(value),
+                humantime::format_duration(min)
+            ),
+        )),
+        Err(_) => Err(usage(
+            py,
+            format!(
+                "{name}={}: a duration is a number of seconds, 0 or more, or a string such as '30s'",
+                shown(value)
+            ),
+        )),
+    }
+}
+
+/// A count of something, 0 or more.
+fn whole(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value else { return Ok(None) };
+    if !value.is_instance_of::<PyInt>() || value.is_instance_of::<PyBool>() {
+        return Err(type_error(name, "a whole number", value));
+    }
+    value.extract::<usize>().map(Some).map_err(|_| {
+        usage(
+            py,
+            format!("{name}={}: write a whole number, 0 or more", shown(value)),
+        )
+    })
+}
+
+/// Devices: `3`, `"0,2"`, `"GPU-5f2c"`, `"3:1"` or a list of those.
+fn device_list(
+    py: Python<'_>,
+    name: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Vec<DeviceSpec>> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let one = |item: &Bound<'_, PyAny>| -> PyResult<String> {
+        if item.is_instance_of::<PyBool>() {
+            return Err(type_error(name, "device indices or UUIDs", item));
+        }
+        if item.is_instance_of::<PyInt>() {
+            return Ok(item.to_string());
+        }
+        match item.cast::<PyString>() {
+            Ok(s) => Ok(s.to_cow()?.into_owned()),
+            Err(_) => Err(type_error(name, "device indices or UUIDs", item)),
+        }
+    };
+    let parts: Vec<String> =
+        if value.is_instance_of::<PyString>() || value.is_instance_of::<PyInt>() {
+            vec![one(value)?]
+        } else {
+            let iter = value.try_iter().map_err(|_| {
+                type_error(
+                    name,
+                    "a device, a string such as '0,2', or a list of devices",
+                    value,
+                )
+            })?;
+            let mut parts = Vec::new();
+            for item in iter {
+                parts.push(one(&item?)?);
+            }
+            parts
+        };
+    let joined = parts.join(",");
+    let list = DeviceSpec::parse_list(&joined)
+        .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))))?;
+    if list.is_empty() {
+        return Err(usage(
+            py,
+            format!(
+                "{name}={}: the list is empty; give e.g. [0, 2] or 'GPU-5f2c'",
+                shown(value)
+            ),
+        ));
+    }
+    Ok(list)
+}
+
+fn load_config(py: Python<'_>) -> PyResult<Config> {
+    Config::load().map_err(|e| error(py, "ConfigError", (e.to_string(),)))
+}
+
+/// Opens the provider `spec` names (or the config's).
+fn open_provider(
+    py: Python<'_>,
+    spec: Option<&str>,
+    config: &Config,
+) -> PyResult<Box<dyn GpuInfoProvider>> {
+    let spec = spec.unwrap_or(&config.provider.value);
+    let torch = gpusel::ProviderSpec::parse(spec);
+    if torch.name == gpusel::TORCH && torch.argument.is_none() {
+        return Err(usage(
+            py,
+            "provider='torch' is not in the Python package: it would create a CUDA context in this process on every GPU; use provider='nvml' (the default) or 'smi'",
+        ));
+    }
+    gpusel::open(spec, config).map_err(|e| provider_error(py, e))
+}
+
+fn provider_error(py: Python<'_>, e: ProviderError) -> PyErr {
+    match e {
+        ProviderError::UnknownProvider { .. } => usage(py, format!("provider: {e}")),
+        ProviderError::NoProvider { ref tried } => error(
+            py,
+            "ProviderError",
+            (format!(
+                "no GPU provider works on this machine; give one with provider=, e.g. provider='file:PATH' to read a snapshot{}",
+                tried.iter().map(|t| format!("\n  {t}")).collect::<String>()
+            ),),
+        ),
+        other => error(py, "ProviderError", (other.to_string(),)),
+    }
+}
+
+/// The JSON of one device, as `where=` and `Selection.devices` read it:
+/// `{"gpu": ..., "mig": ...}` with the fields of `gpusel list --json`.
+fn device_json(device: &Device<'_>) -> String {
+    serde_json::json!({ "gpu": device.gpu, "mig": device.mig }).to_string()
+}
+
+/// What the progress line, the `where=` filter and the cancel test share:
+/// the first Python error any of them met, raised once the selection ends.
+#[derive(Default, Clone)]
+struct Pending(Arc<Mutex<Option<PyErr>>>);
+
+impl Pending {
+    fn set(&self, e: PyErr) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn take(&self) -> Option<PyErr> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Writes one line to Python's `sys.stderr` (where a notebook shows it).
+fn stderr_line(py: Python<'_>, line: &str) -> PyResult<()> {
+    let stderr = py.import("sys")?.getattr("stderr")?;
+    if stderr.is_none() {
+        return Ok(());
+    }
+    stderr.call_method1("write", (format!("gpusel: {line}\n"),))?;
+    stderr.call_method0("flush")?;
+    Ok(())
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A selection made for Python: the leases it holds, until released.
+#[pyclass(module = "gpusel._native", frozen)]
+struct NativeSelection {
+    held: Mutex<Option<Selection>>,
+    /// `{"selection": ..., "devices": [...]}`.
+    json: String,
+}
+
+#[pymethods]
+impl NativeSelection {
+    /// The selection (`gpusel --json`'s object) and the chosen devices'
+    /// state, as JSON.
+    fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// Drops the leases (idempotent); true if they were held until now.
+    fn release(&self) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some()
+    }
+
+    /// Whether the leases are still held.
+    #[getter]
+    fn held(&self) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// Everything `select` passes on to the selector, read from Python's
+/// arguments first (with the GIL), so that the selection itself runs
+/// without it.
+#[allow(clippy::too_many_arguments)]
+#[pyfunction]
+#[pyo3(signature = (
+    count = None, *, mem = None, max_util = None, max_mem_util = None, max_processes = None,
+    max_power = None, name = None, devices = None, exclude = None, filter = None,
+    strategy = None, provider = None, wait = false, timeout = None, interval = None,
+    uuid = false, lease = true, silent = false, lock_dir = None, seed = None, command = None,
+))]
+fn select(
+    py: Python<'_>,
+    count: Option<&Bound<'_, PyAny>>,
+    mem: Option<&Bound<'_, PyAny>>,
+    max_util: Option<&Bound<'_, PyAny>>,
+    max_mem_util: Option<&Bound<'_, PyAny>>,
+    max_processes: Option<&Bound<'_, PyAny>>,
+    max_power: Option<&Bound<'_, PyAny>>,
+    name: Option<&Bound<'_, PyAny>>,
+    devices: Option<&Bound<'_, PyAny>>,
+    exclude: Option<&Bound<'_, PyAny>>,
+    filter: Option<Py<PyAny>>,
+    strategy: Option<&Bound<'_, PyAny>>,
+    provider: Option<&Bound<'_, PyAny>>,
+    wait: bool,
+    timeout: Option<&Bound<'_, PyAny>>,
+    interval: Option<&Bound<'_, PyAny>>,
+    uuid: bool,
+    lease: bool,
+    silent: bool,
+    lock_dir: Option<PathBuf>,
+    seed: Option<u64>,
+    command: Option<Vec<String>>,
+) -> PyResult<Option<NativeSelection>> {
+    let count = match whole(py, "count", count)? {
+        None => NonZeroUsize::MIN,
+        Some(n) => NonZeroUsize::new(n)
+            .ok_or_else(|| usage(py, "count=0: the count must be at least 1"))?,
+    };
+    let mem = size(py, "mem", mem)?;
+    let max_util = percent(py, "max_util", max_util)?;
+    let max_mem_util = percent(py, "max_mem_util", max_mem_util)?;
+    let max_processes = whole(py, "max_processes", max_processes)?;
+    let max_power = power(py, "max_power", max_power)?;
+    let name = text(name, "name")?;
+    let devices = device_list(py, "devices", devices)?;
+    let exclude = device_list(py, "exclude", exclude)?;
+    let strategy = text(strategy, "strategy")?;
+    let provider = text(provider, "provider")?;
+    let timeout = duration(py, "timeout", timeout, Duration::ZERO)?;
+    let interval = duration(py, "interval", interval, gpusel::config::MIN_INTERVAL)?;
+    if let Some(f) = &filter
+        && !f.bind(py).is_callable()
+    {
+        return Err(type_error("where", "a function of a Device", f.bind(py)));
+    }
+
+    let config = load_config(py)?;
+    let strategy_name = strategy
+        .clone()
+        .unwrap_or_else(|| config.strategy.value.clone());
+    let from_config = strategy.is_none() && config.strategy.source != gpusel::Source::Default;
+    let ranking = gpusel::strategy(&strategy_name).map_err(|e| match from_config {
+        true => usage(
+            py,
+            format!("strategy: {e} (set by {})", config.strategy.source),
+        ),
+        false => usage(py, format!("strategy: {e}")),
+    })?;
+    let provider = open_provider(py, provider.as_deref(), &config)?;
+
+    let pending = Pending::default();
+    let mut selector = Selector::from_config(&config, ranking)
+        .count(count)
+        .devices(devices)
+        .exclude(exclude)
+        .uuids(uuid)
+        .lease(lease);
+    if let Some(bytes) = mem {
+        selector = selector.min_free_memory(bytes);
+    }
+    if let Some(pct) = max_util {
+        selector = selector.max_utilization(pct);
+    }
+    if let Some(pct) = max_mem_util {
+        selector = selector.max_memory_utilization(pct);
+    }
+    if let Some(n) = max_processes {
+        selector = selector.max_processes(n);
+    }
+    if let Some(mw) = max_power {
+        selector = selector.max_power(mw);
+    }
+    if let Some(name) = name {
+        selector = selector.name(name);
+    }
+    if let Some(dir) = lock_dir {
+        selector = selector.lock_dir(dir);
+    }
+    if let Some(interval) = interval {
+        selector = selector.interval(interval);
+    }
+    if let Some(seed) = seed {
+        selector = selector.seed(seed);
+    }
+    if let Some(command) = command {
+        selector = selector.command(command);
+    }
+    if wait || timeout.is_some() {
+        selector = selector.wait(timeout);
+    }
+    if let Some(filter) = filter {
+        let pending = pending.clone();
+        selector = selector.filter("where= returned False", move |device| {
+            if pending.is_set() {
+                return false;
+            }
+            Python::attach(|py| {
+                match filter
+                    .call1(py, (device_json(device),))
+                    .and_then(|r| r.is_truthy(py))
+                {
+                    Ok(keep) => keep,
+                    Err(e) => {
+                        pending.set(e);
+                        false
+                    }
+                }
+            })
+        });
+    }
+    // Ctrl-C: Python's handler only notes the signal; it is raised here,
+    // between tries, where the wait can stop.
+    selector = selector.cancel_if({
+        let pending = pending.clone();
+        move || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    pending.set(e);
+                    true
+                }
+            })
+        }
+    });
+    let waits = selector.waits();
+    let interval = selector.poll_interval();
+    let told = Arc::new(Mutex::new(false));
+    if !silent {
+        let told = Arc::clone(&told);
+        selector = selector.on_progress(move |progress| {
+            let line = match progress {
+                Progress::Waiting { verdicts, .. } => {
+                    let mut told = told.lock().unwrap_or_else(PoisonError::into_inner);
+                    if *told {
+                        return;
+                    }
+                    *told = true;
+                    let qualify = verdicts.iter().filter(|v| v.reasons.is_empty()).count();
+                    format!(
+                        "waiting for {} ({qualify} of {} qualify now), trying every {}; Ctrl-C to stop",
+                        plural(count.get(), "GPU"),
+                        verdicts.len(),
+                        humantime::format_duration(interval)
+                    )
+                }
+                Progress::VisibleProblem { visible } => match visible.warning() {
+                    Some(problem) => format!("warning: CUDA_VISIBLE_DEVICES: {problem}"),
+                    None => return,
+                },
+                _ => return,
+            };
+            Python::attach(|py| {
+                // A closed or broken stderr must not stop the selection.
+                let _ = stderr_line(py, &line);
+            });
+        });
+    }
+
+    let result = py.detach(|| selector.select_with_snapshot(provider.as_ref()));
+    drop(provider);
+    if let Some(e) = pending.take() {
+        // The user's where= raised, or Ctrl-C: theirs to see, not ours.
+        return Err(e);
+    }
+    match result {
+        Ok((selection, snapshot)) => {
+            if waits && !silent && *told.lock().unwrap_or_else(PoisonError::into_inner) {
+                let _ = stderr_line(py, &format!("got GPU {}", selection.cuda_visible_devices));
+            }
+            let json = selection_json(&selection, &snapshot);
+            Ok(Some(NativeSelection {
+                held: Mutex::new(Some(selection)),
+                json,
+            }))
+        }
+        Err(SelectError::NoMatch { .. }) if silent => Ok(None),
+        Err(SelectError::TimedOut { .. }) if silent => Ok(None),
+        Err(e) => Err(select_error(py, e)),
+    }
+}
+
+fn text(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.to_cow()?.into_owned())),
+            Err(_) => Err(type_error(name, "a string", v)),
+        },
+    }
+}
+
+/// `{"selection": ..., "devices": [...]}`: the selection and, for each
+/// chosen device in order, its state at the moment of the choice.
+fn selection_json(selection: &Selection, snapshot: &Snapshot) -> String {
+    let all = Device::all(&snapshot.gpus);
+    let devices: Vec<serde_json::Value> = selection
+        .devices
+        .iter()
+        .filter_map(|chosen| {
+            all.iter()
+                .find(|d| d.uuid() == chosen.uuid)
+                .map(|d| serde_json::json!({ "gpu": d.gpu, "mig": d.mig }))
+        })
+        .collect();
+    serde_json::json!({
+        "selection": selection,
+        "devices": devices,
+        "host": snapshot.host,
+        "provider": snapshot.provider,
+    })
+    .to_string()
+}
+
+/// The CLI's text for a failed selection, with the arguments (not flags)
+/// that get past it.
+fn select_error(py: Python<'_>, e: SelectError) -> PyErr {
+    match e {
+        SelectError::NoMatch { .. } => {
+            let (message, verdicts) = no_match_text(&e);
+            let SelectError::NoMatch {
+                requested,
+                eligible,
+                visible,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            error(
+                py,
+                "NoGpuError",
+                (message, verdicts, requested, eligible, visible),
+            )
+        }
+        SelectError::TimedOut { timeout, last } => {
+            let (message, verdicts) = no_match_text(&last);
+            let (requested, eligible, visible) = match *last {
+                SelectError::NoMatch {
+                    requested,
+                    eligible,
+                    visible,
+                    ..
+                } => (requested, eligible, visible),
+                _ => (0, 0, 0),
+            };
+            error(
+                py,
+                "WaitTimeout",
+                (
+                    format!(
+                        "timed out after {} waiting: {message}",
+                        humantime::format_duration(timeout)
+                    ),
+                    verdicts,
+                    requested,
+                    eligible,
+                    visible,
+                    timeout.as_secs_f64(),
+                ),
+            )
+        }
+        SelectError::UnknownDevice { spec, known } => error(
+            py,
+            "NoGpuError",
+            (
+                format!(
+                    "devices={spec}: no such device on this machine (it has {known}); see `gpusel list`"
+                ),
+                "[]".to_string(),
+                0usize,
+                0usize,
+                0usize,
+            ),
+        ),
+        SelectError::Provider(e) => provider_error(py, e),
+        SelectError::Lease(e) => error(py, "LeaseError", (lease_text(&e),)),
+        SelectError::Strategy(e) => {
+            let hint = match e.missing {
+                Some("min_free_memory") => ": give mem=, e.g. mem='20GiB'",
+                _ => "",
+            };
+            usage(py, format!("{e}{hint}"))
+        }
+        other => error(py, "Error", (other.to_string(),)),
+    }
+}
+
+fn lease_text(e: &gpusel::LeaseError) -> String {
+    use gpusel::LeaseError as L;
+    let hint = match e {
+        L::Symlink { .. } => {
+            "; give the real directory with lock_dir= (or GPUSEL_LOCK_DIR, or lock_dir in the config)"
+        }
+        L::NotADirectory { .. } | L::UnsafeMode { .. } => ", or choose another with lock_dir=",
+        L::BadOwner { .. } => ", or use another with lock_dir=",
+        L::Create { .. } | L::Open { .. } => {
+            ", choose another with lock_dir=, or select without a lease (lease=False)"
+        }
+        _ => "",
+    };
+    format!("{e}{hint}")
+}
+
+/// The message (headline, one line per device that does not qualify, and
+/// the hint the CLI gives) and the verdicts as JSON.
+fn no_match_text(e: &SelectError) -> (String, String) {
+    let SelectError::NoMatch {
+        verdicts,
+        strategy_defaults,
+        ..
+    } = e
+    else {
+        return (e.to_string(), "[]".into());
+    };
+    let mut text = e.to_string();
+    let shown = verdicts.iter().filter(|v: &&Verdict| {
+        !(v.reasons.is_empty() || v.reasons == [gpusel::Reason::HiddenByCudaVisibleDevices])
+    });
+    for v in shown {
+        text.push_str(&format!("\n  {v}"));
+    }
+    let by_defaults = verdicts
+        .iter()
+        .any(|v| !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r)));
+    if by_defaults {
+        text.push_str(
+            "\n  hint: idle-random takes only idle GPUs; allow some load with max_util=/max_mem_util=/max_processes=, or use strategy='least-used'",
+        );
+    }
+    (text, verdicts_json(verdicts))
+}
+
+/// The verdicts as `gpusel._errors.Verdict` reads them: each reason as
+/// text (as `--explain` prints it) and as data (as `--json` writes it).
+fn verdicts_json(verdicts: &[Verdict]) -> String {
+    let list: Vec<serde_json::Value> = verdicts
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "device": v.device,
+                "uuid": v.uuid,
+                "name": v.name,
+                "selected": v.selected,
+                "reasons": v.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "details": v.reasons,
+            })
+        })
+        .collect();
+    serde_json::Value::from(list).to_string()
+}
+
+/// The snapshot `gpusel list --json` prints: every GPU, leases filled in
+/// from the lock directory. Returns `(json, warning, remote)`.
+#[pyfunction]
+#[pyo3(signature = (provider = None, lock_dir = None))]
+fn snapshot(
+    py: Python<'_>,
+    provider: Option<&Bound<'_, PyAny>>,
+    lock_dir: Option<PathBuf>,
+) -> PyResult<(String, Option<String>, bool)> {
+    let provider = text(provider, "provider")?;
+    let config = load_config(py)?;
+    let provider = open_provider(py, provider.as_deref(), &config)?;
+    let taken = py.detach(|| gpusel::block_on(provider.snapshot()));
+    let mut snapshot = taken.map_err(|e| provider_error(py, e))?;
+    let mut warning = None;
+    if !provider.is_remote() {
+        let dir = lock_dir.unwrap_or_else(|| config.lock_dir.value.clone());
+        if let Err(e) = gpusel::add_leases(&mut snapshot, &dir) {
+            warning = Some(format!("leases not shown: {}", lease_text(&e)));
+        }
+    }
+    let json = serde_json::to_string(&snapshot)
+        .map_err(|e| error(py, "Error", (format!("cannot write the snapshot: {e}"),)))?;
+    Ok((json, warning, provider.is_remote()))
+}
+
+/// The devices `CUDA_VISIBLE_DEVICES` leaves visible in a snapshot's JSON
+/// (all, when it is unset): their UUIDs, and what is wrong with the variable.
+#[pyfunction]
+fn visible_uuids(py: Python<'_>, snapshot_json: &str) -> PyResult<(Vec<String>, Option<String>)> {
+    let snapshot: Snapshot = serde_json::from_str(snapshot_json)
+        .map_err(|e| usage(py, format!("not a gpusel snapshot: {e}")))?;
+    let visible = Visible::from_env(&snapshot.gpus);
+    let uuids = Device::all(&snapshot.gpus)
+        .iter()
+        .filter(|d| visible.contains(d.uuid(), d.mig.map(|_| d.gpu.uuid.as_str())))
+        .map(|d| d.uuid().to_string())
+        .collect();
+    Ok((uuids, visible.warning().map(ToString::to_string)))
+}
+
+/// Parses a size as `mem=` does, into bytes.
+#[pyfunction]
+fn parse_size(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    Ok(size(py, "size", Some(value))?.unwrap_or_default())
+}
+
+/// Parses a duration as `timeout=` does, into seconds.
+#[pyfunction]
+fn parse_duration(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    Ok(duration(py, "duration", Some(value), Duration::ZERO)?
+        .unwrap_or_default()
+        .as_secs_f64())
+}
+
+/// The strategies, as `(name, description)`.
+#[pyfunction]
+fn strategies() -> Vec<(&'static str, &'static str)> {
+    use gpusel::StrategyKind;
+    use strum::IntoEnumIterator;
+    StrategyKind::iter()
+        .map(|k| (k.name(), k.description()))
+        .collect()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_LOCK_DIR", gpusel::DEFAULT_LOCK_DIR)?;
+    m.add_class::<NativeSelection>()?;
+    m.add_function(wrap_pyfunction!(select, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(visible_uuids, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(strategies, m)?)?;
+    Ok(())
+}
