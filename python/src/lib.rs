@@ -340,13 +340,14 @@ impl NativeSelection {
             .is_some()
     }
 
-    /// Whether the leases are still held.
+    /// Whether leases are still held (never, for `lease=False`).
     #[getter]
     fn held(&self) -> bool {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+            .as_ref()
+            .is_some_and(|s| !s.leases().is_empty())
     }
 }
 
@@ -464,7 +465,7 @@ fn select(
     }
     if let Some(filter) = filter {
         let pending = pending.clone();
-        selector = selector.filter("where= returned False", move |device| {
+        selector = selector.filter("where=", move |device| {
             if pending.is_set() {
                 return false;
             }

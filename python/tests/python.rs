@@ -58,8 +58,7 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
             name.as_str(),
             "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR" | "CARGO_BUILD_JOBS"
         );
-        if (name.starts_with("CARGO_") || name.starts_with("RUSTC") || name == "RUST_LOG")
-            && !keep
+        if (name.starts_with("CARGO_") || name.starts_with("RUSTC") || name == "RUST_LOG") && !keep
         {
             cmd.env_remove(&name);
         }
@@ -81,7 +80,15 @@ fn python_suite_passes_on_the_wheel() {
     run(
         "pip wheel . (building the gpusel wheel)",
         clean(&python)
-            .args(["-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check", "-w"])
+            .args([
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-w",
+            ])
             .arg(&wheels)
             .arg(&root)
             .env("CARGO_TARGET_DIR", &target)
@@ -104,7 +111,13 @@ fn python_suite_passes_on_the_wheel() {
     run(
         "pip install (the wheel, pytest, mypy)",
         clean(&venv_python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .arg(&wheel)
             .args([PYTEST, MYPY]),
     );
@@ -118,7 +131,15 @@ fn python_suite_passes_on_the_wheel() {
     // Run from the tests' folder, so that `import gpusel` can only find
     // the installed wheel, never python/gpusel in the source tree.
     let out = clean(&venv_python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "--color=no"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-x",
+            "--color=no",
+        ])
         .arg(root.join("python/tests"))
         .env("GPUSEL_TEST_FAKE_NVML", fake)
         .env("PATH", &path)
@@ -136,11 +157,27 @@ fn python_suite_passes_on_the_wheel() {
 
     // The package and the documented examples type-check as a user's code
     // would: against the installed wheel.
-    run(
-        "mypy --strict",
-        clean(&venv_python)
-            .args(["-m", "mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null", "-p", "gpusel"])
-            .arg(root.join("python/examples"))
-            .current_dir(root.join("python/tests")),
+    let mypy = |what: &str, args: &[&std::ffi::OsStr]| {
+        run(
+            what,
+            clean(&venv_python)
+                .args([
+                    "-m",
+                    "mypy",
+                    "--strict",
+                    "--no-incremental",
+                    "--cache-dir=/dev/null",
+                ])
+                .args(args)
+                .current_dir(root.join("python/tests")),
+        )
+    };
+    mypy(
+        "mypy --strict -p gpusel",
+        &["-p".as_ref(), "gpusel".as_ref()],
+    );
+    mypy(
+        "mypy --strict python/examples",
+        &[root.join("python/examples").as_os_str()],
     );
 }
