@@ -1,7 +1,6 @@
 //! Command-line definition (clap derive). `--help` is the manual.
 
 use std::ffi::OsString;
-use std::num::NonZeroUsize;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
@@ -244,9 +243,11 @@ pub struct SelectArgs {
     )]
     pub strategy: Option<String>,
 
-    /// Number of GPUs to select.
-    #[arg(long, short = 'n', default_value = "1", value_name = "N", value_parser = parse_count)]
-    pub count: NonZeroUsize,
+    /// How many GPUs: N exactly, `all` (every GPU that qualifies, at least
+    /// one; nvgpu's `available`), or a range: `2..4` (as many as qualify, 2
+    /// to 4), `2..` (at least 2), `..4` (1 to 4).
+    #[arg(long, short = 'n', default_value = "1", value_name = "N|all|MIN..MAX", value_parser = parse_count)]
+    pub count: gpusel_core::Count,
 
     /// Minimum free memory per GPU: 800MiB, 20GiB, 1.5GB, 512M. MiB/GiB are
     /// powers of 1024, MB/GB and M/G powers of 1000.
@@ -359,13 +360,8 @@ fn strategy_parser() -> PossibleValuesParser {
     )
 }
 
-fn parse_count(s: &str) -> Result<NonZeroUsize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) => NonZeroUsize::new(n).ok_or_else(|| "the count must be at least 1".into()),
-        Err(_) => Err(format!(
-            "'{s}' is not a count; write a whole number, e.g. 2"
-        )),
-    }
+fn parse_count(s: &str) -> Result<gpusel_core::Count, String> {
+    gpusel_core::Count::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_process_count(s: &str) -> Result<usize, String> {
@@ -413,7 +409,8 @@ mod tests {
         assert_eq!(parse_percent("10%"), Ok(10));
         assert!(parse_percent("101").is_err());
         assert!(parse_count("0").unwrap_err().contains("at least 1"));
-        assert_eq!(parse_count("3").map(|n| n.get()), Ok(3));
+        assert_eq!(parse_count("3").map(|n| n.min().get()), Ok(3));
+        assert_eq!(parse_count("all"), Ok(gpusel_core::Count::all()));
         assert!(parse_devices(",").is_err());
         assert_eq!(
             parse_duration("5m"),

@@ -114,7 +114,7 @@ pub fn run(
     // config were settled.
     let status = Arc::new(Mutex::new(wait::Status::new(
         selector.waits(),
-        selector.request().count.get(),
+        selector.request().count,
         selector.poll_interval(),
     )));
     let mut selector = selector.on_progress({

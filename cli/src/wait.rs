@@ -16,7 +16,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// The waiting display; does nothing when not waiting.
 pub struct Status {
     waiting: bool,
-    count: usize,
+    count: gpusel_core::Count,
     interval: Duration,
     bar: Option<ProgressBar>,
     last_log: Option<(Instant, String)>,
@@ -24,7 +24,7 @@ pub struct Status {
 
 impl Status {
     /// A display for a wait for `count` devices, polled every `interval`.
-    pub fn new(waiting: bool, count: usize, interval: Duration) -> Self {
+    pub fn new(waiting: bool, count: gpusel_core::Count, interval: Duration) -> Self {
         Status {
             waiting,
             count,
@@ -39,7 +39,7 @@ impl Status {
         if !self.waiting {
             return;
         }
-        let devices = if self.count == 1 { "device" } else { "devices" };
+        let devices = self.count.describe();
         let reasons: Vec<String> = verdicts
             .iter()
             // Only what can change while waiting: a GPU the request rules
@@ -72,8 +72,7 @@ impl Status {
                 bar
             });
             bar.set_prefix(format!(
-                "{} {devices} (checking every {})",
-                self.count,
+                "{devices} (checking every {})",
                 humantime::format_duration(self.interval)
             ));
             bar.set_message(reasons);
@@ -87,9 +86,8 @@ impl Status {
             out::eprint_line(
                 "",
                 &format!(
-                    "waited {} for {} {devices}, checking every {}:\n{reasons}",
+                    "waited {} for {devices}, checking every {}:\n{reasons}",
                     humantime::format_duration(Duration::from_secs(waited.as_secs())),
-                    self.count,
                     humantime::format_duration(self.interval)
                 ),
             );

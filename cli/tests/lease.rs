@@ -207,6 +207,50 @@ fn all_or_nothing_and_no_lease() {
 }
 
 #[test]
+fn all_and_ranges_lease_what_they_take_and_pass_over_the_leased() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holder = hold(&snapshot, &locks, 2);
+    // Every free one, the leased GPU 2 passed over.
+    assert_eq!(
+        run(on(&snapshot, &locks).args(["-n", "all"])).ok(),
+        "0,1,3\n"
+    );
+    // A job given all of them holds all of them for its life.
+    let mut all = on(&snapshot, &locks)
+        .args(["-n", "all", "--", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the -n all job");
+    for _ in 0..500 {
+        if [0, 1, 3]
+            .iter()
+            .all(|&i| holder_of(&snapshot, &locks, i).is_some())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in [0, 1, 3] {
+        let lease = holder_of(&snapshot, &locks, i).expect("leased by the -n all job");
+        assert_eq!(lease["holder"]["command"][0], "sleep", "GPU {i}: {lease}");
+    }
+    run(on(&snapshot, &locks).args(["-n", "1.."]))
+        .code(3)
+        .stderr_has("need at least 1 device, 0 of 4 visible qualify");
+    all.kill().unwrap();
+    all.wait().unwrap();
+    let two = run(on(&snapshot, &locks).args(["-n", "..2"]));
+    let two: Vec<&str> = two.ok().trim().split(',').collect();
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert!(!two.contains(&"2"), "GPU 2 is still leased: {two:?}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
 fn explain_names_the_holder() {
     let tmp = tempfile::tempdir().unwrap();
     let snapshot = four_idle(&tmp);

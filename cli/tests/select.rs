@@ -79,6 +79,54 @@ fn four_gpus_are_all_the_idle_ones() {
     assert_eq!(lab_out(["--count", "4", "--seed", "3"]).ok(), "1,3,5,7\n");
 }
 
+// ---- -n all and ranges ----------------------------------------------------------
+
+#[test]
+fn all_takes_every_gpu_that_qualifies() {
+    assert_eq!(lab_out(["-n", "all"]).ok(), "1,3,5,7\n");
+    assert_eq!(
+        lab_out(["-n", "all", "--max-processes", "1"]).ok(),
+        "1,2,3,5,7\n",
+        "the notebook's GPU too once one process is allowed"
+    );
+    // random has no idle rule of its own: every GPU passes.
+    let json: serde_json::Value =
+        serde_json::from_str(lab_out(["-n", "all", "--json", "--strategy", "random"]).ok())
+            .expect("JSON");
+    assert_eq!(json["devices"].as_array().map(Vec::len), Some(8));
+}
+
+#[test]
+fn a_range_takes_as_many_as_qualify_within_it() {
+    for seed in 0..6 {
+        let seed = seed.to_string();
+        let got = tokens(lab_out(["-n", "2..3", "--seed", &seed]).ok()).len();
+        assert_eq!(got, 3, "as many as qualify, up to 3");
+    }
+    assert_eq!(tokens(lab_out(["-n", "..9"]).ok()).len(), 4);
+    assert_eq!(lab_out(["-n", "4.."]).ok(), "1,3,5,7\n");
+    lab_out(["-n", "5.."])
+        .code(3)
+        .no_stdout()
+        .stderr_has("need at least 5 devices, 4 of 8 visible qualify");
+    lab_out(["-n", "4..2"])
+        .code(2)
+        .stderr_has("'4..2' is not a count: the range ends below its start");
+    lab_out(["-n", "0"])
+        .code(2)
+        .stderr_has("a count is at least 1");
+}
+
+#[test]
+fn all_never_mixes_mig_devices_into_a_set() {
+    let out = mig_out(["-n", "all", "--explain"]);
+    assert_eq!(out.code(0).stdout, "1\n", "only the whole H100");
+    out.stderr_has("MIG device, and a process can use only one (asked for all devices)");
+    // One MIG device is fine when at most one is asked for.
+    let one = mig_out(["-n", "..1", "-x", "1"]);
+    assert!(MIG_IDLE_UUIDS.contains(&tokens(one.ok())[0]), "{one:?}");
+}
+
 // ---- other strategies ----------------------------------------------------------
 
 #[test]

@@ -60,6 +60,7 @@
 mod agent_status;
 mod block_on;
 pub mod config;
+mod count;
 mod cvd;
 mod device;
 mod duration;
@@ -88,6 +89,7 @@ pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 pub use async_trait::async_trait;
 pub use block_on::block_on;
 pub use config::{Config, ConfigError, Setting, Source};
+pub use count::{Count, CountError};
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };

@@ -78,6 +78,12 @@ pub enum Reason {
         /// Devices asked for.
         count: usize,
     },
+    /// As [`MigNeedsSingleDevice`](Reason::MigNeedsSingleDevice), for a
+    /// request that may take several devices (`-n all`, `-n 2..4`).
+    MigNeedsSingleDeviceOf {
+        /// The count asked for, as written (`all`, `2..4`).
+        count: String,
+    },
     /// Another job holds its lease.
     Leased {
         /// Who, when the holder left a record that can be trusted.
@@ -140,6 +146,10 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::MigNeedsSingleDevice { count } => write!(
+                f,
+                "MIG device, and a process can use only one (asked for {count} devices)"
+            ),
+            Reason::MigNeedsSingleDeviceOf { count } => write!(
                 f,
                 "MIG device, and a process can use only one (asked for {count} devices)"
             ),

@@ -1,10 +1,10 @@
 //! What the job needs: every filter of the tools gpusel replaces.
 
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::count::Count;
 use crate::device::Device;
 use crate::reason::Reason;
 
@@ -171,10 +171,10 @@ impl fmt::Debug for Predicate {
 ///   known and empty: memory traffic without any kernel running is no job,
 ///   so those two prove the device idle (providers other than NVML, such as
 ///   plugins, often report no memory utilization).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// How many devices.
-    pub count: NonZeroUsize,
+    /// How many devices: exactly N, all that qualify, or a range.
+    pub count: Count,
     /// Minimum free memory, bytes.
     pub min_free_memory: Option<u64>,
     /// Maximum GPU utilization, %.
@@ -203,34 +203,16 @@ pub struct Request {
     pub banned: Vec<Ban>,
 }
 
-impl Default for Request {
-    fn default() -> Self {
-        Request {
-            count: NonZeroUsize::MIN,
-            min_free_memory: None,
-            max_utilization: None,
-            max_memory_utilization: None,
-            idle_memory_utilization_may_be_unknown: false,
-            max_processes: None,
-            max_power: None,
-            name: None,
-            devices: Vec::new(),
-            exclude: Vec::new(),
-            predicates: Vec::new(),
-            banned: Vec::new(),
-        }
-    }
-}
-
 impl Request {
     /// One device, no filters.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets how many devices to select.
-    pub fn count(mut self, count: NonZeroUsize) -> Self {
-        self.count = count;
+    /// Sets how many devices to select: a `NonZeroUsize` for exactly that
+    /// many, or a [`Count`] (all that qualify, a range).
+    pub fn count(mut self, count: impl Into<Count>) -> Self {
+        self.count = count.into();
         self
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
@@ -172,10 +173,12 @@ pub enum SelectError {
         known: String,
     },
     /// Fewer devices qualify than asked for.
-    #[error("{}", no_match_headline(*requested, *eligible, *visible, cuda_visible_devices.as_deref(), cvd_problem.as_ref()))]
+    #[error("{}", no_match_headline(*count, *eligible, *visible, cuda_visible_devices.as_deref(), cvd_problem.as_ref()))]
     NoMatch {
-        /// Devices asked for.
+        /// Devices asked for (the least a range or `all` accepts).
         requested: usize,
+        /// The count as asked for: exactly `requested`, all, or a range.
+        count: crate::Count,
         /// Devices that qualify.
         eligible: usize,
         /// Devices visible under `CUDA_VISIBLE_DEVICES`.
@@ -192,12 +195,13 @@ pub enum SelectError {
 }
 
 fn no_match_headline(
-    requested: usize,
+    count: crate::Count,
     eligible: usize,
     visible: usize,
     cvd: Option<&str>,
     problem: Option<&CvdProblem>,
 ) -> String {
+    let requested = count.min().get();
     let gpus = |n: usize| if n == 1 { "device" } else { "devices" };
     if visible == 0 {
         return match (cvd, problem) {
@@ -221,9 +225,13 @@ fn no_match_headline(
             if visible == 1 { "is" } else { "are" }
         );
     }
+    let need = if count.is_exact() {
+        format!("{requested} {}", gpus(requested))
+    } else {
+        format!("at least {requested} {}", gpus(requested))
+    };
     format!(
-        "no GPU satisfies the request: need {requested} {}, {eligible} of {visible} visible qualify{scope}",
-        gpus(requested)
+        "no GPU satisfies the request: need {need}, {eligible} of {visible} visible qualify{scope}"
     )
 }
 
@@ -305,7 +313,9 @@ pub(crate) fn pipeline(
     strategy.apply_defaults(&mut request);
     let strategy_defaults = StrategyDefaults::between(original, &request);
     strategy.validate(&request)?;
-    let count = request.count.get();
+    let count = request.count.min().get();
+    let most = request.count.max().map_or(usize::MAX, NonZeroUsize::get);
+    let several = request.count.may_take_several();
 
     let devices = Device::all(&snapshot.gpus);
     check_specs_exist(&request.devices, snapshot, &devices)?;
@@ -339,8 +349,14 @@ pub(crate) fn pipeline(
         if visible.contains(device.uuid(), device.parent_uuid()) {
             visible_count += 1;
             reasons.extend(request.evaluate(device));
-            if device.is_mig() && count > 1 {
-                reasons.push(Reason::MigNeedsSingleDevice { count });
+            if device.is_mig() && several {
+                reasons.push(if request.count.is_exact() {
+                    Reason::MigNeedsSingleDevice { count }
+                } else {
+                    Reason::MigNeedsSingleDeviceOf {
+                        count: request.count.to_string(),
+                    }
+                });
             }
         } else {
             reasons.push(Reason::HiddenByCudaVisibleDevices);
@@ -378,6 +394,7 @@ pub(crate) fn pipeline(
         }
         return Err(SelectError::NoMatch {
             requested: count,
+            count: request.count,
             eligible,
             visible: visible_count,
             cuda_visible_devices: visible.value.clone(),
@@ -388,14 +405,14 @@ pub(crate) fn pipeline(
     }
 
     let order = strategy.rank(&candidates, &request, rng);
-    let mut taken = Vec::with_capacity(count);
+    let mut taken = Vec::with_capacity(count.max(candidates.len().min(most)));
     let mut leases = Vec::new();
     let mut passed_over = 0;
     let mut seen = HashSet::new();
     // A well-behaved strategy returns a permutation; a third-party one that
     // does not is padded in candidate order rather than trusted.
     for pos in order.into_iter().chain(0..candidates.len()) {
-        if taken.len() == count {
+        if taken.len() == most {
             break;
         }
         if pos >= candidates.len() || !seen.insert(pos) {
@@ -432,6 +449,7 @@ pub(crate) fn pipeline(
         // All or nothing: `leases` drops here, releasing what was taken.
         return Err(SelectError::NoMatch {
             requested: count,
+            count: request.count,
             eligible: candidates.len() - passed_over,
             visible: visible_count,
             cuda_visible_devices: visible.value.clone(),

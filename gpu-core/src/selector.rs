@@ -3,7 +3,6 @@
 //! waiting, with defaults from the site's [`Config`].
 
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -184,9 +183,11 @@ impl Selector {
         self.strategy.name()
     }
 
-    /// How many devices (default 1).
-    pub fn count(mut self, count: NonZeroUsize) -> Self {
-        self.request.count = count;
+    /// How many devices (default 1): a `NonZeroUsize` for exactly that
+    /// many, or a [`Count`](crate::Count): every one that qualifies
+    /// ([`Count::all`](crate::Count::all)) or a range.
+    pub fn count(mut self, count: impl Into<crate::Count>) -> Self {
+        self.request.count = count.into();
         self
     }
 

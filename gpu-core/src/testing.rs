@@ -111,10 +111,16 @@ fn check_selections(snapshot: &Snapshot, strategy: &dyn SelectStrategy) -> Resul
             .filter_map(|d| d.memory_free())
             .map(|free| Request::new().min_free_memory(free)),
     );
-    for count in 1..=devices.len() + 1 {
-        let Some(count) = NonZeroUsize::new(count) else {
-            continue;
-        };
+    let mut counts: Vec<crate::Count> = (1..=devices.len() + 1)
+        .filter_map(NonZeroUsize::new)
+        .map(crate::Count::exactly)
+        .collect();
+    counts.push(crate::Count::all());
+    counts.extend(crate::Count::range(
+        NonZeroUsize::MIN.saturating_add(1),
+        None,
+    ));
+    for count in counts {
         for base in &requests {
             for seed in 0..4 {
                 let request = base.clone().count(count);
@@ -140,13 +146,14 @@ fn check_one(
     strategy: &dyn SelectStrategy,
     result: Result<crate::Selection, SelectError>,
 ) -> Result<(), Violation> {
-    let count = request.count.get();
+    let count = request.count;
     let name = strategy.name();
     let mut full = request.clone();
     strategy.apply_defaults(&mut full);
     match result {
         Ok(selection) => {
-            if selection.devices.len() != count {
+            let taken = selection.devices.len();
+            if taken < count.min().get() || count.max().is_some_and(|m| taken > m.get()) {
                 return fail(format!(
                     "{name}: asked for {count}, selected {}",
                     selection.devices.len()
@@ -171,10 +178,20 @@ fn check_one(
                     ));
                 }
             }
-            let tokens = selection.cuda_visible_devices.split(',').count();
-            if tokens != count {
+            let qualifying = selection
+                .verdicts
+                .iter()
+                .filter(|v| v.reasons.is_empty())
+                .count();
+            if count.max().is_none() && taken != qualifying {
                 return fail(format!(
-                    "{name}: CUDA_VISIBLE_DEVICES {:?} has {tokens} tokens for {count} devices",
+                    "{name}: asked for all ({count}), took {taken} of {qualifying} that qualify"
+                ));
+            }
+            let tokens = selection.cuda_visible_devices.split(',').count();
+            if tokens != taken {
+                return fail(format!(
+                    "{name}: CUDA_VISIBLE_DEVICES {:?} has {tokens} tokens for {taken} devices",
                     selection.cuda_visible_devices
                 ));
             }

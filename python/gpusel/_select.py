@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     Percent = Union[int, str]
     Devices = Union[int, str, Sequence[Union[int, str]]]
     PathLike = Union[str, "os.PathLike[str]"]
+    Count = Union[int, str]
 
 _CVD = "CUDA_VISIBLE_DEVICES"
 _ORDER = "CUDA_DEVICE_ORDER"
@@ -195,7 +196,7 @@ class Selection:
 
 
 def select(
-    count: int = 1,
+    count: Count = 1,
     *,
     mem: Optional[Size] = None,
     max_util: Optional[Percent] = None,
@@ -218,7 +219,8 @@ def select(
     lock_dir: Optional[PathLike] = None,
     seed: Optional[int] = None,
 ) -> Selection:
-    """Chooses ``count`` GPUs that satisfy every filter, leases them for this
+    """Chooses ``count`` GPUs (a number, ``"all"`` for every one that
+    qualifies, or a range such as ``"2..4"``) that satisfy every filter, leases them for this
     process, and (with ``set_env``) sets ``CUDA_VISIBLE_DEVICES`` and
     ``CUDA_DEVICE_ORDER`` as ``gpusel -- CMD`` gives them to a job.
 
@@ -253,8 +255,10 @@ def select(
         def native_where(raw: str) -> bool:
             return bool(test(Device._from_json(raw)))
 
-    if count is None or isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"count= takes a whole number, not {type(count).__name__}")
+    if isinstance(count, bool) or not isinstance(count, (int, str)):
+        raise TypeError(
+            f"count= takes a whole number, 'all' or a range such as '2..4', not {type(count).__name__}"
+        )
     native = _native.select(
         count,
         mem=mem,

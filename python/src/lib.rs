@@ -307,14 +307,6 @@ fn stderr_line(py: Python<'_>, line: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn plural(n: usize, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
-}
-
 /// A selection made for Python: the leases it holds, until released.
 #[pyclass(module = "gpusel._native", frozen)]
 struct NativeSelection {
@@ -386,10 +378,19 @@ fn select(
     seed: Option<u64>,
     command: Option<Vec<String>>,
 ) -> PyResult<Option<NativeSelection>> {
-    let count = match whole(py, "count", count)? {
-        None => NonZeroUsize::MIN,
-        Some(n) => NonZeroUsize::new(n)
-            .ok_or_else(|| usage(py, "count=0: the count must be at least 1"))?,
+    let count = match count {
+        None => gpusel::Count::default(),
+        Some(value) if value.is_instance_of::<PyString>() => {
+            let text = value.cast::<PyString>()?.to_cow()?.into_owned();
+            gpusel::Count::parse(&text)
+                .map_err(|e| usage(py, format!("count={}: {e}", shown(value))))?
+        }
+        Some(value) => match whole(py, "count", Some(value))? {
+            Some(n) => NonZeroUsize::new(n)
+                .map(gpusel::Count::exactly)
+                .ok_or_else(|| usage(py, "count=0: the count must be at least 1"))?,
+            None => gpusel::Count::default(),
+        },
     };
     let mem = size(py, "mem", mem)?;
     let max_util = percent(py, "max_util", max_util)?;
@@ -513,7 +514,7 @@ fn select(
                     let qualify = verdicts.iter().filter(|v| v.reasons.is_empty()).count();
                     format!(
                         "waiting for {} ({qualify} of {} qualify now), trying every {}; Ctrl-C to stop",
-                        plural(count.get(), "GPU"),
+                        count.describe(),
                         verdicts.len(),
                         humantime::format_duration(interval)
                     )
@@ -531,6 +532,8 @@ fn select(
         });
     }
 
+    // The library's own error type, returned once: its size costs nothing here.
+    #[allow(clippy::result_large_err)]
     let result = py.detach(|| selector.select_with_snapshot(provider.as_ref()));
     drop(provider);
     if let Some(e) = pending.take() {

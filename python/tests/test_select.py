@@ -293,7 +293,9 @@ def test_an_exception_in_where_reaches_the_caller(machine: Machine) -> None:
         ({"provider": "cloud"}, ValueError, "cloud"),
         ({"provider": "torch"}, ValueError, "CUDA context"),
         ({"count": 0}, ValueError, "count=0"),
-        ({"count": "2"}, TypeError, "count="),
+        ({"count": "two"}, ValueError, "count='two'"),
+        ({"count": "4..2"}, ValueError, "the range ends below its start"),
+        ({"count": 2.0}, TypeError, "count="),
         ({"where": 3}, TypeError, "where="),
     ],
 )
@@ -361,7 +363,7 @@ def test_ctrl_c_stops_a_wait_with_keyboard_interrupt(machine: Machine) -> None:
     )
     assert child.stderr is not None and child.stdout is not None
     line = child.stderr.readline()
-    assert "waiting for 5 GPUs (4 of 8 qualify now)" in line, line
+    assert "waiting for 5 devices (4 of 8 qualify now)" in line, line
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert out.strip() == "interrupted", err
@@ -382,6 +384,16 @@ def test_a_warning_when_cuda_is_already_initialised(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gpusel.select().release()
+
+
+def test_a_second_selection_chooses_within_the_first(machine: Machine) -> None:
+    # The first one set CUDA_VISIBLE_DEVICES, as `gpusel -- CMD` does for a
+    # job: what runs after it, gpusel included, sees only its devices.
+    with gpusel.select(count=2, lease=False) as outer:
+        with gpusel.select() as inner:
+            assert inner.cuda_visible_devices in outer.cuda_visible_devices.split(",")
+            assert inner.devices[0] in outer.devices
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == outer.cuda_visible_devices
 
 
 def test_lease_false_and_set_env_false(machine: Machine) -> None:
@@ -473,6 +485,19 @@ def test_mig_devices(machine: Machine) -> None:
         assert device.mig_profile == "1g.10gb"
         assert s.cuda_visible_devices == device.uuid
         assert device.memory_total is not None and device.memory_total < 10 * 2**30
+
+
+def test_all_and_ranges(machine: Machine) -> None:
+    with gpusel.select(count="all") as every:
+        assert set(every.cuda_visible_devices.split(",")) == IDLE
+    with gpusel.select(count="2..3", set_env=False) as some:
+        assert len(some) == 3, "as many as qualify, up to 3"
+        left = IDLE - set(some.cuda_visible_devices.split(","))
+        with pytest.raises(gpusel.NoGpuError, match="need at least 2 devices, 1 of 8"):
+            gpusel.select(count="2..")
+        with gpusel.select(count="..4") as rest:
+            assert set(rest.cuda_visible_devices.split(",")) == left
+    assert machine.leased() == {}
 
 
 def test_strategies_lists_the_clis() -> None:

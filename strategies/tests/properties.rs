@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use gpusel_core::rand::SeedableRng;
 use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
-    Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
+    Count, Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
     Selection, Snapshot, Verdict, Visible, WriteOptions, select,
 };
 use gpusel_strategies::StrategyKind;
@@ -286,7 +286,15 @@ fn specs() -> impl Strategy<Value = Vec<DeviceSpec>> {
 
 fn request() -> impl Strategy<Value = Request> {
     (
-        prop_oneof![4 => Just(1usize), 2 => 2usize..4, 1 => 4usize..5],
+        prop_oneof![
+            8 => prop_oneof![4 => Just(1usize), 2 => 2usize..4, 1 => 4usize..5]
+                .prop_map(|n| Count::exactly(NonZeroUsize::new(n).unwrap())),
+            1 => Just(Count::all()),
+            1 => (1usize..3, prop::option::of(0usize..3)).prop_map(|(min, extra)| {
+                let min = NonZeroUsize::new(min).unwrap();
+                Count::range(min, extra.map(|e| min.saturating_add(e))).unwrap()
+            }),
+        ],
         maybe(0.6, (0u64..=40).prop_map(|g| g * GIB)),
         maybe(0.25, 0u8..=100),
         maybe(0.25, 0u8..=100),
@@ -299,7 +307,7 @@ fn request() -> impl Strategy<Value = Request> {
         .prop_map(
             |(count, mem, util, mem_util, procs, power, name, devices, exclude)| {
                 let mut r = Request::new();
-                r.count = NonZeroUsize::new(count).unwrap();
+                r.count = count;
                 r.min_free_memory = mem;
                 r.max_utilization = util;
                 r.max_memory_utilization = mem_util;
@@ -338,7 +346,7 @@ fn defaulted(kind: StrategyKind, request: &Request) -> Request {
 
 /// Passes every filter of `request` (visibility aside).
 fn passes(request: &Request, d: &Device<'_>) -> bool {
-    request.evaluate(d).is_empty() && !(d.is_mig() && request.count.get() > 1)
+    request.evaluate(d).is_empty() && !(d.is_mig() && request.count.may_take_several())
 }
 
 fn qualifies(request: &Request, visible: &Visible, d: &Device<'_>) -> bool {
@@ -479,8 +487,8 @@ fn check_selection(
     visible: &Visible,
     write: WriteOptions,
     sel: &Selection,
+    count: usize,
 ) -> Result<(), TestCaseError> {
-    let count = request.count.get();
     let devices = Device::all(&snapshot.gpus);
     prop_assert_eq!(sel.devices.len(), count);
     prop_assert_eq!(&sel.strategy, kind.name());
@@ -624,7 +632,8 @@ fn check_select(
 ) -> Result<(), TestCaseError> {
     let strategy = kind.build();
     let full = defaulted(kind, request);
-    let count = request.count.get();
+    let count = request.count.min().get();
+    let most = request.count.max().map_or(usize::MAX, NonZeroUsize::get);
     let devices = Device::all(&snapshot.gpus);
     let result = select(
         snapshot,
@@ -692,7 +701,9 @@ fn check_select(
         Ok(sel) => {
             prop_assert!(qualifying >= count);
             check_verdicts(snapshot, &full, visible, &sel.verdicts)?;
-            check_selection(kind, snapshot, &full, visible, write, sel)?;
+            // As many as qualify, within the count.
+            let taken = qualifying.min(most);
+            check_selection(kind, snapshot, &full, visible, write, sel, taken)?;
         }
         Err(SelectError::NoMatch {
             requested,
