@@ -246,7 +246,7 @@ pub struct SelectArgs {
     /// How many GPUs: N exactly, `all` (every GPU that qualifies, at least
     /// one; nvgpu's `available`), or a range: `2..4` (as many as qualify, 2
     /// to 4), `2..` (at least 2), `..4` (1 to 4).
-    #[arg(long, short = 'n', default_value = "1", value_name = "N|all|MIN..MAX", value_parser = parse_count)]
+    #[arg(long, short = 'n', alias = "num-gpus", default_value = "1", value_name = "N|all|MIN..MAX", value_parser = parse_count)]
     pub count: gpusel_core::Count,
 
     /// Minimum free memory per GPU: 800MiB, 20GiB, 1.5GB, 512M. MiB/GiB are
@@ -255,15 +255,15 @@ pub struct SelectArgs {
     pub mem: Option<u64>,
 
     /// Maximum GPU utilization, 0-100 (%). idle-random defaults it to 0.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    #[arg(long, alias = "util", value_name = "PCT", value_parser = parse_percent)]
     pub max_util: Option<u8>,
 
     /// Maximum memory-bandwidth utilization, 0-100 (%). idle-random defaults it to 0.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    #[arg(long, aliases = ["mem_util", "mem-util", "max_mem_util"], value_name = "PCT", value_parser = parse_percent)]
     pub max_mem_util: Option<u8>,
 
     /// Maximum number of processes already on a GPU. idle-random defaults it to 0.
-    #[arg(long, value_name = "N", value_parser = parse_process_count)]
+    #[arg(long, alias = "processes", value_name = "N", value_parser = parse_process_count)]
     pub max_processes: Option<usize>,
 
     /// Maximum power draw per GPU, in watts: 80W, 250, 87.5W.
@@ -304,18 +304,23 @@ pub struct SelectArgs {
     #[arg(long)]
     pub no_lease: bool,
 
-    /// When no GPU fits, wait until one does, checking every --interval.
+    /// When no GPU fits, wait until one does, checking every --interval
+    /// (for at most the config's timeout, if it sets one).
     #[arg(long, short = 'w')]
     pub wait: bool,
 
-    /// Give up waiting after this long (30s, 5m, 1h30m) and exit 3 with the
-    /// reasons. Implies --wait.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Do not wait, even if the config (wait = true) or GPUSEL_WAIT says to.
+    #[arg(long, conflicts_with_all = ["wait", "timeout"])]
+    pub no_wait: bool,
+
+    /// Give up waiting after this long (30s, 5m, 1h30m, or seconds: 3600)
+    /// and exit 3 with the reasons. Implies --wait.
+    #[arg(long, short_alias = 't', value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
 
-    /// How often to check while waiting (500ms, 5s, 1m). Default: 5s (or the
-    /// config's interval, or GPUSEL_INTERVAL).
-    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    /// How often to check while waiting (500ms, 5s, 1m, or seconds). Default:
+    /// 5s (or the config's interval, or GPUSEL_INTERVAL).
+    #[arg(long, short_alias = 'i', value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Option<std::time::Duration>,
 
     /// Instead of waiting for idle GPUs, take the least used ones that pass

@@ -61,8 +61,12 @@ fn selector(
     if let Some(seed) = args.seed {
         s = s.seed(seed);
     }
-    if args.wait || args.timeout.is_some() {
-        s = s.wait(args.timeout);
+    if let Some(timeout) = args.timeout {
+        s = s.wait(Some(timeout));
+    } else if args.wait {
+        s = s.wait_configured();
+    } else if args.no_wait {
+        s = s.no_wait();
     }
     s
 }
@@ -145,8 +149,24 @@ pub fn run(
     status.lock().unwrap_or_else(|e| e.into_inner()).finish();
     let selection = match result {
         Ok(selection) => selection,
-        Err(SelectError::NoMatch { .. }) if args.silent => return Ok(()),
-        Err(e) => return Err(no_match(e, args.explain)),
+        Err(SelectError::NoMatch { .. } | SelectError::TimedOut { .. }) if args.silent => {
+            return Ok(());
+        }
+        Err(e) => {
+            let verdicts = match &e {
+                SelectError::NoMatch { verdicts, .. } => Some(verdicts.clone()),
+                SelectError::TimedOut { last, .. } => match last.as_ref() {
+                    SelectError::NoMatch { verdicts, .. } => Some(verdicts.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let failure = no_match(e, args.explain);
+            if json && mode != Mode::Run {
+                out::print_json_error(&failure, verdicts.as_deref());
+            }
+            return Err(failure);
+        }
     };
     // Done with the driver: shut NVML down now, so that in `-- CMD` mode the
     // job does not inherit its handle (and any descriptors the driver opened

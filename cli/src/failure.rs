@@ -62,6 +62,20 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// What kind of failure, as `--json` names it in its `error` object.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Usage(_) => "usage",
+            Failure::NoGpu { .. } => "no_gpu",
+            Failure::Provider(_) => "provider",
+            Failure::Lease(_) => "lease",
+            Failure::Exec { .. } => "exec",
+            Failure::Output(_) => "output",
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

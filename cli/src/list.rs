@@ -22,6 +22,7 @@ pub fn add_leases(snapshot: &mut Snapshot, lock_dir: &Path) {
 /// `take` reads a fresh snapshot, leases filled in.
 pub fn show(
     args: &ListArgs,
+    bans: &[gpusel_core::Ban],
     mut take: impl FnMut() -> Result<Snapshot, Failure>,
 ) -> Result<(), Failure> {
     let tty = term::stdout_is_tty();
@@ -30,6 +31,7 @@ pub fn show(
         color: term::use_color(args.color, term::env_var, tty),
         full_cmd: args.full_cmd,
         wide: args.wide,
+        bans: bans.to_vec(),
     };
     let Some(interval) = args.watch else {
         return out::print(&table::render(&take()?, &look(term::output_width())));

@@ -53,9 +53,16 @@ fn main() -> ExitCode {
         let message = "nothing after `--`: give the command to run, e.g. gpusel -- python train.py";
         return fail(Failure::Usage(message.into()), running);
     }
+    // A --json run that fails still prints one object on stdout.
+    let json = cli.global.json && !running;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => fail(failure, running),
+        Err(failure) => {
+            if json {
+                out::print_json_error(&failure, None);
+            }
+            fail(failure, running)
+        }
     }
 }
 
@@ -100,7 +107,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 return out::print_json(&take()?);
             }
-            list::show(&args, take)
+            list::show(&args, &config.bans, take)
         }
         Some(Sub::Status(args)) => {
             let mut snapshot = gpusel_core::block_on(provider.snapshot())?;

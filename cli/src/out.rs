@@ -24,6 +24,29 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     print(&text)
 }
 
+/// Set once a `--json` run has printed its error object.
+static JSON_ERROR_PRINTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// For a failed `--json` run: one JSON object on stdout with an `error` key
+/// (`kind`, `message`), plus `verdicts` (every device's reasons) when the
+/// selection got that far, so that a script reading stdout always gets an
+/// object. Printed once; the message also goes to stderr as usual.
+pub fn print_json_error(failure: &Failure, verdicts: Option<&[gpusel_core::Verdict]>) {
+    use std::sync::atomic::Ordering;
+    if JSON_ERROR_PRINTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut object = serde_json::json!({
+        "schema_version": gpusel_core::SCHEMA_VERSION,
+        "error": { "kind": failure.kind(), "message": failure.to_string() },
+    });
+    if let Some(verdicts) = verdicts {
+        object["verdicts"] = serde_json::to_value(verdicts).unwrap_or_default();
+    }
+    let _ = print_json(&object);
+}
+
 /// Writes one `gpusel: ...` line (or block) to stderr. Error text may quote
 /// what a remote agent or a snapshot file sent (serde quotes unknown values
 /// raw), so control characters are shown, never sent to the terminal.

@@ -62,8 +62,9 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
                 eprint_line(
                     "",
                     &format!(
-                        "master of {} nodes: serving http://{addr}/ (all nodes), /api/v1/cluster, /metrics, /healthz; Ctrl-C or SIGTERM stops",
-                        agents.nodes.len()
+                        "master of {} node{}: serving http://{addr}/ (all nodes), /api/v1/cluster, /metrics, /healthz; Ctrl-C or SIGTERM stops",
+                        agents.nodes.len(),
+                        if agents.nodes.len() == 1 { "" } else { "s" }
                     ),
                 );
                 server.run_master(provider, agents, stop).await

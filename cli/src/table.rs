@@ -16,7 +16,7 @@ use gpusel_core::{
 use crate::sanitize::{clean, fit, width};
 
 /// How to render the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Look {
     /// Columns available; `None`: no limit (a pipe or a file).
     pub width: Option<usize>,
@@ -27,6 +27,8 @@ pub struct Look {
     /// Show every column (performance state, PCI bus id, UUID, process
     /// kind) and never drop or cut one, whatever the width.
     pub wide: bool,
+    /// The site's bans: a banned device is marked `[x]`, never `[ ]`.
+    pub bans: Vec<gpusel_core::Ban>,
 }
 
 /// Cells of the memory bar.
@@ -100,6 +102,8 @@ enum Mark {
     Leased,
     /// [`Occupancy::Unknown`].
     Unusable,
+    /// Banned by the site's config: never given out, whatever its state.
+    Banned,
 }
 
 impl Mark {
@@ -109,6 +113,7 @@ impl Mark {
             Mark::InUse => ("[~]", Style::Yellow),
             Mark::Leased => ("[L]", Style::Magenta),
             Mark::Unusable => ("[!]", Style::Red),
+            Mark::Banned => ("[x]", Style::Red),
         }
     }
 
@@ -490,7 +495,13 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
         bar(fraction),
     );
     let mem_style = fraction.map_or(Style::Dim, |f| Style::load((f * 100.0).round() as u8));
-    let (mark, mark_style) = Mark::of_gpu(gpu).text();
+    let ban = banned_by(&look.bans, gpusel_core::Device::whole(gpu));
+    let mark = if ban.is_some() {
+        Mark::Banned
+    } else {
+        Mark::of_gpu(gpu)
+    };
+    let (mark, mark_style) = mark.text();
     let (util, util_style) = percent(gpu.utilization_gpu);
     let (mem_util, mem_util_style) = percent(gpu.utilization_memory);
     let (temp, temp_style) = match gpu.temperature {
@@ -538,14 +549,40 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
             Style::Red,
         ));
     }
+    below.extend(ban.map(ban_below));
     below.extend(lease_below(gpu.lease.as_ref()));
     Row { cells, below }
+}
+
+/// The ban that keeps `device` from every job, if one does.
+fn banned_by<'a>(
+    bans: &'a [gpusel_core::Ban],
+    device: gpusel_core::Device<'_>,
+) -> Option<&'a gpusel_core::Ban> {
+    bans.iter().find(|b| b.matches(&device))
+}
+
+fn ban_below(ban: &gpusel_core::Ban) -> Below {
+    Below::Text(
+        format!(
+            "[x] banned by {} ({}): never given out",
+            clean(&ban.source),
+            ban.rule
+        ),
+        Style::Red,
+    )
 }
 
 fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
     let fraction = memory_fraction(mig.memory_used, mig.memory_total);
     let mem_style = fraction.map_or(Style::Dim, |f| Style::load((f * 100.0).round() as u8));
-    let (mark, mark_style) = Mark::of_mig(mig).text();
+    let ban = banned_by(&look.bans, gpusel_core::Device::mig(gpu, mig));
+    let mark = if ban.is_some() {
+        Mark::Banned
+    } else {
+        Mark::of_mig(mig)
+    };
+    let (mark, mark_style) = mark.text();
     let bar_ = bar(fraction);
     let profile = mig.profile.as_deref().map_or("?".into(), clean);
     let cells = vec![
@@ -565,6 +602,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
         (Col::Uuid, clean(&mig.uuid), Style::Dim),
     ];
     let mut below = processes_below(mig.processes.as_deref(), now, look);
+    below.extend(ban.map(ban_below));
     below.extend(lease_below(mig.lease.as_ref()));
     Row { cells, below }
 }
@@ -713,6 +751,7 @@ mod tests {
             color: false,
             full_cmd: false,
             wide: false,
+            bans: Vec::new(),
         }
     }
 

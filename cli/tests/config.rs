@@ -246,3 +246,76 @@ fn the_example_site_config_is_valid() {
     assert!(stdout.contains("name contains 'T400'"), "{stdout}");
     assert!(stdout.contains("filters.max_power      250 W"), "{stdout}");
 }
+
+#[test]
+fn waiting_can_be_the_sites_default_and_no_wait_opts_out() {
+    let files = Files::new(
+        "wait = true\ntimeout = \"300ms\"\ninterval = \"100ms\"\n",
+        None,
+    );
+    out(files.gpusel().args(["-n", "5"]))
+        .code(3)
+        .no_stdout()
+        .stderr_has("waited 0s for 5 devices, checking every 100ms")
+        .stderr_has("timed out after 300ms waiting: no GPU satisfies the request");
+    let at_once = out(files.gpusel().args(["-n", "5", "--no-wait"]));
+    at_once.code(3).stderr_has("no GPU satisfies the request");
+    assert!(!at_once.stderr.contains("waited"), "{at_once:?}");
+    // --wait without --timeout takes the config's timeout; --timeout wins.
+    out(files
+        .gpusel()
+        .args(["-n", "5", "--wait", "--timeout", "200ms"]))
+    .code(3)
+    .stderr_has("timed out after 200ms");
+    out(files.gpusel().args(["-n", "5", "--silent"]))
+        .code(0)
+        .no_stdout();
+    out(files.gpusel().args(["--no-wait", "--wait"]))
+        .code(2)
+        .stderr_has("cannot be used with");
+    let shown = out(files.gpusel().arg("config"));
+    let shown = shown.ok();
+    assert!(shown.contains("wait                   true"), "{shown}");
+    assert!(shown.contains("timeout                300ms"), "{shown}");
+}
+
+#[test]
+fn gpusel_wait_and_gpusel_timeout() {
+    out(lab()
+        .env("GPUSEL_WAIT", "yes")
+        .env("GPUSEL_TIMEOUT", "0.2")
+        .env("GPUSEL_INTERVAL", "50ms")
+        .args(["-n", "5"]))
+    .code(3)
+    .stderr_has("timed out after 200ms");
+    out(lab().env("GPUSEL_WAIT", "0").args(["-n", "5"]))
+        .code(3)
+        .stderr_has("no GPU satisfies");
+    out(lab().env("GPUSEL_WAIT", "maybe"))
+        .code(2)
+        .stderr_has("GPUSEL_WAIT: 'maybe' is not a yes or no");
+    out(lab().env("GPUSEL_TIMEOUT", "soon"))
+        .code(2)
+        .stderr_has("GPUSEL_TIMEOUT");
+}
+
+#[test]
+fn list_marks_banned_gpus() {
+    let files = Files::new(SITE, None);
+    let table = out(files.gpusel().arg("list"));
+    let table = table.ok();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .expect("GPU 1's row");
+    assert!(line.contains("[x]"), "GPU 1 is banned, yet: {line}");
+    assert!(
+        table.contains("[x] banned by") && table.contains("system.toml (1): never given out"),
+        "{table}"
+    );
+    let free = table
+        .lines()
+        .find(|l| l.starts_with("3 "))
+        .expect("GPU 3's row");
+    assert!(free.contains("[ ]"), "{free}");
+}

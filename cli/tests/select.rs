@@ -127,6 +127,89 @@ fn all_never_mixes_mig_devices_into_a_set() {
     assert!(MIG_IDLE_UUIDS.contains(&tokens(one.ok())[0]), "{one:?}");
 }
 
+#[test]
+fn the_reference_tools_flag_spellings_work() {
+    // gpuselect's --util, --mem_util, --processes; autocvd's --num-gpus.
+    assert_eq!(
+        lab_out([
+            "--util",
+            "100",
+            "--mem_util",
+            "100",
+            "--processes",
+            "2",
+            "-n",
+            "all"
+        ])
+        .ok(),
+        "0,1,2,3,4,5,6,7\n"
+    );
+    assert_eq!(
+        lab_out(["--mem-util", "0", "--num-gpus", "4"]).ok(),
+        "1,3,5,7\n"
+    );
+    // autocvd's -t TIMEOUT and -i INTERVAL, in bare seconds.
+    lab_out(["-n", "5", "-t", "0.3", "-i", "0.1"])
+        .code(3)
+        .stderr_has("timed out after 300ms");
+    // A misspelling is pointed at gpuselect's spelling, not at --mem.
+    lab_out(["--mem_uti", "3"])
+        .code(2)
+        .stderr_has("a similar argument exists: '--mem_util'");
+}
+
+#[test]
+fn silent_also_covers_a_timed_out_wait() {
+    lab_out([
+        "-n",
+        "5",
+        "--silent",
+        "--timeout",
+        "200ms",
+        "--interval",
+        "50ms",
+    ])
+    .code(0)
+    .no_stdout();
+}
+
+#[test]
+fn a_failed_json_request_prints_one_object_with_the_error() {
+    let failed = lab_out(["-n", "5", "--json"]);
+    failed.code(3).stderr_has("no GPU satisfies the request");
+    let json: serde_json::Value = serde_json::from_str(&failed.stdout).expect("one JSON object");
+    assert_eq!(json["error"]["kind"], "no_gpu");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no GPU satisfies the request: need 5 devices"))
+    );
+    let verdicts = json["verdicts"].as_array().expect("every device's verdict");
+    assert_eq!(verdicts.len(), 8);
+    assert_eq!(verdicts[0]["reasons"][0]["reason"], "utilization");
+    assert_eq!(verdicts[1]["reasons"], serde_json::json!([]));
+
+    let missing = out(gpusel().args(["-p", "file:/nonexistent.json", "--json", "list"]));
+    missing.code(4);
+    let json: serde_json::Value = serde_json::from_str(&missing.stdout).expect("one JSON object");
+    assert_eq!(json["error"]["kind"], "provider");
+    assert!(json.get("verdicts").is_none());
+}
+
+#[test]
+fn debug_logging_tells_the_decision() {
+    let out = lab_out(["-vv", "-n", "2"]);
+    let log = &out.code(0).stderr;
+    for needle in [
+        "GPU 0 (NVIDIA A100-SXM4-80GB): utilization 98%",
+        "filtered",
+        "ranked",
+        "leased",
+    ] {
+        assert!(log.contains(needle), "-vv lacks {needle:?}:\n{log}");
+    }
+}
+
 // ---- other strategies ----------------------------------------------------------
 
 #[test]

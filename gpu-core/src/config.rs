@@ -160,6 +160,12 @@ pub struct Config {
     pub strategy: Setting<String>,
     /// Poll period while waiting.
     pub interval: Setting<Duration>,
+    /// Whether a selection waits for its devices by default (autocvd's
+    /// behaviour); `--no-wait` turns it off for one run.
+    pub wait: Setting<bool>,
+    /// The longest a wait lasts when the run gives no `--timeout`
+    /// (`None`: for ever). Setting it does not make runs wait.
+    pub timeout: Option<Setting<Duration>>,
     /// Devices never given out.
     pub bans: Vec<Ban>,
     /// Default filters.
@@ -183,6 +189,8 @@ impl Default for Config {
             provider: Setting::new(DEFAULT_PROVIDER.into(), Source::Default),
             strategy: Setting::new(DEFAULT_STRATEGY.into(), Source::Default),
             interval: Setting::new(DEFAULT_INTERVAL, Source::Default),
+            wait: Setting::new(false, Source::Default),
+            timeout: None,
             bans: Vec::new(),
             filters: Filters::default(),
             http_token_file: None,
@@ -200,6 +208,8 @@ struct File {
     provider: Option<String>,
     strategy: Option<String>,
     interval: Option<toml::Spanned<String>>,
+    wait: Option<bool>,
+    timeout: Option<toml::Spanned<String>>,
     #[serde(default)]
     ban: FileBan,
     #[serde(default)]
@@ -283,6 +293,15 @@ fn timeout(value: &str) -> Result<Duration, DurationError> {
     parse_duration_min(value, MIN_TIMEOUT)
 }
 
+/// A yes or no as environment variables write it.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 fn interval(value: &str) -> Result<Duration, DurationError> {
     parse_duration_min(value, MIN_INTERVAL)
 }
@@ -330,6 +349,14 @@ impl Config {
             let d = interval(i.get_ref())
                 .map_err(|e| bad_value(path, text, i, format!("interval: {e}")))?;
             self.interval = Setting::new(d, src());
+        }
+        if let Some(w) = file.wait {
+            self.wait = Setting::new(w, src());
+        }
+        if let Some(t) = &file.timeout {
+            let d = crate::parse_duration(t.get_ref())
+                .map_err(|e| bad_value(path, text, t, format!("timeout: {e}")))?;
+            self.timeout = Some(Setting::new(d, src()));
         }
         for g in &file.ban.gpus {
             let spec: DeviceSpec = g.get_ref().parse().map_err(|e: crate::DeviceSpecError| {
@@ -426,6 +453,22 @@ impl Config {
             })?;
             self.interval = Setting::new(d, Source::Env("GPUSEL_INTERVAL"));
         }
+        if let Some(w) = env("GPUSEL_WAIT") {
+            let w = parse_bool(&w).ok_or_else(|| ConfigError::Env {
+                var: "GPUSEL_WAIT",
+                message: format!(
+                    "'{w}' is not a yes or no; write 1 or 0 (true/false, yes/no, on/off)"
+                ),
+            })?;
+            self.wait = Setting::new(w, Source::Env("GPUSEL_WAIT"));
+        }
+        if let Some(t) = env("GPUSEL_TIMEOUT") {
+            let d = crate::parse_duration(&t).map_err(|e| ConfigError::Env {
+                var: "GPUSEL_TIMEOUT",
+                message: e.to_string(),
+            })?;
+            self.timeout = Some(Setting::new(d, Source::Env("GPUSEL_TIMEOUT")));
+        }
         if let Some(t) = env(ENV_HTTP_TOKEN_FILE) {
             self.http_token_file = Some(Setting::new(t.into(), Source::Env(ENV_HTTP_TOKEN_FILE)));
         }
@@ -481,6 +524,8 @@ impl Config {
             row("provider", &self.provider, String::clone),
             row("strategy", &self.strategy, String::clone),
             row("interval", &self.interval, duration),
+            row("wait", &self.wait, bool::to_string),
+            opt("timeout", &self.timeout, duration),
             opt("filters.mem", &f.mem, |b| crate::format_bytes(*b)),
             opt("filters.max_util", &f.max_util, |p| format!("{p}%")),
             opt("filters.max_mem_util", &f.max_mem_util, |p| format!("{p}%")),

@@ -377,6 +377,16 @@ pub(crate) fn pipeline(
     }
     labelled.sort_by_key(|(label, _)| *label);
     let mut verdicts: Vec<Verdict> = labelled.into_iter().map(|(_, v)| v).collect();
+    for v in &verdicts {
+        tracing::debug!(device = %v.device, uuid = %v.uuid, "{v}");
+    }
+    tracing::debug!(
+        count = %request.count,
+        candidates = candidates.len(),
+        visible = visible_count,
+        strategy = strategy.name(),
+        "filtered"
+    );
 
     if candidates.len() < count {
         // Too few even before leasing; still say which of them others hold,
@@ -405,6 +415,11 @@ pub(crate) fn pipeline(
     }
 
     let order = strategy.rank(&candidates, &request, rng);
+    tracing::debug!(
+        strategy = strategy.name(),
+        order = ?order.iter().filter_map(|&i| candidates.get(i)).map(|d| d.label().to_string()).collect::<Vec<_>>(),
+        "ranked"
+    );
     let mut taken = Vec::with_capacity(count.max(candidates.len().min(most)));
     let mut leases = Vec::new();
     let mut passed_over = 0;
@@ -425,6 +440,7 @@ pub(crate) fn pipeline(
         };
         let reason = match leaser.dir.try_lease(device.uuid(), &leaser.holder) {
             Ok(Some(lease)) => {
+                tracing::debug!(device = %device.label(), "leased");
                 taken.push(device);
                 leases.push(lease);
                 continue;
@@ -441,6 +457,7 @@ pub(crate) fn pipeline(
             },
         };
         passed_over += 1;
+        tracing::debug!(device = %device.label(), reason = %reason, "passed over");
         if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
             v.reasons.push(reason);
         }

@@ -92,6 +92,7 @@ pub struct Selector {
     visible: VisibleFrom,
     write: WriteOptions,
     wait: Option<Option<Duration>>,
+    default_timeout: Option<Duration>,
     interval: Duration,
     rng: rand::rngs::SmallRng,
     progress: Option<ProgressFn>,
@@ -130,6 +131,7 @@ impl Selector {
             visible: VisibleFrom::Env,
             write: WriteOptions::default(),
             wait: None,
+            default_timeout: None,
             interval: crate::config::DEFAULT_INTERVAL,
             rng: rand::make_rng::<rand::rngs::SmallRng>(),
             progress: None,
@@ -145,6 +147,10 @@ impl Selector {
         let mut s = Selector::new(strategy);
         s.lock_dir = config.lock_dir.value.clone();
         s.interval = config.interval.value;
+        s.default_timeout = config.timeout.as_ref().map(|t| t.value);
+        if config.wait.value {
+            s.wait = Some(s.default_timeout);
+        }
         s.bans = config.bans.clone();
         s.request.min_free_memory = f.mem.as_ref().map(|v| v.value);
         s.request.max_utilization = f.max_util.as_ref().map(|v| v.value);
@@ -326,6 +332,13 @@ impl Selector {
         self
     }
 
+    /// Waits for at most the site's `timeout` (for ever when the config sets
+    /// none): what `--wait` without `--timeout` does.
+    pub fn wait_configured(mut self) -> Self {
+        self.wait = Some(self.default_timeout);
+        self
+    }
+
     /// Whether [`select`](Selector::select) waits.
     pub fn waits(&self) -> bool {
         self.wait.is_some()
@@ -336,7 +349,7 @@ impl Selector {
         self.interval
     }
 
-    /// Does not wait (the default).
+    /// Does not wait (the default, unless the site's config sets `wait`).
     pub fn no_wait(mut self) -> Self {
         self.wait = None;
         self

@@ -11,7 +11,7 @@ class NativeSelection:
     def release(self) -> bool: ...
 
 def select(
-    count: Optional[int] = None,
+    count: Optional[Union[int, str]] = None,
     *,
     mem: Any = None,
     max_util: Any = None,
@@ -24,7 +24,7 @@ def select(
     filter: Optional[Callable[[str], bool]] = None,
     strategy: Any = None,
     provider: Any = None,
-    wait: bool = False,
+    wait: Optional[bool] = None,
     timeout: Any = None,
     interval: Any = None,
     uuid: bool = False,

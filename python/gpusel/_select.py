@@ -209,7 +209,7 @@ def select(
     where: Optional[Callable[[Device], bool]] = None,
     strategy: Optional[str] = None,
     provider: Optional[str] = None,
-    wait: bool = False,
+    wait: Optional[bool] = None,
     timeout: Optional[Duration] = None,
     interval: Optional[Duration] = None,
     uuid: bool = False,
@@ -234,8 +234,10 @@ def select(
     exactly as the command does.
 
     With ``wait=True`` it retries every ``interval`` until the request can be
-    met, for at most ``timeout`` (``None``: forever), and Ctrl-C stops the
-    wait with :class:`KeyboardInterrupt`.
+    met, for at most ``timeout`` (``None``: the config's, else forever), and
+    Ctrl-C stops the wait with :class:`KeyboardInterrupt`. ``wait=None``
+    waits when the site's config says ``wait = true``; ``wait=False`` never
+    does. A ``timeout`` implies ``wait=True``.
 
     Raises :class:`NoGpuError` (too few qualify; the message says why, per
     device), :class:`WaitTimeout`, :class:`ProviderError`, :class:`LeaseError`,

@@ -351,7 +351,7 @@ impl NativeSelection {
 #[pyo3(signature = (
     count = None, *, mem = None, max_util = None, max_mem_util = None, max_processes = None,
     max_power = None, name = None, devices = None, exclude = None, filter = None,
-    strategy = None, provider = None, wait = false, timeout = None, interval = None,
+    strategy = None, provider = None, wait = None, timeout = None, interval = None,
     uuid = false, lease = true, silent = false, lock_dir = None, seed = None, command = None,
 ))]
 fn select(
@@ -368,7 +368,7 @@ fn select(
     filter: Option<Py<PyAny>>,
     strategy: Option<&Bound<'_, PyAny>>,
     provider: Option<&Bound<'_, PyAny>>,
-    wait: bool,
+    wait: Option<bool>,
     timeout: Option<&Bound<'_, PyAny>>,
     interval: Option<&Bound<'_, PyAny>>,
     uuid: bool,
@@ -461,8 +461,18 @@ fn select(
     if let Some(command) = command {
         selector = selector.command(command);
     }
-    if wait || timeout.is_some() {
-        selector = selector.wait(timeout);
+    // As the CLI's --wait/--timeout/--no-wait over the config's `wait`.
+    match (wait, timeout) {
+        (Some(false), Some(_)) => {
+            return Err(usage(
+                py,
+                "timeout= limits a wait, and wait=False asks for none; drop one",
+            ));
+        }
+        (_, Some(timeout)) => selector = selector.wait(Some(timeout)),
+        (Some(true), None) => selector = selector.wait_configured(),
+        (Some(false), None) => selector = selector.no_wait(),
+        (None, None) => {}
     }
     if let Some(filter) = filter {
         let pending = pending.clone();

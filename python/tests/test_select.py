@@ -417,6 +417,15 @@ def test_the_sites_config_applies(machine: Machine) -> None:
     with gpusel.select(max_util=100, max_mem_util=100, max_processes=9) as s:
         assert s.strategy == "best-fit"
         assert s.cuda_visible_devices == "6", "the least free memory that fits 30 GiB"
+    # The site can make waiting the default (autocvd's); wait=False opts out.
+    machine.config('wait = true\ntimeout = "0.3s"\ninterval = "0.1s"\n')
+    with pytest.raises(gpusel.WaitTimeout, match="timed out after 300ms"):
+        gpusel.select(count=5)
+    with pytest.raises(gpusel.NoGpuError) as at_once:
+        gpusel.select(count=5, wait=False)
+    assert not isinstance(at_once.value, gpusel.WaitTimeout)
+    with pytest.raises(ValueError, match="wait=False"):
+        gpusel.select(count=5, wait=False, timeout=1)
     machine.config('strategy = "fastest"\n')
     with pytest.raises(ValueError, match=r"unknown strategy 'fastest'.*\(set by .*config.toml"):
         gpusel.select()

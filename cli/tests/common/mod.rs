@@ -52,7 +52,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-pub const CLEAN_ENV: [&str; 18] = [
+pub const CLEAN_ENV: [&str; 20] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -71,6 +71,8 @@ pub const CLEAN_ENV: [&str; 18] = [
     "GPUSEL_HTTP_TIMEOUT",
     "GPUSEL_HTTP_CONNECT_TIMEOUT",
     "GPUSEL_PLUGIN_TIMEOUT",
+    "GPUSEL_WAIT",
+    "GPUSEL_TIMEOUT",
 ];
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that
