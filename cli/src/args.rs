@@ -101,6 +101,41 @@ pub enum Sub {
     /// Prometheus metrics (/metrics) and /healthz. Read-only.
     #[command(long_about = SERVE_ABOUT)]
     Serve(ServeArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell).
+    #[command(long_about = COMPLETIONS_ABOUT)]
+    Completions(CompletionsArgs),
+    /// Print the manual page gpusel(1) in roff, or write every page with --dir.
+    #[command(long_about = MAN_ABOUT)]
+    Man(ManArgs),
+}
+
+const COMPLETIONS_ABOUT: &str = "\
+Print the shell completion script for SHELL, generated from the same definition as --help. The Debian package installs bash's, zsh's and fish's already. By hand, for one user:
+
+  bash        gpusel completions bash > ~/.local/share/bash-completion/completions/gpusel
+  zsh         gpusel completions zsh > ~/.zfunc/_gpusel   (with fpath+=(~/.zfunc) before compinit in ~/.zshrc)
+  fish        gpusel completions fish > ~/.config/fish/completions/gpusel.fish
+  elvish      eval (gpusel completions elvish | slurp)   (in ~/.config/elvish/rc.elv)
+  powershell  gpusel completions powershell | Out-String | Invoke-Expression   (in $PROFILE)";
+
+/// Options of `gpusel completions`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+const MAN_ABOUT: &str = "\
+Print the manual page gpusel(1) in roff, generated from the same definition as --help: `gpusel man | man -l -` reads it. With --dir, write gpusel.1 and a page per subcommand (gpusel-list.1, gpusel-serve.1, ...) into that directory, creating it, and print their paths; `man -M` or MANPATH finds them under a man1 directory. The Debian package installs them all in /usr/share/man/man1.";
+
+/// Options of `gpusel man`.
+#[derive(Debug, Args, Clone)]
+pub struct ManArgs {
+    /// Write every page into this directory instead of printing gpusel(1).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 const SERVE_ABOUT: &str = "\

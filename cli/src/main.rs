@@ -5,6 +5,7 @@ mod choose;
 mod config;
 mod failure;
 mod list;
+mod manual;
 mod out;
 mod providers;
 mod sanitize;
@@ -73,6 +74,17 @@ fn fail(failure: Failure, running: bool) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // Before the config: a broken config must not keep anyone from the manual.
+    match &cli.sub {
+        Some(Sub::Completions(_) | Sub::Man(_)) if cli.global.json => {
+            return Err(Failure::Usage(
+                "--json has no meaning for `completions` and `man`: they print a script and a manual page".into(),
+            ));
+        }
+        Some(Sub::Completions(args)) => return manual::completions(args.shell),
+        Some(Sub::Man(args)) => return manual::man(args),
+        _ => {}
+    }
     let config = config::load(&cli.global)?;
     if let Some(Sub::Config) = cli.sub {
         return config::render(&config, cli.global.json);
@@ -127,7 +139,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(Sub::Env(args)) => {
             choose::run(provider, &args, &config, Mode::Env, cli.global.json, &[])
         }
-        Some(Sub::Config) | Some(Sub::Serve(_)) => Ok(()),
+        Some(Sub::Config | Sub::Serve(_) | Sub::Completions(_) | Sub::Man(_)) => Ok(()),
         None => {
             let mode = if cli.command.is_empty() {
                 Mode::Print

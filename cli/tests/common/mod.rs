@@ -92,6 +92,34 @@ pub fn fresh_lock_dir() -> PathBuf {
     dir
 }
 
+/// Whether `program` can be run. Outside CI a missing tool is a skipped
+/// check, said on stderr; in CI (`CI` set: `.ci/run` installs the Debian
+/// package `package`) it is a failure.
+pub fn have_tool(program: &str, package: &str) -> bool {
+    let status = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(_) => true,
+        Err(e) => {
+            skip_missing_tool(program, package, &e);
+            false
+        }
+    }
+}
+
+/// Says that `program` (from the Debian package `package`) could not be
+/// started, `e`, and that the check is skipped; fails in CI instead.
+pub fn skip_missing_tool(program: &str, package: &str, e: &std::io::Error) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is needed in CI (.ci/run installs Debian's {package}): {e}"
+    );
+    eprintln!("SKIPPED: {program} not installed (apt-get install {package})");
+}
+
 /// A config directory holding nothing, so the user's own config stays out.
 pub const NO_CONFIG: &str = "/nonexistent/gpusel-test-config";
 
