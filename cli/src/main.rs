@@ -55,7 +55,13 @@ fn main() -> ExitCode {
         return fail(Failure::Usage(message.into()), running);
     }
     // A --json run that fails still prints one object on stdout.
-    let json = cli.global.json && !running;
+    // (Not where --json has no meaning: serve, completions, man.)
+    let json = cli.global.json
+        && !running
+        && matches!(
+            cli.sub,
+            None | Some(Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config)
+        );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

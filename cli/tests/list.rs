@@ -396,10 +396,11 @@ fn long_names_are_cut_to_the_terminal() {
 
 #[test]
 fn watch_and_json_do_not_mix() {
-    lab_out(["list", "--watch", "--json"])
-        .code(2)
-        .no_stdout()
-        .one_error_naming("--watch");
+    let out = lab_out(["list", "--watch", "--json"]);
+    out.code(2).one_error_naming("--watch");
+    // A failed --json run still gives a script one object to read.
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON object");
+    assert_eq!(json["error"]["kind"], "usage");
 }
 
 #[test]
