@@ -305,6 +305,11 @@ pub struct SelectArgs {
     #[arg(long, value_name = "WATTS", value_parser = |s: &str| gpusel_core::parse_power(s).map_err(|e| e.to_string()))]
     pub max_power: Option<u32>,
 
+    /// Maximum memory in use per GPU: a size (2GiB) or a percentage of the
+    /// GPU's total (20%). nvgpu's `available` is `-n all --max-mem-used 20%`.
+    #[arg(long, value_name = "SIZE|PCT", value_parser = |s: &str| gpusel_core::MemoryAmount::parse(s).map_err(|e| e.to_string()))]
+    pub max_mem_used: Option<gpusel_core::MemoryAmount>,
+
     /// Only GPUs whose name contains this text (case-insensitive): A100, "RTX 6000".
     #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,

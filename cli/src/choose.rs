@@ -52,6 +52,9 @@ fn selector(
     if let Some(mw) = args.max_power {
         s = s.max_power(mw);
     }
+    if let Some(amount) = args.max_mem_used {
+        s = s.max_memory_used(amount);
+    }
     if let Some(name) = &args.name {
         s = s.name(name.clone());
     }

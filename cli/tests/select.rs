@@ -159,6 +159,33 @@ fn the_reference_tools_flag_spellings_work() {
 }
 
 #[test]
+fn max_mem_used_takes_a_size_or_a_share_of_the_total() {
+    // nvgpu's `available`: every GPU with at most 20% of its memory in use.
+    assert_eq!(
+        lab_out(["-n", "all", "--strategy", "random", "--max-mem-used", "20%"]).ok(),
+        "1,2,3,5,7\n"
+    );
+    assert_eq!(
+        lab_out([
+            "-n",
+            "all",
+            "--strategy",
+            "random",
+            "--max-mem-used",
+            "21GiB"
+        ])
+        .ok(),
+        "1,2,3,5,6,7\n"
+    );
+    lab_out(["-d", "6", "--strategy", "random", "--max-mem-used", "20%"])
+        .code(3)
+        .stderr_has("GPU 6 (NVIDIA A100-SXM4-80GB): 20.1 GiB in use > 16 GiB (20%) allowed");
+    lab_out(["--max-mem-used", "lots"])
+        .code(2)
+        .stderr_has("'lots' is not an amount of memory");
+}
+
+#[test]
 fn silent_also_covers_a_timed_out_wait() {
     lab_out([
         "-n",

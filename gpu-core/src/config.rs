@@ -108,6 +108,8 @@ pub struct Filters {
     pub max_processes: Option<Setting<usize>>,
     /// Maximum power draw, milliwatts (`--max-power`).
     pub max_power: Option<Setting<u32>>,
+    /// Maximum memory in use (`--max-mem-used`).
+    pub max_mem_used: Option<Setting<crate::MemoryAmount>>,
 }
 
 /// A configuration that cannot be used. Each says which file or variable,
@@ -251,6 +253,7 @@ struct FileFilters {
     max_mem_util: Option<toml::Spanned<i64>>,
     max_processes: Option<usize>,
     max_power: Option<toml::Spanned<String>>,
+    max_mem_used: Option<toml::Spanned<String>>,
 }
 
 /// Reads the environment variable `name`, treating an empty value as unset.
@@ -383,6 +386,11 @@ impl Config {
             let mw = crate::parse_power(p.get_ref())
                 .map_err(|e| bad_value(path, text, p, format!("filters.max_power: {e}")))?;
             self.filters.max_power = Some(Setting::new(mw, src()));
+        }
+        if let Some(m) = &f.max_mem_used {
+            let amount = crate::MemoryAmount::parse(m.get_ref())
+                .map_err(|e| bad_value(path, text, m, format!("filters.max_mem_used: {e}")))?;
+            self.filters.max_mem_used = Some(Setting::new(amount, src()));
         }
         for (value, slot, key) in [
             (&f.max_util, &mut self.filters.max_util, "max_util"),
@@ -533,6 +541,7 @@ impl Config {
             opt("filters.max_power", &f.max_power, |mw| {
                 crate::format_power(*mw)
             }),
+            opt("filters.max_mem_used", &f.max_mem_used, ToString::to_string),
             opt("http.token_file", &self.http_token_file, |p| {
                 p.display().to_string()
             }),

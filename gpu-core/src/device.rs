@@ -104,6 +104,14 @@ impl<'a> Device<'a> {
         }
     }
 
+    /// Memory in use, in bytes.
+    pub fn memory_used(&self) -> Option<u64> {
+        match self.mig {
+            Some(m) => m.memory_used,
+            None => self.gpu.memory_used,
+        }
+    }
+
     /// Total memory in bytes.
     pub fn memory_total(&self) -> Option<u64> {
         match self.mig {

@@ -114,8 +114,8 @@ pub use select::{
 };
 pub use selector::{CANCEL_CHECK, Progress, Selector};
 pub use size::{
-    PercentError, PowerError, SizeError, format_bytes, format_power, parse_percent, parse_power,
-    parse_size,
+    MemoryAmount, MemoryAmountError, PercentError, PowerError, SizeError, format_bytes,
+    format_power, parse_percent, parse_power, parse_size,
 };
 pub use strategy::{SelectStrategy, StrategyError};
 

@@ -33,6 +33,15 @@ pub enum Reason {
         /// Bytes asked for.
         required: u64,
     },
+    /// More memory in use than `--max-mem-used`.
+    MemoryUsed {
+        /// Bytes in use.
+        used: u64,
+        /// Bytes allowed.
+        max: u64,
+        /// The limit as asked for (`20%`, `2 GiB`).
+        limit: String,
+    },
     /// A filter needs a value the provider does not report.
     Unknown {
         /// Which value: `free memory`, `utilization`, `processes`, `power draw`...
@@ -131,6 +140,14 @@ impl fmt::Display for Reason {
             Reason::Processes { count, max } => {
                 let s = if *count == 1 { "" } else { "es" };
                 write!(f, "{count} process{s} > {max} allowed")
+            }
+            Reason::MemoryUsed { used, max, limit } => {
+                let allowed = if limit.ends_with('%') {
+                    format!("{} ({limit})", format_bytes(*max))
+                } else {
+                    format_bytes(*max)
+                };
+                write!(f, "{} in use > {allowed} allowed", format_bytes(*used))
             }
             Reason::Power { draw, max } => write!(
                 f,

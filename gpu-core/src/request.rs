@@ -191,6 +191,8 @@ pub struct Request {
     pub max_processes: Option<usize>,
     /// Maximum power draw, mW.
     pub max_power: Option<u32>,
+    /// Maximum memory in use (nvgpu's "memory used ≤ 20%").
+    pub max_memory_used: Option<crate::MemoryAmount>,
     /// Case-insensitive substring of the device name.
     pub name: Option<String>,
     /// Only these devices (empty: any).
@@ -243,6 +245,13 @@ impl Request {
     /// Allows at most `milliwatts` of power draw.
     pub fn max_power(mut self, milliwatts: u32) -> Self {
         self.max_power = Some(milliwatts);
+        self
+    }
+
+    /// Allows at most `amount` of memory in use (bytes or a percentage of
+    /// each device's total).
+    pub fn max_memory_used(mut self, amount: crate::MemoryAmount) -> Self {
+        self.max_memory_used = Some(amount);
         self
     }
 
@@ -344,6 +353,18 @@ impl Request {
                 }),
                 Some(_) => {}
                 None => reasons.push(unknown("process list")),
+            }
+        }
+        if let Some(limit) = self.max_memory_used {
+            match (device.memory_used(), limit.bytes_of(device.memory_total())) {
+                (Some(used), Some(max)) if used > max => reasons.push(Reason::MemoryUsed {
+                    used,
+                    max,
+                    limit: limit.to_string(),
+                }),
+                (Some(_), Some(_)) => {}
+                (None, _) => reasons.push(unknown("memory used")),
+                (Some(_), None) => reasons.push(unknown("total memory")),
             }
         }
         if let Some(max) = self.max_power {

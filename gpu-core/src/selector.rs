@@ -157,6 +157,7 @@ impl Selector {
         s.request.max_memory_utilization = f.max_mem_util.as_ref().map(|v| v.value);
         s.request.max_processes = f.max_processes.as_ref().map(|v| v.value);
         s.request.max_power = f.max_power.as_ref().map(|v| v.value);
+        s.request.max_memory_used = f.max_mem_used.as_ref().map(|v| v.value);
         s
     }
 
@@ -224,6 +225,13 @@ impl Selector {
     /// At most `milliwatts` of power draw.
     pub fn max_power(mut self, milliwatts: u32) -> Self {
         self.request.max_power = Some(milliwatts);
+        self
+    }
+
+    /// At most `amount` of memory in use: bytes, or a percentage of each
+    /// device's total (nvgpu's `available` takes those at most 20% used).
+    pub fn max_memory_used(mut self, amount: crate::MemoryAmount) -> Self {
+        self.request.max_memory_used = Some(amount);
         self
     }
 

@@ -1,5 +1,6 @@
 //! Human sizes for `--mem` and friends: `800MiB`, `20GiB`, `1.5GB`, `512M`.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A size that could not be read.
@@ -121,6 +122,62 @@ pub fn parse_percent(input: &str) -> Result<u8, PercentError> {
     }
 }
 
+/// An amount of memory: bytes, or a share of each device's total
+/// (`--max-mem-used 20GiB`, `--max-mem-used 20%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryAmount {
+    /// This many bytes.
+    Bytes(u64),
+    /// This percentage of the device's total memory.
+    Percent(u8),
+}
+
+/// A memory amount that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "'{input}' is not an amount of memory; write a size (20GiB, 500MB) or a percentage of the total (20%)"
+)]
+pub struct MemoryAmountError {
+    /// What the user wrote.
+    pub input: String,
+}
+
+impl MemoryAmount {
+    /// Reads `20GiB` or `20%`.
+    pub fn parse(input: &str) -> Result<Self, MemoryAmountError> {
+        let err = || MemoryAmountError {
+            input: input.to_string(),
+        };
+        if input.trim().ends_with('%') {
+            return parse_percent(input)
+                .map(MemoryAmount::Percent)
+                .map_err(|_| err());
+        }
+        parse_size(input)
+            .map(MemoryAmount::Bytes)
+            .map_err(|_| err())
+    }
+
+    /// The amount in bytes on a device with `total` bytes (`None` when a
+    /// percentage meets an unknown total).
+    pub fn bytes_of(&self, total: Option<u64>) -> Option<u64> {
+        match *self {
+            MemoryAmount::Bytes(b) => Some(b),
+            MemoryAmount::Percent(p) => total.map(|t| (u128::from(t) * u128::from(p) / 100) as u64),
+        }
+    }
+}
+
+impl std::fmt::Display for MemoryAmount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryAmount::Bytes(b) => f.write_str(&format_bytes(*b)),
+            MemoryAmount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 /// Formats milliwatts as watts: `250 W`, `87.5 W`.
 pub fn format_power(mw: u32) -> String {
     if mw.is_multiple_of(1000) {
@@ -134,6 +191,28 @@ pub fn format_power(mw: u32) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn memory_amounts() {
+        assert_eq!(MemoryAmount::parse("20%"), Ok(MemoryAmount::Percent(20)));
+        assert_eq!(
+            MemoryAmount::parse(" 2GiB "),
+            Ok(MemoryAmount::Bytes(2 << 30))
+        );
+        assert_eq!(MemoryAmount::Percent(20).bytes_of(Some(1000)), Some(200));
+        assert_eq!(
+            MemoryAmount::Percent(100).bytes_of(Some(u64::MAX)),
+            Some(u64::MAX)
+        );
+        assert_eq!(MemoryAmount::Percent(20).bytes_of(None), None);
+        assert_eq!(MemoryAmount::Bytes(7).bytes_of(None), Some(7));
+        for bad in ["", "101%", "-1%", "2", "half", "%"] {
+            let e = MemoryAmount::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("is not an amount of memory"), "{bad}: {e}");
+        }
+        assert_eq!(MemoryAmount::Percent(20).to_string(), "20%");
+        assert_eq!(MemoryAmount::Bytes(2 << 30).to_string(), "2 GiB");
+    }
 
     #[test]
     fn sizes_from_the_issue() {

@@ -18,6 +18,7 @@ def select(
     max_mem_util: Any = None,
     max_processes: Any = None,
     max_power: Any = None,
+    max_mem_used: Any = None,
     name: Any = None,
     devices: Any = None,
     exclude: Any = None,

@@ -203,6 +203,7 @@ def select(
     max_mem_util: Optional[Percent] = None,
     max_processes: Optional[int] = None,
     max_power: Optional[Power] = None,
+    max_mem_used: Optional[Size] = None,
     name: Optional[str] = None,
     devices: Optional[Devices] = None,
     exclude: Optional[Devices] = None,
@@ -226,7 +227,8 @@ def select(
 
     Sizes are ``"20GiB"``/``"500MB"`` or bytes; durations ``"30s"``/``"1h30m"``
     or seconds; power ``"80W"`` or watts; ``max_util``/``max_mem_util`` are
-    percentages. ``devices``/``exclude`` take indices, UUIDs or MIG labels
+    percentages; ``max_mem_used`` is a size or a percentage of each GPU's
+    memory (``"20%"``). ``devices``/``exclude`` take indices, UUIDs or MIG labels
     (``3``, ``"0,2"``, ``["GPU-5f2c", 4]``). ``where`` is a function of a
     :class:`Device` that returns whether it may be chosen. An argument left
     ``None`` takes the site's config (``/etc/gpusel/config.toml``,
@@ -268,6 +270,7 @@ def select(
         max_mem_util=max_mem_util,
         max_processes=max_processes,
         max_power=max_power,
+        max_mem_used=max_mem_used,
         name=name,
         devices=devices,
         exclude=exclude,

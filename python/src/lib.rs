@@ -88,6 +88,21 @@ fn size(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResul
     }
 }
 
+/// Memory: `"2GiB"`, `"20%"` of the total, or a number of bytes.
+fn memory_amount(
+    py: Python<'_>,
+    name: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<gpusel::MemoryAmount>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(text) = value.cast::<PyString>() {
+        return gpusel::MemoryAmount::parse(&text.to_cow()?)
+            .map(Some)
+            .map_err(|e| usage(py, format!("{name}={}: {e}", shown(value))));
+    }
+    Ok(size(py, name, Some(value))?.map(gpusel::MemoryAmount::Bytes))
+}
+
 /// A percentage, 0 to 100: `10` or `"10%"`.
 fn percent(py: Python<'_>, name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u8>> {
     let Some(value) = value else { return Ok(None) };
@@ -350,7 +365,7 @@ impl NativeSelection {
 #[pyfunction]
 #[pyo3(signature = (
     count = None, *, mem = None, max_util = None, max_mem_util = None, max_processes = None,
-    max_power = None, name = None, devices = None, exclude = None, filter = None,
+    max_power = None, max_mem_used = None, name = None, devices = None, exclude = None, filter = None,
     strategy = None, provider = None, wait = None, timeout = None, interval = None,
     uuid = false, lease = true, silent = false, lock_dir = None, seed = None, command = None,
 ))]
@@ -362,6 +377,7 @@ fn select(
     max_mem_util: Option<&Bound<'_, PyAny>>,
     max_processes: Option<&Bound<'_, PyAny>>,
     max_power: Option<&Bound<'_, PyAny>>,
+    max_mem_used: Option<&Bound<'_, PyAny>>,
     name: Option<&Bound<'_, PyAny>>,
     devices: Option<&Bound<'_, PyAny>>,
     exclude: Option<&Bound<'_, PyAny>>,
@@ -397,6 +413,7 @@ fn select(
     let max_mem_util = percent(py, "max_mem_util", max_mem_util)?;
     let max_processes = whole(py, "max_processes", max_processes)?;
     let max_power = power(py, "max_power", max_power)?;
+    let max_mem_used = memory_amount(py, "max_mem_used", max_mem_used)?;
     let name = text(name, "name")?;
     let devices = device_list(py, "devices", devices)?;
     let exclude = device_list(py, "exclude", exclude)?;
@@ -445,6 +462,9 @@ fn select(
     }
     if let Some(mw) = max_power {
         selector = selector.max_power(mw);
+    }
+    if let Some(amount) = max_mem_used {
+        selector = selector.max_memory_used(amount);
     }
     if let Some(name) = name {
         selector = selector.name(name);

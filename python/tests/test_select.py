@@ -243,6 +243,11 @@ def test_filters_strategies_and_custom_tests(machine: Machine) -> None:
         assert s.cuda_visible_devices == "0", "0 has 17.5 GiB free, the least that fits"
     with gpusel.select(exclude=["1", 3, 5]) as s:
         assert s.cuda_visible_devices == "7"
+    with gpusel.select(count="all", strategy="random", max_mem_used="20%") as s:
+        assert s.cuda_visible_devices.split(",") == ["1", "2", "3", "5", "7"], "nvgpu's rule"
+    with pytest.raises(gpusel.NoGpuError) as failed:
+        gpusel.select(devices=0, max_mem_used=2**30, strategy="random")
+    assert failed.value.reasons["0"] == ["62.5 GiB in use > 1 GiB allowed"]
     with gpusel.select(max_power="70W", name="A100") as s:
         assert s.cuda_visible_devices in IDLE
     with gpusel.select(uuid=True) as s:
@@ -284,6 +289,7 @@ def test_an_exception_in_where_reaches_the_caller(machine: Machine) -> None:
         ({"max_mem_util": "lots"}, ValueError, "max_mem_util='lots'"),
         ({"max_processes": -2}, ValueError, "max_processes=-2"),
         ({"max_power": "eighty"}, ValueError, "max_power='eighty'"),
+        ({"max_mem_used": "half"}, ValueError, "max_mem_used='half'"),
         ({"timeout": "soon"}, ValueError, "timeout='soon'"),
         ({"interval": 0.001}, ValueError, "interval=0.001"),
         ({"devices": "x,,"}, ValueError, "devices='x,,'"),

@@ -15,8 +15,8 @@ use std::num::NonZeroUsize;
 use gpusel_core::rand::SeedableRng;
 use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
-    Count, Device, DeviceSpec, Gpu, GpuProcess, MigDevice, Occupancy, Reason, Request, SelectError,
-    Selection, Snapshot, Verdict, Visible, WriteOptions, select,
+    Count, Device, DeviceSpec, Gpu, GpuProcess, MemoryAmount, MigDevice, Occupancy, Reason,
+    Request, SelectError, Selection, Snapshot, Verdict, Visible, WriteOptions, select,
 };
 use gpusel_strategies::StrategyKind;
 use proptest::prelude::*;
@@ -303,9 +303,16 @@ fn request() -> impl Strategy<Value = Request> {
         maybe(0.2, prop::sample::select(NAME_PATTERNS.to_vec())),
         specs(),
         specs(),
+        maybe(
+            0.2,
+            prop_oneof![
+                (0u8..=100).prop_map(MemoryAmount::Percent),
+                (0u64..=80).prop_map(|g| MemoryAmount::Bytes(g * GIB)),
+            ],
+        ),
     )
         .prop_map(
-            |(count, mem, util, mem_util, procs, power, name, devices, exclude)| {
+            |(count, mem, util, mem_util, procs, power, name, devices, exclude, used)| {
                 let mut r = Request::new();
                 r.count = count;
                 r.min_free_memory = mem;
@@ -316,6 +323,7 @@ fn request() -> impl Strategy<Value = Request> {
                 r.name = name.map(String::from);
                 r.devices = devices;
                 r.exclude = exclude;
+                r.max_memory_used = used;
                 r
             },
         )
