@@ -7,6 +7,8 @@ mod failure;
 mod list;
 mod out;
 mod providers;
+#[cfg(test)]
+mod render_props;
 mod sanitize;
 mod serve;
 mod status;
