@@ -155,7 +155,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| out::QuietStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(verbose >= 2)
