@@ -110,7 +110,7 @@ pub use select::{
     Leaser, SelectError, SelectedDevice, Selection, StrategyDefaults, Verdict, WriteOptions,
     select, select_leased,
 };
-pub use selector::{CANCEL_CHECK, Progress, Selector};
+pub use selector::{CANCEL_CHECK, MAX_PROVIDER_FAILURES, Progress, Selector};
 pub use size::{
     PercentError, PowerError, SizeError, format_bytes, format_power, parse_percent, parse_power,
     parse_size,
