@@ -11,6 +11,7 @@ mod providers;
 mod render_props;
 mod sanitize;
 mod serve;
+mod signals;
 mod status;
 mod table;
 mod term;
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         return serve::run(args, &config);
     }
+    signals::kill_children_on_termination();
     // Local providers block on their own, so no runtime is started for
     // them; the http:// provider brings its own.
     let provider = providers::open(&config)?;

@@ -37,7 +37,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
         .thread_name("gpusel-serve")
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         // Installed before anything is announced, so that a SIGTERM sent
         // as soon as the address is printed is a clean stop.
         let shutdown = shutdown_signal().map_err(|e| {
@@ -56,6 +56,8 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
         let stop = async move {
             shutdown.await;
             eprint_line("", "shutting down");
+            // A snapshot still running (a hung nvidia-smi) would outlive us.
+            gpusel_core::kill_child_groups();
         };
         let served = match (agents, provider) {
             (Some(agents), provider) => {
@@ -78,7 +80,11 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
             (None, None) => return Err(Failure::Provider("no GPU provider".into())),
         };
         served.map_err(|e| Failure::Provider(e.to_string()))
-    })
+    });
+    // And one started since (the poller's next round), before the runtime
+    // is dropped.
+    gpusel_core::kill_child_groups();
+    served
 }
 
 /// A future that completes on the first SIGTERM or SIGINT.

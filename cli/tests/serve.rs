@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use common::nvml::{Scene, fixture, nvml_std};
 use common::serve::{Response, Served, lease_gpu7, promtool, serve};
-use common::{LAB, gpusel_std_on, idle_gpu, out, replace_file, snapshot_json, write_file};
+use common::{
+    LAB, gpusel_std_on, idle_gpu, marked_gone, marked_hang, out, replace_file, snapshot_json,
+    test_mark, write_file,
+};
 
 /// Fast enough that a test sees a change within a few polls.
 const FAST: [&str; 2] = ["--interval", "100ms"];
@@ -524,6 +527,8 @@ fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
         .env("FAKE_SMI_SCENARIO", "hang")
         .env("GPUSEL_SMI_TIMEOUT", "8s")
         .args(["-p", "smi"]);
+    let mark = test_mark();
+    cmd.env("GPUSEL_TEST_MARK", &mark);
     let server = serve(cmd, &["--interval", "1s"]);
     let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("has not answered"));
     assert_eq!(api.status, 503, "{api:#?}");
@@ -543,8 +548,11 @@ fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
     // Then the provider's own timeout ends the attempt, with its reason.
     let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("nvidia-smi"));
     assert_eq!(api.status, 503);
+    marked_hang(&mark);
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
+    // The nvidia-smi hung at that moment is not left running.
+    marked_gone(&mark);
 }
 
 #[test]

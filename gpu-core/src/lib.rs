@@ -64,6 +64,7 @@ mod cvd;
 mod device;
 mod duration;
 mod file_provider;
+mod groups;
 mod holder;
 mod lease;
 mod model;
@@ -94,6 +95,7 @@ pub use cvd::{
 pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, parse_duration, parse_duration_min};
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
+pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{

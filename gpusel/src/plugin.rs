@@ -189,6 +189,8 @@ impl PluginProvider {
             .spawn()
             .map_err(|e| self.failed(format!("cannot be run: {e}")))?;
         let group = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        // Listed until this run is over, for a gpusel stopped by a signal.
+        let _listed = gpusel_core::ChildGroup::register(group.as_raw());
         let started = Instant::now();
         // A timeout too long to add is no timeout at all; a year will do.
         let deadline = started

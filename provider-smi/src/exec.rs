@@ -42,6 +42,9 @@ pub enum RunError {
 /// A started nvidia-smi. Dropping it unfinished kills its process group.
 pub struct Running {
     pgid: Pid,
+    /// Listed until the run is over, for a gpusel stopped by a signal
+    /// ([`gpusel_core::kill_child_groups`]). Dropped after [`Drop::drop`].
+    _listed: gpusel_core::ChildGroup,
     exit: Receiver<std::io::Result<ExitStatus>>,
     stdout: Receiver<Vec<u8>>,
     stderr: Receiver<Vec<u8>>,
@@ -59,6 +62,7 @@ pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
         .spawn()
         .map_err(RunError::Spawn)?;
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let listed = gpusel_core::ChildGroup::register(pgid.as_raw());
     let threads = (move || {
         let stdout = drain(child.stdout.take())?;
         let stderr = drain(child.stderr.take())?;
@@ -71,6 +75,7 @@ pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
     match threads {
         Ok((stdout, stderr, exit)) => Ok(Running {
             pgid,
+            _listed: listed,
             exit,
             stdout,
             stderr,
