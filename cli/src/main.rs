@@ -12,6 +12,7 @@ mod render_props;
 mod sanitize;
 mod serve;
 mod signals;
+mod stall;
 mod status;
 mod table;
 mod term;
@@ -84,7 +85,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     signals::kill_children_on_termination();
     // Local providers block on their own, so no runtime is started for
     // them; the http:// provider brings its own.
-    let provider = providers::open(&config)?;
+    let provider = providers::watched(providers::open(&config)?);
     match cli.sub {
         Some(Sub::List(args)) => {
             let take = || -> Result<gpusel_core::Snapshot, Failure> {
