@@ -467,11 +467,7 @@ fn a_driver_hung_at_init_is_named_on_stderr_while_gpusel_waits() {
     // NVML init that never returns (within the test): once, `list` and
     // `-- CMD` hung without a word.
     let dir = tempfile::tempdir().unwrap();
-    let mut scenario: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("lab-8xa100")).unwrap()).unwrap();
-    scenario["hang_init_ms"] = 3_600_000.into();
-    let path = dir.path().join("hung.json");
-    std::fs::write(&path, scenario.to_string()).unwrap();
+    let path = hung_init_scenario(&dir);
     for args in [
         &["list"][..],
         &["--", "echo", "ran"],
