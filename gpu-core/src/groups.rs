@@ -7,7 +7,10 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::sys::signal::{Signal, killpg};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, pthread_sigmask};
 use nix::unistd::Pid;
 
 /// Groups that can be listed at once; more (not a case gpusel has: it runs
@@ -26,8 +29,29 @@ pub struct ChildGroup {
 }
 
 impl ChildGroup {
+    /// Starts `command` as the leader of a process group of its own and
+    /// lists the group. SIGTERM, SIGINT and SIGHUP are held off between the
+    /// two (the child starts with none blocked), so that no signal can end
+    /// gpusel with the child started and not yet listed.
+    pub fn spawn(command: &mut Command) -> std::io::Result<(Child, ChildGroup)> {
+        let mut hold = SigSet::empty();
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            hold.add(signal);
+        }
+        let mut before = SigSet::empty();
+        let held = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&hold), Some(&mut before)).is_ok();
+        let spawned = command.process_group(0).spawn().map(|child| {
+            let pgid = i32::try_from(child.id()).unwrap_or(0);
+            (child, ChildGroup::register(pgid))
+        });
+        if held {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+        }
+        spawned
+    }
+
     /// Lists the group `pgid` (the pid of a child started with
-    /// `process_group(0)`).
+    /// `process_group(0)`); [`ChildGroup::spawn`] does both.
     pub fn register(pgid: i32) -> Self {
         let slot = (pgid > 0)
             .then(|| {
@@ -64,16 +88,11 @@ pub fn kill_child_groups() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::CommandExt;
 
     #[test]
     fn listed_groups_are_killed_and_dropped_ones_forgotten() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("1000")
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let group = ChildGroup::register(child.id() as i32);
+        let (mut child, group) =
+            ChildGroup::spawn(std::process::Command::new("sleep").arg("1000")).unwrap();
         kill_child_groups();
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;

@@ -9,7 +9,6 @@
 //! I/O or timer driver.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -53,16 +52,15 @@ pub struct Running {
 
 /// Starts `program args` with stdin closed and both outputs captured.
 pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(RunError::Spawn)?;
+    let (mut child, listed) = gpusel_core::ChildGroup::spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(RunError::Spawn)?;
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let listed = gpusel_core::ChildGroup::register(pgid.as_raw());
     let threads = (move || {
         let stdout = drain(child.stdout.take())?;
         let stderr = drain(child.stderr.take())?;
