@@ -132,6 +132,13 @@ pub fn run(
                 Progress::Waiting {
                     waited, verdicts, ..
                 } => status.update(waited, verdicts),
+                Progress::ProviderFailed {
+                    waited,
+                    error,
+                    failures,
+                    limit,
+                    ..
+                } => status.provider_failed(waited, error, failures, limit),
                 Progress::VisibleProblem { visible } => {
                     status.suspend(|| out::warn_visible(visible))
                 }

@@ -56,11 +56,10 @@ pub fn render(config: &Config, json: bool) -> Result<(), Failure> {
     let kw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let vw = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     for (key, value, source) in rows {
-        let pad = vw.saturating_sub(value.chars().count());
-        text.push_str(&format!(
-            "{key:<kw$}  {value}{}  {source}\n",
-            " ".repeat(pad)
-        ));
+        // Padded by hand: `{:<w$}` panics on a width past u16.
+        let key_pad = " ".repeat(kw.saturating_sub(key.len()));
+        let pad = " ".repeat(vw.saturating_sub(value.chars().count()));
+        text.push_str(&format!("{key}{key_pad}  {value}{pad}  {source}\n"));
     }
     crate::out::print(&text)
 }

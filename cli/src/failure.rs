@@ -132,7 +132,10 @@ fn with_hint(message: String, hint: Option<&str>) -> String {
 /// What to add to a provider's message, from the provider's own error.
 fn provider_hint(e: &ProviderError) -> Option<&'static str> {
     use std::error::Error;
-    if let ProviderError::Io { .. } = e {
+    if let ProviderError::Io { .. }
+    | ProviderError::NotAFile { .. }
+    | ProviderError::TooLarge { .. } = e
+    {
         return Some("; check the path given to --provider file:PATH");
     }
     let source = e.source()?;

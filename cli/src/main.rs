@@ -8,8 +8,12 @@ mod list;
 mod manual;
 mod out;
 mod providers;
+#[cfg(test)]
+mod render_props;
 mod sanitize;
 mod serve;
+mod signals;
+mod stall;
 mod status;
 mod table;
 mod term;
@@ -103,9 +107,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         return serve::run(args, &config);
     }
+    signals::kill_children_on_termination();
     // Local providers block on their own, so no runtime is started for
     // them; the http:// provider brings its own.
-    let provider = providers::open(&config)?;
+    let provider = providers::watched(providers::open(&config)?);
     match cli.sub {
         Some(Sub::List(args)) => {
             let take = || -> Result<gpusel_core::Snapshot, Failure> {
@@ -178,7 +183,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| out::QuietStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(verbose >= 2)

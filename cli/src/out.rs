@@ -1,4 +1,6 @@
-//! Writing to stdout without panicking on a closed pipe (`gpusel list | head`).
+//! Writing to stdout without panicking on a closed pipe (`gpusel list | head`),
+//! and to stderr without ever failing: a message that cannot be shown must
+//! not stop the job.
 
 use std::io::{self, Write};
 
@@ -66,5 +68,28 @@ pub fn warn_visible(visible: &gpusel_core::Visible) {
                 visible.value.as_deref().unwrap_or_default()
             ),
         );
+    }
+}
+
+/// Standard error for the log (tracing): a write that fails (a reader that
+/// went away, a full disk) is dropped, never reported. tracing
+/// reports a failed write with `eprintln!`, which panics when stderr
+/// itself fails, so that `gpusel -vv -- CMD` with a closed stderr pipe never ran CMD.
+/// (A descriptor closed at start, `2>&-`, is /dev/null: std opens it.)
+pub struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let _ = io::stderr().write_all(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! `gpusel serve`: the agent, with this process's signals and messages.
 
-use gpusel_core::GpuInfoProvider;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use gpusel_core::{GpuInfoProvider, ProviderError, ProviderSpec, Snapshot};
 
 use crate::args::ServeArgs;
 use crate::config::Config;
@@ -18,7 +22,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
     // A master without `self` may run where there is no GPU at all.
     let provider: Option<Box<dyn GpuInfoProvider>> = match &agents {
         Some(a) if !a.has_self() => None,
-        _ => Some(crate::providers::open(config)?),
+        _ => Some(open_provider(config)?),
     };
     let mut options = gpusel_agent::ServeOptions::new(args.listen);
     options.interval = args.interval;
@@ -37,7 +41,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
         .thread_name("gpusel-serve")
         .build()
         .map_err(|e| Failure::Provider(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         // Installed before anything is announced, so that a SIGTERM sent
         // as soon as the address is printed is a clean stop.
         let shutdown = shutdown_signal().map_err(|e| {
@@ -56,6 +60,8 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
         let stop = async move {
             shutdown.await;
             eprint_line("", "shutting down");
+            // A snapshot still running (a hung nvidia-smi) would outlive us.
+            gpusel_core::kill_child_groups();
         };
         let served = match (agents, provider) {
             (Some(agents), provider) => {
@@ -79,7 +85,11 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
             (None, None) => return Err(Failure::Provider("no GPU provider".into())),
         };
         served.map_err(|e| Failure::Provider(e.to_string()))
-    })
+    });
+    // And one started since (the poller's next round), before the runtime
+    // is dropped.
+    gpusel_core::kill_child_groups();
+    served
 }
 
 /// A future that completes on the first SIGTERM or SIGINT.
@@ -93,4 +103,89 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// How long `serve` waits for its provider to open before serving anyway.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// What the thread opening the provider sends back.
+type Opened = Result<Box<dyn GpuInfoProvider>, Failure>;
+
+/// Opens the provider on a thread of its own. One that fails within
+/// [`OPEN_WAIT`] stops `serve` (a wrong `--provider`, no driver: nothing to
+/// serve); one still opening then (NVML init on a hung driver) is served
+/// as a provider that has not answered, so that `/healthz` and the API say
+/// so, until it opens.
+fn open_provider(config: &Config) -> Result<Box<dyn GpuInfoProvider>, Failure> {
+    let (tx, rx) = std::sync::mpsc::channel::<Opened>();
+    let owned = config.clone();
+    std::thread::Builder::new()
+        .name("gpusel-open".into())
+        .spawn(move || {
+            let _ = tx.send(crate::providers::open(&owned));
+        })
+        .map_err(|e| {
+            Failure::Provider(format!("cannot start a thread to open the provider: {e}"))
+        })?;
+    match rx.recv_timeout(OPEN_WAIT) {
+        Ok(opened) => opened,
+        Err(RecvTimeoutError::Timeout) => {
+            let name = ProviderSpec::parse(&config.provider.value).name;
+            eprint_line(
+                "warning: ",
+                &format!(
+                    "provider '{name}' has not opened after {} s (the driver may be hung); serving anyway, as failing until it opens",
+                    OPEN_WAIT.as_secs()
+                ),
+            );
+            Ok(Box::new(Opening {
+                name,
+                pending: Mutex::new(Some(rx)),
+                opened: OnceLock::new(),
+            }))
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Failure::Provider(
+            "the thread opening the provider stopped".into(),
+        )),
+    }
+}
+
+/// A provider still opening: its first snapshot waits for it (so that the
+/// agent's watchdog reports it as not answering), later ones use it, or
+/// fail with why it could not be opened.
+struct Opening {
+    name: String,
+    pending: Mutex<Option<Receiver<Opened>>>,
+    opened: OnceLock<Result<Box<dyn GpuInfoProvider>, String>>,
+}
+
+#[gpusel_core::async_trait]
+impl GpuInfoProvider for Opening {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+        // Only the snapshot loop calls this, on a thread of its own, where
+        // blocking is what a driver call does anyway.
+        let opened = self.opened.get_or_init(|| {
+            let rx = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            match rx.map(|rx| rx.recv()) {
+                Some(Ok(Ok(provider))) => Ok(provider),
+                Some(Ok(Err(failure))) => Err(failure.to_string()),
+                _ => Err("the thread opening the provider stopped".into()),
+            }
+        });
+        match opened {
+            Ok(provider) => provider.snapshot().await,
+            Err(message) => Err(ProviderError::unavailable(
+                self.name.clone(),
+                message.clone(),
+            )),
+        }
+    }
 }

@@ -70,7 +70,12 @@ pub fn render(snapshot: &Snapshot) -> String {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                // Padded by hand: a width from the data (a 64 KiB UUID from
+                // a snapshot file or a remote agent) is past what `{:<w$}`
+                // accepts (u16), and formatting would panic.
+                line.push_str(cell);
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(line.trim_end());

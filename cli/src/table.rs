@@ -346,7 +346,7 @@ fn device_line(cells: &[(Col, String, Style)], widths: &[(Col, usize)]) -> Line 
         if i > 0 {
             line.push((" ".repeat(GAP), Style::Plain));
         }
-        let pad = " ".repeat(w - width(&text));
+        let pad = " ".repeat(w.saturating_sub(width(&text)));
         if col.right_aligned() {
             line.push((pad, Style::Plain));
             line.push((text, style));
@@ -464,7 +464,11 @@ fn bar(fraction: Option<f64>) -> (String, Style) {
         return (String::new(), Style::Plain);
     };
     let full = (f * BAR as f64).round() as usize;
-    let text = format!("{}{}", "█".repeat(full), "░".repeat(BAR - full));
+    let text = format!(
+        "{}{}",
+        "█".repeat(full),
+        "░".repeat(BAR.saturating_sub(full))
+    );
     (text, Style::load((f * 100.0).round() as u8))
 }
 
@@ -710,8 +714,9 @@ impl ProcessWidths {
     }
 
     fn line(&self, p: &ProcessCells, limit: Option<usize>, look: &Look) -> Line {
-        let pad_left = |t: &str, w: usize| format!("{}{t}", " ".repeat(w - width(t)));
-        let pad_right = |t: &str, w: usize| format!("{t}{}", " ".repeat(w - width(t)));
+        let pad_left = |t: &str, w: usize| format!("{}{t}", " ".repeat(w.saturating_sub(width(t))));
+        let pad_right =
+            |t: &str, w: usize| format!("{t}{}", " ".repeat(w.saturating_sub(width(t))));
         let gap = " ".repeat(GAP);
         let mut line: Line = vec![(INDENT.into(), Style::Plain)];
         if p.hidden {

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use gpusel_core::{Reason, Verdict};
+use gpusel_core::{ProviderError, Reason, Verdict};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::out;
@@ -39,7 +39,6 @@ impl Status {
         if !self.waiting {
             return;
         }
-        let devices = self.count.describe();
         let reasons: Vec<String> = verdicts
             .iter()
             // Only what can change while waiting: a GPU the request rules
@@ -59,7 +58,36 @@ impl Status {
             })
             .map(|v| format!("  {v}"))
             .collect();
-        let reasons = reasons.join("\n");
+        self.show(waited, reasons.join("\n"));
+    }
+
+    /// Shows that the provider failed at the last try, `failures` tries in
+    /// a row of the `limit` that end the wait. Always logged: a failure is
+    /// rare, and worth seeing in a batch log.
+    pub fn provider_failed(
+        &mut self,
+        waited: Duration,
+        error: &ProviderError,
+        failures: usize,
+        limit: usize,
+    ) {
+        if !self.waiting {
+            return;
+        }
+        let text = format!(
+            "  the provider failed ({failures} of {limit} tries in a row end the wait; trying again in {}): {error}",
+            humantime::format_duration(self.interval)
+        );
+        // Logged now, and the reasons again once it recovers.
+        self.last_log = None;
+        self.show(waited, text);
+        self.last_log = None;
+    }
+
+    /// Shows `reasons` under the waiting line: the live line on a terminal,
+    /// else a log line when they changed or a while has passed.
+    fn show(&mut self, waited: Duration, reasons: String) {
+        let devices = self.count.describe();
         if std::io::stderr().is_terminal() {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());

@@ -327,3 +327,45 @@ fn library_errors_get_the_cli_flag_that_gets_past_them() {
         "{line}"
     );
 }
+
+// ---- snapshot files that are not files ---------------------------------------------
+
+#[test]
+fn a_fifo_as_snapshot_is_refused_at_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("gpus.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // No writer ever comes: reading it once blocked for good. The timeout
+    // only turns a regression into a failure instead of a hung suite.
+    for args in [&["list"][..], &["--", "true"]] {
+        let seen = out(gpusel_on(&fifo).args(args).timeout(PATIENCE));
+        seen.no_stdout();
+        let line = seen.one_error_naming("gpus.fifo");
+        assert!(
+            line.contains("a FIFO (named pipe), not a regular file"),
+            "{line}"
+        );
+        assert!(line.contains("--provider file:PATH"), "{line}");
+    }
+}
+
+#[test]
+fn dev_zero_and_oversized_snapshots_are_refused() {
+    let zero = out(gpusel_on("/dev/zero").arg("list").timeout(PATIENCE));
+    zero.code(4).no_stdout();
+    zero.one_error_naming("/dev/zero: it is a character device, not a regular file");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    // Sparse: 17 MiB of zeros that take no disk space.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let big = out(gpusel_on(&big).arg("list").timeout(PATIENCE));
+    big.code(4).no_stdout();
+    big.one_error_naming("is larger than 16 MiB");
+}

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::nvml::{fixture, nvml_std};
 use common::serve::{Response, Served, promtool, serve};
-use common::{LAB, gpusel_std, gpusel_std_on, out, write_file};
+use common::{
+    LAB, gpusel_std, gpusel_std_on, marked_gone, marked_hang, out, test_mark, write_file,
+};
 
 const FAST: [&str; 2] = ["--interval", "100ms"];
 
@@ -441,6 +443,8 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
         .env("FAKE_SMI_SCENARIO", "hang")
         .env("GPUSEL_SMI_TIMEOUT", "8s")
         .args(["-p", "smi"]);
+    let mark = test_mark();
+    cmd.env("GPUSEL_TEST_MARK", &mark);
     let master = serve(
         cmd,
         &["--agents", file.to_str().unwrap(), "--interval", "1s"],
@@ -460,8 +464,11 @@ fn a_master_whose_own_driver_hangs_says_so_while_it_hangs() {
         (health.status, health.body.as_str()),
         (503, "failing: this machine's GPUs cannot be read\n")
     );
+    marked_hang(&mark);
     let (code, stderr) = master.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
+    // The nvidia-smi hung at that moment is not left running.
+    marked_gone(&mark);
 }
 
 #[test]

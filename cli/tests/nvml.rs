@@ -461,3 +461,34 @@ fn a_waiter_sees_the_driver_free_a_gpu() {
     let out: Out = child.wait_with_output().expect("wait").into();
     assert_eq!(out.ok(), "3\n");
 }
+
+#[test]
+fn a_driver_hung_at_init_is_named_on_stderr_while_gpusel_waits() {
+    // NVML init that never returns (within the test): once, `list` and
+    // `-- CMD` hung without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let path = hung_init_scenario(&dir);
+    for args in [
+        &["list"][..],
+        &["--", "echo", "ran"],
+        &["-p", "auto", "status"],
+    ] {
+        let mut child = nvml_std(&path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Collected::new(child.stderr.take().unwrap());
+        let said = stderr.wait_for("the watchdog's line", |t| t.contains("still waiting for"));
+        assert!(
+            said.contains("gpusel: still waiting for NVML to initialise (")
+                && said.contains(" s); the driver may be hung")
+                && said.contains("--provider smi"),
+            "{args:?}: {said}"
+        );
+        assert_eq!(child.try_wait().unwrap(), None, "still waiting");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -356,3 +356,58 @@ fn selection_flags_before_env_are_refused() {
         .no_stdout()
         .one_error_naming("must come after `env`");
 }
+
+// ---- run mode: a stderr that cannot be written ------------------------------------------
+
+/// `gpusel -vv ARGS -- sh -c 'echo ran'` on [`LAB`] with stderr set up by
+/// `stderr`; returns the exit status and what the job printed.
+fn run_with_stderr(stderr: Stdio, shell_redirect: &str) -> (Option<i32>, String) {
+    // The shell applies `shell_redirect` (e.g. `2>&-`) to gpusel itself.
+    let script = format!("exec \"$0\" \"$@\" {shell_redirect}");
+    let cmd = gpusel_std_on(LAB);
+    let args = cmd.get_args().map(|a| a.to_owned()).collect::<Vec<_>>();
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg(script).arg(bin()).args(args);
+    sh.args(["-vv", "--", "sh", "-c", "echo ran"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let child = sh
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("sh starts");
+    let output = child.wait_with_output().expect("gpusel ends");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_job_runs_when_stderr_is_closed_or_cannot_be_written() {
+    // A pipe nobody reads any more (EPIPE), a full disk (ENOSPC), and a
+    // descriptor closed outright: -vv logs on every step, and a failed log
+    // write once panicked (exit 101, "failed printing to stderr").
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    for (name, stderr, redirect) in [
+        ("closed pipe", Stdio::from(writer), ""),
+        ("full disk", Stdio::from(full), ""),
+        ("2>&-", Stdio::inherit(), "2>&-"),
+    ] {
+        let (code, stdout) = run_with_stderr(stderr, redirect);
+        assert_eq!(
+            (code, stdout.as_str()),
+            (Some(0), "ran\n"),
+            "stderr: {name}"
+        );
+    }
+}

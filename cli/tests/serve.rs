@@ -4,9 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::nvml::{Scene, fixture, nvml_std};
+use common::nvml::{Scene, fixture, hung_init_scenario, nvml_std};
 use common::serve::{Response, Served, lease_gpu7, promtool, serve};
-use common::{LAB, gpusel_std_on, idle_gpu, out, replace_file, snapshot_json, write_file};
+use common::{
+    LAB, gpusel_std_on, idle_gpu, marked_gone, marked_hang, out, replace_file, snapshot_json,
+    test_mark, write_file,
+};
 
 /// Fast enough that a test sees a change within a few polls.
 const FAST: [&str; 2] = ["--interval", "100ms"];
@@ -524,6 +527,8 @@ fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
         .env("FAKE_SMI_SCENARIO", "hang")
         .env("GPUSEL_SMI_TIMEOUT", "8s")
         .args(["-p", "smi"]);
+    let mark = test_mark();
+    cmd.env("GPUSEL_TEST_MARK", &mark);
     let server = serve(cmd, &["--interval", "1s"]);
     let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("has not answered"));
     assert_eq!(api.status, 503, "{api:#?}");
@@ -543,8 +548,11 @@ fn a_hung_driver_shows_as_a_failure_while_it_hangs() {
     // Then the provider's own timeout ends the attempt, with its reason.
     let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("nvidia-smi"));
     assert_eq!(api.status, 503);
+    marked_hang(&mark);
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
+    // The nvidia-smi hung at that moment is not left running.
+    marked_gone(&mark);
 }
 
 #[test]
@@ -645,4 +653,27 @@ fn a_relay_keeps_the_remote_nodes_leases() {
     );
     job.kill().unwrap();
     job.wait().unwrap();
+}
+
+#[test]
+fn a_driver_hung_at_init_is_served_as_failing() {
+    // NVML init that does not return: serve once hung before listening,
+    // without a word. It now serves, and says the provider is not answering.
+    let dir = tempfile::tempdir().unwrap();
+    let path = hung_init_scenario(&dir);
+    let server = serve(nvml_std(&path), &["--interval", "1s"]);
+    assert!(
+        server
+            .stderr()
+            .contains("warning: provider 'auto' has not opened after 5 s (the driver may be hung)"),
+        "{}",
+        server.stderr()
+    );
+    let api = server.wait_for("/api/v1/snapshot", |r| r.body.contains("has not answered"));
+    assert_eq!(api.status, 503, "{api:#?}");
+    let error = api.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("the driver may be hung"), "{error}");
+    assert_eq!(server.get("/healthz").status, 503);
+    let (code, stderr) = server.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
 }

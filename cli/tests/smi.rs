@@ -418,3 +418,47 @@ fn driver_not_loaded() {
     );
     assert!(line.contains("exit code 9"), "{line}");
 }
+
+#[test]
+fn a_signal_while_nvidia_smi_hangs_takes_its_process_group_along() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::os::unix::process::ExitStatusExt;
+    // nvidia-smi runs in a group of its own (so that a timeout kills what it
+    // started): once, a SIGTERM to gpusel left it running, reparented.
+    for (i, (signal, args)) in [
+        (Signal::SIGTERM, &["list"][..]),
+        (Signal::SIGINT, &["--wait", "--", "true"]),
+        (Signal::SIGTERM, &["--", "true"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut child = gpusel_std()
+            .env("PATH", path_with_fake())
+            .env("FAKE_SMI_SCENARIO", "hang")
+            .env("GPUSEL_SMI_TIMEOUT", "1h")
+            .args(["-p", "smi"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Collected::new(child.stderr.take().unwrap());
+        // The fake and its `sleep` are running: the hang is real.
+        let group = child_group(child.id(), 2);
+        if i == 0 {
+            // And gpusel says what it waits on.
+            let said = stderr.wait_for("the watchdog", |t| t.contains("still waiting"));
+            assert!(
+                said.contains("still waiting for provider 'smi' to read the GPUs (")
+                    && said.contains("the driver may be hung"),
+                "{said}"
+            );
+        }
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(signal as i32), "{args:?}: {status:?}");
+        group_gone(group);
+    }
+}

@@ -98,3 +98,34 @@ fn status_on_nvml_reports_unknowns_as_dashes() {
         "{text}"
     );
 }
+
+#[test]
+fn status_and_list_take_a_64_kib_uuid_and_name() {
+    // What a remote agent can serve to `gpusel -p http://... status --all`;
+    // a width past u16 once made formatting panic (exit 101).
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpu = idle_gpu(0);
+    let uuid = format!("GPU-{}", "a".repeat(64 * 1024));
+    gpu["uuid"] = uuid.clone().into();
+    gpu["name"] = "名".repeat(70_000).into();
+    let path = write_file(
+        &dir,
+        "huge.json",
+        &snapshot_json("box", vec![gpu, idle_gpu(1)]),
+    );
+    let status = out(gpusel_on(&path).args(["status", "--all"]));
+    let text = status.ok();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[0], "0");
+    assert_eq!(row[7], uuid, "the UUID is shown whole");
+    // The next row is aligned under the 64 KiB column.
+    let next = text.lines().nth(2).unwrap();
+    assert_eq!(
+        next.find("GPU-00000001"),
+        text.lines().nth(1).unwrap().find("GPU-")
+    );
+    for args in [&["list"][..], &["list", "--wide"]] {
+        let list = out(gpusel_on(&path).args(args));
+        assert!(list.ok().contains("名名名"), "{args:?}");
+    }
+}

@@ -34,16 +34,7 @@ fn a_waiter_proceeds_when_a_gpu_becomes_free() {
         .unwrap();
     // Its first status line says it is waiting, and why.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("GPU 1 ") {
-        let mut line = String::new();
-        assert_ne!(
-            stderr.read_line(&mut line).unwrap(),
-            0,
-            "stderr ended: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut stderr, "GPU 1 ");
     assert!(seen.contains("gpusel: waited"), "{seen}");
     assert!(
         seen.contains("for 1 device, checking every 100ms"),
@@ -202,4 +193,103 @@ fn least_used_takes_a_busy_gpu_instead_of_waiting() {
     assert_eq!(out(gpusel_on(&path).arg("--least-used")).ok(), "1\n");
     let out = out(gpusel_on(&path).args(["--least-used", "--wait"]));
     out.code(2).one_error_naming("--wait");
+}
+
+// ---- a provider that fails while gpusel waits ----------------------------------------
+
+/// Reads `stderr` line by line until the text read holds `needle`; returns it.
+#[track_caller]
+fn read_until(stderr: &mut impl BufRead, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let mut line = String::new();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "stderr ended before {needle:?}: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    seen
+}
+
+#[test]
+fn a_snapshot_file_caught_mid_rewrite_does_not_end_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "s.json", &snapshot_json("h", vec![busy_gpu(0)]));
+    // Two intervals to spare between the failure shown and the fix: three
+    // failed tries in a row would end the wait.
+    let mut child = gpusel_std_on(&path)
+        .args(["--wait", "--interval", "2s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    read_until(&mut stderr, "utilization 100% > 0% allowed");
+    // Half written, as a writer that does not rename into place leaves it.
+    replace_file(&path, "{\"schema_version\": 1, \"gpus\": [");
+    let seen = read_until(&mut stderr, "trying again in 2s");
+    assert!(
+        seen.contains("the provider failed (1 of 3 tries in a row end the wait"),
+        "{seen}"
+    );
+    assert!(seen.contains("s.json is not a gpusel snapshot"), "{seen}");
+    replace_file(&path, &snapshot_json("h", vec![idle_gpu(0)]));
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!((status.code(), stdout.as_str()), (Some(0), "0\n"));
+}
+
+#[test]
+fn a_provider_that_keeps_failing_ends_the_wait_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "s.json", "not json");
+    let out = out(gpusel_on(&path)
+        .args(["--wait", "--interval", "50ms"])
+        .timeout(PATIENCE));
+    out.code(4).no_stdout();
+    assert_eq!(
+        out.stderr.matches("the provider failed").count(),
+        2,
+        "the third failure ends it: {}",
+        out.stderr
+    );
+    out.one_error_naming("s.json is not a gpusel snapshot");
+    // The same with `-- CMD`: the job is not run, exit 125.
+    let run = crate::out(
+        gpusel_on(&path)
+            .args(["--wait", "--interval", "50ms", "--", "echo", "ran"])
+            .timeout(PATIENCE),
+    );
+    run.code(125).no_stdout();
+}
+
+#[test]
+fn an_nvidia_smi_that_fails_once_does_not_end_the_wait() {
+    // A scenario of its own: the fake takes `fail-once` away as it fails.
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Path::new(common::smi::SMI_DIR).join(common::smi::SMI_LAB);
+    for entry in std::fs::read_dir(&lab).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let scenario = dir.path().display().to_string();
+    let fail_once = dir.path().join("fail-once");
+    // Without --wait the failure is the answer, at once.
+    std::fs::write(&fail_once, "").unwrap();
+    let once = out(common::smi::smi(&scenario).timeout(PATIENCE));
+    once.code(4).no_stdout();
+    once.one_error_naming("Unable to determine the device handle");
+    assert!(!fail_once.exists(), "the fake failed");
+    // With it, the next try succeeds.
+    std::fs::write(&fail_once, "").unwrap();
+    let waited = out(common::smi::smi(&scenario)
+        .args(["--wait", "--interval", "50ms", "--devices", "3"])
+        .timeout(PATIENCE));
+    waited
+        .code(0)
+        .stderr_has("the provider failed (1 of 3 tries in a row");
+    assert_eq!(waited.stdout, "3\n");
 }

@@ -139,6 +139,9 @@ fn init() -> Ret {
             eprintln!("fake-nvml: {why}");
         }
         let scenario = load()?;
+        if let Some(ms) = scenario.hang_init_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         if let Some(e) = scenario.init_error {
             return Err(match e {
                 InitError::DriverNotLoaded => abi::DRIVER_NOT_LOADED,

@@ -31,6 +31,11 @@ pub struct Scenario {
     /// Makes every init entry point fail.
     #[serde(default)]
     pub init_error: Option<InitError>,
+    /// Makes every init entry point sleep this long (milliseconds) before
+    /// it answers, as a driver hung at start-up does (a GPU fallen off the
+    /// bus, a driver waking GPUs without persistence mode).
+    #[serde(default)]
+    pub hang_init_ms: Option<u64>,
     /// Entry points that answer `NVML_ERROR_FUNCTION_NOT_FOUND`, as on a
     /// driver too old to have them.
     #[serde(default)]

@@ -1,6 +1,11 @@
 //! `file:PATH`: replays a snapshot in gpusel's own JSON schema, re-read on
 //! every call (so a test can change GPU state while gpusel waits).
+//!
+//! Only regular files are read, and at most [`MAX_SNAPSHOT_FILE`] bytes of
+//! them: a FIFO would block the reader for good, `/dev/zero` would never
+//! end.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -29,6 +34,60 @@ impl FileProvider {
     }
 }
 
+/// Largest snapshot file read: 16 MiB, the HTTP provider's body cap
+/// (`DEFAULT_MAX_BODY`), so that a snapshot an agent may serve can also be
+/// replayed from a file. gpusel writes about 2 KiB per GPU.
+pub const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
+
+/// Reads the snapshot file at `path`: a regular file of at most
+/// [`MAX_SNAPSHOT_FILE`] bytes of UTF-8. It is opened without blocking (a
+/// FIFO with no writer would block the open itself) and checked before
+/// anything is read.
+pub fn read_snapshot_file(path: &Path) -> Result<String, ProviderError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io = |source| ProviderError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    let kind = file.metadata().map_err(io)?.file_type();
+    if !kind.is_file() {
+        let kind = if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(ProviderError::NotAFile {
+            path: path.to_path_buf(),
+            kind: kind.into(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SNAPSHOT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_SNAPSHOT_FILE {
+        return Err(ProviderError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_SNAPSHOT_FILE,
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 /// Parses and validates a snapshot from JSON text; `source` names it in errors.
 pub fn parse_snapshot(text: &str, source: &Path) -> Result<Snapshot, ProviderError> {
     let snapshot: Snapshot = serde_json::from_str(text).map_err(|e| ProviderError::Parse {
@@ -45,10 +104,7 @@ impl GpuInfoProvider for FileProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| ProviderError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let text = read_snapshot_file(&self.path)?;
         parse_snapshot(&text, &self.path)
     }
 }
@@ -92,6 +148,53 @@ mod tests {
             e.contains("version 9") && e.contains("upgrade gpusel"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn only_regular_files_of_bounded_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // No writer: a blocking open or read would never return.
+        let e = FileProvider::new(&fifo).snapshot().await.unwrap_err();
+        assert!(matches!(e, ProviderError::NotAFile { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("fifo") && e.contains("FIFO (named pipe), not a regular file"),
+            "{e}"
+        );
+
+        let e = FileProvider::new("/dev/zero")
+            .snapshot()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/dev/zero") && e.contains("a character device"),
+            "{e}"
+        );
+        let e = FileProvider::new(dir.path())
+            .snapshot()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a directory"), "{e}");
+
+        let big = dir.path().join("big.json");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_SNAPSHOT_FILE + 1).unwrap();
+        let e = FileProvider::new(&big).snapshot().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ProviderError::TooLarge {
+                    limit: MAX_SNAPSHOT_FILE,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
     }
 
     #[tokio::test]

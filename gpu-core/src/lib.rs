@@ -65,6 +65,7 @@ mod cvd;
 mod device;
 mod duration;
 mod file_provider;
+mod groups;
 mod holder;
 mod lease;
 mod model;
@@ -95,7 +96,8 @@ pub use cvd::{
 };
 pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, parse_duration, parse_duration_min};
-pub use file_provider::{FileProvider, parse_snapshot};
+pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
+pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
@@ -112,7 +114,7 @@ pub use select::{
     Leaser, SelectError, SelectedDevice, Selection, StrategyDefaults, Verdict, WriteOptions,
     select, select_leased,
 };
-pub use selector::{CANCEL_CHECK, Progress, Selector};
+pub use selector::{CANCEL_CHECK, MAX_PROVIDER_FAILURES, Progress, Selector};
 pub use size::{
     MemoryAmount, MemoryAmountError, PercentError, PowerError, SizeError, format_bytes,
     format_power, parse_percent, parse_power, parse_size,

@@ -53,6 +53,23 @@ pub enum ProviderError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The snapshot path is not a regular file (a FIFO, a device, a
+    /// directory): reading it could block for good or never end.
+    #[error("cannot read snapshot file {}: it is {kind}, not a regular file; gpusel reads snapshots only from regular files", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead: `a FIFO (named pipe)`, `a character device`, ...
+        kind: String,
+    },
+    /// A snapshot file is larger than any snapshot gpusel writes.
+    #[error("snapshot file {} is larger than {} MiB, the most gpusel reads; it is not a gpusel snapshot", path.display(), limit >> 20)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes ([`MAX_SNAPSHOT_FILE`](crate::file_provider::MAX_SNAPSHOT_FILE)).
+        limit: u64,
+    },
     /// A snapshot file is not valid gpusel JSON.
     #[error("snapshot file {} is not a gpusel snapshot: {message}; write one with `gpusel list --json`", path.display())]
     Parse {

@@ -12,7 +12,7 @@ use crate::cvd::Visible;
 use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
-use crate::provider::GpuInfoProvider;
+use crate::provider::{GpuInfoProvider, ProviderError};
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -30,6 +30,22 @@ pub enum Progress<'a> {
         /// The verdict on every device at this try.
         verdicts: &'a [Verdict],
     },
+    /// The provider failed at this try (a snapshot file caught mid-rewrite,
+    /// an nvidia-smi that timed out once); the next try is in `interval`.
+    /// The wait ends with this error once it has failed
+    /// [`MAX_PROVIDER_FAILURES`] tries in a row.
+    ProviderFailed {
+        /// Time since the selection started.
+        waited: Duration,
+        /// Time between tries.
+        interval: Duration,
+        /// Why this try failed.
+        error: &'a ProviderError,
+        /// Tries in a row that have failed, this one included.
+        failures: usize,
+        /// The tries in a row that end the wait ([`MAX_PROVIDER_FAILURES`]).
+        limit: usize,
+    },
     /// `CUDA_VISIBLE_DEVICES` holds tokens that name no device here (it is
     /// honoured as CUDA would honour it). Reported once per selection.
     VisibleProblem {
@@ -40,6 +56,15 @@ pub enum Progress<'a> {
 
 type ProgressFn = Box<dyn FnMut(Progress<'_>) + Send>;
 type CancelFn = Box<dyn FnMut() -> bool + Send>;
+
+/// Tries in a row whose snapshot fails that end a wait. One failed try is
+/// usually a passing state (a snapshot file caught mid-rewrite, an
+/// nvidia-smi that timed out once) and the next try gets past it; a provider
+/// that fails three times running (a driver gone, a file deleted) has a
+/// problem waiting will not cure, and is reported within three intervals
+/// (15 s at the default 5 s) rather than at the timeout, which may be hours
+/// away or never come.
+pub const MAX_PROVIDER_FAILURES: usize = 3;
 
 /// How often a waiting selector asks its [`cancel_if`](Selector::cancel_if)
 /// test, however long the interval between tries.
@@ -300,8 +325,10 @@ impl Selector {
     /// Waits until the request can be met, trying every
     /// [`interval`](Selector::interval), for at most `timeout` (`None`:
     /// forever). A request for more devices than are visible at all fails
-    /// at once: waiting cannot help it. The progress callback hears why each
-    /// try failed.
+    /// at once: waiting cannot help it. A try whose snapshot fails is
+    /// retried too, until [`MAX_PROVIDER_FAILURES`] tries in a row have
+    /// failed, which ends the wait with the last one's error. The progress
+    /// callback hears why each try failed.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -453,41 +480,19 @@ impl Selector {
         };
         let start = Instant::now();
         let mut warned = false;
+        let mut failures = 0;
         loop {
-            let snapshot = block_on(provider.snapshot())?;
-            tracing::debug!(
-                provider = provider.name(),
-                gpus = snapshot.gpus.len(),
-                "snapshot taken"
-            );
-            let visible = match (&self.visible, remote) {
-                (_, true) => Visible::all(),
-                (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
-                (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
-            };
-            let result = pipeline(
-                &snapshot,
-                &request,
-                self.strategy.as_ref(),
-                &visible,
-                self.write,
-                &mut self.rng,
-                leaser.as_ref(),
-            );
-            // When nothing is visible the error itself explains the variable.
-            let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
-            if visible.warning().is_some() && !explained && !warned {
-                warned = true;
-                self.report(Progress::VisibleProblem { visible: &visible });
-            }
-            let error = match result {
-                Ok(selection) => return Ok((selection, snapshot)),
+            let error = match self.try_once(provider, &request, leaser.as_ref(), &mut warned) {
+                Ok(found) => return Ok(found),
                 Err(e) => e,
             };
             let Some(timeout) = self.wait else {
                 return Err(error);
             };
-            if !worth_waiting(&error) {
+            // A provider failure is retried, until it persists.
+            let failed = matches!(error, SelectError::Provider(_));
+            failures = if failed { failures + 1 } else { 0 };
+            if failures >= MAX_PROVIDER_FAILURES || (!failed && !worth_waiting(&error)) {
                 return Err(error);
             }
             let waited = start.elapsed();
@@ -498,18 +503,64 @@ impl Selector {
                     last: Box::new(error),
                 });
             }
-            if let SelectError::NoMatch { verdicts, .. } = &error {
-                let interval = self.interval;
-                self.report(Progress::Waiting {
+            let interval = self.interval;
+            match &error {
+                SelectError::NoMatch { verdicts, .. } => self.report(Progress::Waiting {
                     waited,
                     interval,
                     verdicts,
-                });
+                }),
+                SelectError::Provider(error) => self.report(Progress::ProviderFailed {
+                    waited,
+                    interval,
+                    error,
+                    failures,
+                    limit: MAX_PROVIDER_FAILURES,
+                }),
+                _ => {}
             }
             if self.pause(left.map_or(self.interval, |l| l.min(self.interval))) {
                 return Err(SelectError::Cancelled);
             }
         }
+    }
+
+    /// One try: a snapshot, then the pipeline on it.
+    fn try_once(
+        &mut self,
+        provider: &dyn GpuInfoProvider,
+        request: &Request,
+        leaser: Option<&Leaser>,
+        warned: &mut bool,
+    ) -> Result<(Selection, Snapshot), SelectError> {
+        let remote = provider.is_remote();
+        let snapshot = block_on(provider.snapshot())?;
+        tracing::debug!(
+            provider = provider.name(),
+            gpus = snapshot.gpus.len(),
+            "snapshot taken"
+        );
+        let visible = match (&self.visible, remote) {
+            (_, true) => Visible::all(),
+            (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
+            (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
+        };
+        let result = pipeline(
+            &snapshot,
+            request,
+            self.strategy.as_ref(),
+            &visible,
+            self.write,
+            &mut self.rng,
+            leaser,
+        );
+        // When nothing is visible the error itself explains the variable.
+        let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
+        if visible.warning().is_some() && !explained && !*warned {
+            *warned = true;
+            self.report(Progress::VisibleProblem { visible: &visible });
+        }
+        result.map(|selection| (selection, snapshot))
     }
 }
 
@@ -517,4 +568,117 @@ impl Selector {
 /// visible at all, nor for a request that is wrong in itself.
 fn worth_waiting(error: &SelectError) -> bool {
     matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use crate::model::Gpu;
+
+    /// Fails the tries listed in `fail` (0 is the first), else one idle GPU.
+    struct Flaky {
+        tries: AtomicUsize,
+        fail: Vec<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl GpuInfoProvider for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
+            let n = self.tries.fetch_add(1, Ordering::SeqCst);
+            if self.fail.contains(&n) {
+                return Err(ProviderError::failed("flaky", format!("try {n} failed")));
+            }
+            let mut s = Snapshot::new("box", "flaky");
+            let mut gpu = Gpu::new(0, "GPU-0", "T4");
+            // Busy until every listed failure is past.
+            let busy = self.fail.iter().any(|&f| f > n);
+            gpu.utilization_gpu = Some(if busy { 90 } else { 0 });
+            s.gpus.push(gpu);
+            Ok(s)
+        }
+    }
+
+    struct First;
+    impl SelectStrategy for First {
+        fn name(&self) -> &str {
+            "first"
+        }
+        fn rank(&self, c: &[Device<'_>], _: &Request, _: &mut dyn rand::Rng) -> Vec<usize> {
+            (0..c.len()).collect()
+        }
+    }
+
+    /// What the progress callback heard: failures in a row, and the error.
+    type Heard = Arc<Mutex<Vec<(usize, String)>>>;
+
+    fn selector(wait: bool) -> (Selector, Heard) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&seen);
+        let mut s = Selector::new(First)
+            .lease(false)
+            .visible(None)
+            .max_utilization(10)
+            .interval(Duration::from_millis(1))
+            .on_progress(move |p| {
+                if let Progress::ProviderFailed {
+                    error,
+                    failures,
+                    limit,
+                    ..
+                } = p
+                {
+                    assert_eq!(limit, MAX_PROVIDER_FAILURES);
+                    heard.lock().unwrap().push((failures, error.to_string()));
+                }
+            });
+        if wait {
+            s = s.wait(None);
+        }
+        (s, seen)
+    }
+
+    fn flaky(fail: impl IntoIterator<Item = usize>) -> Flaky {
+        Flaky {
+            tries: AtomicUsize::new(0),
+            fail: fail.into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn a_failed_snapshot_while_waiting_is_retried_and_reported() {
+        let (mut s, seen) = selector(true);
+        let provider = flaky([0, 2, 3]);
+        s.select(&provider).expect("the fifth try succeeds");
+        assert_eq!(provider.tries.load(Ordering::SeqCst), 5);
+        let seen = seen.lock().unwrap();
+        let failures: Vec<usize> = seen.iter().map(|(n, _)| *n).collect();
+        assert_eq!(failures, [1, 1, 2], "counted in a row");
+        assert!(seen[0].1.contains("try 0 failed"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_failure_that_persists_ends_the_wait_with_the_last_error() {
+        let (mut s, seen) = selector(true);
+        let provider = flaky(0..100);
+        let e = s.select(&provider).unwrap_err();
+        assert!(matches!(e, SelectError::Provider(_)), "{e:?}");
+        assert!(e.to_string().contains("try 2 failed"), "{e}");
+        assert_eq!(provider.tries.load(Ordering::SeqCst), MAX_PROVIDER_FAILURES);
+        assert_eq!(seen.lock().unwrap().len(), MAX_PROVIDER_FAILURES - 1);
+    }
+
+    #[test]
+    fn without_a_wait_a_failure_fails_at_once() {
+        let (mut s, seen) = selector(false);
+        let provider = flaky([0]);
+        assert!(matches!(s.select(&provider), Err(SelectError::Provider(_))));
+        assert_eq!(provider.tries.load(Ordering::SeqCst), 1);
+        assert!(seen.lock().unwrap().is_empty());
+    }
 }

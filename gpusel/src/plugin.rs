@@ -11,7 +11,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
@@ -180,14 +180,15 @@ impl PluginProvider {
     }
 
     fn run(&self) -> Result<Finished, ProviderError> {
-        let mut child = Command::new(&self.program)
-            .args(self.argument.as_slice())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| self.failed(format!("cannot be run: {e}")))?;
+        // Listed until this run is over, for a gpusel stopped by a signal.
+        let (mut child, _listed) = gpusel_core::ChildGroup::spawn(
+            Command::new(&self.program)
+                .args(self.argument.as_slice())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .map_err(|e| self.failed(format!("cannot be run: {e}")))?;
         let group = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
         let started = Instant::now();
         // A timeout too long to add is no timeout at all; a year will do.

@@ -9,7 +9,6 @@
 //! I/O or timer driver.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -42,6 +41,9 @@ pub enum RunError {
 /// A started nvidia-smi. Dropping it unfinished kills its process group.
 pub struct Running {
     pgid: Pid,
+    /// Listed until the run is over, for a gpusel stopped by a signal
+    /// ([`gpusel_core::kill_child_groups`]). Dropped after [`Drop::drop`].
+    _listed: gpusel_core::ChildGroup,
     exit: Receiver<std::io::Result<ExitStatus>>,
     stdout: Receiver<Vec<u8>>,
     stderr: Receiver<Vec<u8>>,
@@ -50,14 +52,14 @@ pub struct Running {
 
 /// Starts `program args` with stdin closed and both outputs captured.
 pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(RunError::Spawn)?;
+    let (mut child, listed) = gpusel_core::ChildGroup::spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(RunError::Spawn)?;
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let threads = (move || {
         let stdout = drain(child.stdout.take())?;
@@ -71,6 +73,7 @@ pub fn start(program: &Path, args: &[String]) -> Result<Running, RunError> {
     match threads {
         Ok((stdout, stderr, exit)) => Ok(Running {
             pgid,
+            _listed: listed,
             exit,
             stdout,
             stderr,

@@ -451,3 +451,124 @@ impl Collected {
         std::mem::take(&mut self.text.lock().unwrap())
     }
 }
+
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    /// Its pid.
+    pub pid: u32,
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Its parent.
+    pub ppid: u32,
+    /// Its process group.
+    pub pgrp: u32,
+    /// Its name.
+    pub comm: String,
+}
+
+/// Every live (not zombie) process of this machine, from `/proc`.
+pub fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        // Gone in between: not there.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        Some(Proc {
+            pid,
+            state,
+            ppid,
+            pgrp,
+            comm: comm.to_string(),
+        })
+    })
+    .filter(|p| p.state != 'Z' && p.state != 'X')
+    .collect()
+}
+
+/// The live processes of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<Proc> {
+    processes().into_iter().filter(|p| p.pgrp == pgid).collect()
+}
+
+/// Waits until process group `pgid` has no live process left.
+#[track_caller]
+pub fn group_gone(pgid: u32) {
+    eventually(
+        &format!("process group {pgid} to be gone"),
+        || match group_members(pgid) {
+            left if left.is_empty() => Ok(()),
+            left => Err(format!("still running: {left:?}")),
+        },
+    );
+}
+
+/// Waits until `parent` has started a child in a process group of its own
+/// with at least `members` live processes, and returns that group.
+#[track_caller]
+pub fn child_group(parent: u32, members: usize) -> u32 {
+    eventually(&format!("a child group of {parent}"), || {
+        let all = processes();
+        let parent_group = all.iter().find(|p| p.pid == parent).map(|p| p.pgrp);
+        all.iter()
+            .filter(|p| p.ppid == parent && Some(p.pgrp) != parent_group && p.pgrp == p.pid)
+            .map(|p| p.pgrp)
+            .find(|&g| all.iter().filter(|p| p.pgrp == g).count() >= members)
+            .ok_or_else(|| "none yet".to_string())
+    })
+}
+
+/// A value for `GPUSEL_TEST_MARK` unique to this call: set on a gpusel
+/// run, it is inherited by every process that run starts, which
+/// [`marked_gone`] then looks for.
+pub fn test_mark() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The live processes with `GPUSEL_TEST_MARK=mark` in their environment.
+pub fn marked(mark: &str) -> Vec<Proc> {
+    let needle = format!("GPUSEL_TEST_MARK={mark}");
+    processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/environ", p.pid))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Waits until no live process is [`marked`] `mark`: nothing a run
+/// started outlived it.
+#[track_caller]
+pub fn marked_gone(mark: &str) {
+    eventually(
+        &format!("the processes marked {mark} to be gone"),
+        || match marked(mark) {
+            left if left.is_empty() => Ok(()),
+            left => Err(format!("still running: {left:?}")),
+        },
+    );
+}
+
+/// Waits until `mark` marks gpusel and a hung child: the fake nvidia-smi
+/// and its `sleep`.
+#[track_caller]
+pub fn marked_hang(mark: &str) {
+    eventually("a hung nvidia-smi", || match marked(mark) {
+        found if found.iter().any(|p| p.comm == "sleep") => Ok(()),
+        found => Err(format!("running: {found:?}")),
+    });
+}

@@ -93,3 +93,14 @@ impl Scene {
             .expect("scenario is JSON")
     }
 }
+
+/// The `lab-8xa100` fixture with an NVML init that does not return (within
+/// a test: an hour), written into `dir`; returns its path.
+pub fn hung_init_scenario(dir: &tempfile::TempDir) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("lab-8xa100")).expect("fixture");
+    let mut scenario: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    scenario["hang_init_ms"] = 3_600_000.into();
+    let path = dir.path().join("hung-init.json");
+    std::fs::write(&path, scenario.to_string()).expect("write scenario");
+    path
+}
