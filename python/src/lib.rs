@@ -549,6 +549,16 @@ fn select(
                         humantime::format_duration(interval)
                     )
                 }
+                Progress::ProviderFailed {
+                    error,
+                    failures,
+                    limit,
+                    interval,
+                    ..
+                } => format!(
+                    "the provider failed ({failures} of {limit} tries in a row end the wait; trying again in {}): {error}",
+                    humantime::format_duration(interval)
+                ),
                 Progress::VisibleProblem { visible } => match visible.warning() {
                     Some(problem) => format!("warning: CUDA_VISIBLE_DEVICES: {problem}"),
                     None => return,

@@ -19,7 +19,7 @@ from typing import List
 import pytest
 
 import gpusel
-from conftest import Machine
+from conftest import EXAMPLES, Machine
 
 IDLE = {"1", "3", "5", "7"}
 
@@ -357,6 +357,34 @@ def test_wait_picks_up_a_gpu_as_soon_as_it_is_given_back(machine: Machine) -> No
     [got] = result
     assert got.cuda_visible_devices in IDLE
     got.release()
+
+
+def test_a_wait_rides_out_a_provider_failure(
+    machine: Machine, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text("{ half a file")  # caught mid-rewrite
+    fixed = threading.Event()
+
+    def fix() -> None:
+        # Once the failure has been reported, the file is whole again.
+        deadline = time.monotonic() + 60
+        while "the provider failed" not in capfd.readouterr().err:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (tmp_path / "whole.json").write_text((EXAMPLES / "lab-8xa100.json").read_text())
+        (tmp_path / "whole.json").replace(snapshot)
+        fixed.set()
+
+    fixer = threading.Thread(target=fix)
+    fixer.start()
+    with gpusel.select(provider=f"file:{snapshot}", wait=True, interval=1, timeout=120) as s:
+        assert s.cuda_visible_devices in IDLE
+    fixer.join(timeout=60)
+    assert fixed.is_set()
+    with pytest.raises(gpusel.ProviderError, match="snapshot"):
+        snapshot.write_text("{ broken for good")
+        gpusel.select(provider=f"file:{snapshot}", wait=True, interval=0.05, timeout=120)
 
 
 def test_ctrl_c_stops_a_wait_with_keyboard_interrupt(machine: Machine) -> None:
