@@ -228,7 +228,7 @@ fn no_match(error: SelectError, explain_all: bool) -> Failure {
             });
             if by_defaults {
                 details.push(
-                    "hint: idle-random takes only idle GPUs; allow some load with --max-util/--max-mem-util/--max-processes, or use --strategy least-used"
+                    "hint: idle-random takes only idle GPUs; allow some load with --max-util/--max-mem-util/--max-processes (still a random pick among the GPUs that pass), or take the least used now with --strategy least-used"
                         .into(),
                 );
             }

@@ -742,7 +742,7 @@ fn no_match_text(e: &SelectError) -> (String, String) {
         .any(|v| !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r)));
     if by_defaults {
         text.push_str(
-            "\n  hint: idle-random takes only idle GPUs; allow some load with max_util=/max_mem_util=/max_processes=, or use strategy='least-used'",
+            "\n  hint: idle-random takes only idle GPUs; allow some load with max_util=/max_mem_util=/max_processes= (still a random pick among the GPUs that pass), or take the least used now with strategy='least-used'",
         );
     }
     (text, verdicts_json(verdicts))
