@@ -13,9 +13,6 @@ The leases are the command's: a GPU leased here is never given to a
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING
-
 from . import _native
 from ._errors import (
     ConfigError,
@@ -30,6 +27,7 @@ from ._errors import (
 from ._model import Device, Lease, Process, Snapshot
 from ._select import CudaAlreadyInitializedWarning, Selection, select
 
+TYPE_CHECKING = False  # not typing's: importing typing costs more than a selection
 if TYPE_CHECKING:
     import os
     from typing import Any, Dict, List, Optional, Union
@@ -76,11 +74,11 @@ def snapshot(
     command's."""
     import os
 
-    raw, warning, _remote = _native.snapshot(
+    raw, warning, _remote, _visible, _problem = _native.snapshot(
         provider, lock_dir=None if lock_dir is None else os.fspath(lock_dir)
     )
     _warn(warning)
-    return Snapshot(json.loads(raw))
+    return Snapshot(raw)
 
 
 def status(all: bool = False, provider: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -93,11 +91,10 @@ def status(all: bool = False, provider: Optional[str] = None) -> List[Dict[str, 
 
     Only the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible, unless ``all``
     (a GPU counts as visible when it or one of its MIG devices is)."""
-    raw, warning, remote = _native.snapshot(provider)
+    raw, warning, _remote, visible, problem = _native.snapshot(provider)
     _warn(warning)
-    gpus = json.loads(raw)["gpus"]
-    if not all and not remote:
-        visible, problem = _native.visible_uuids(raw)
+    gpus = raw["gpus"]
+    if not all and visible is not None:
         _warn(None if problem is None else f"CUDA_VISIBLE_DEVICES: {problem}")
         keep = set(visible)
         gpus = [

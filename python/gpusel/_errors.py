@@ -3,8 +3,9 @@ selection fails. The native module raises these by name."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Dict, List
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Sequence
 
 
 class Error(Exception):
@@ -60,14 +61,14 @@ class NoGpuError(Error):
     def __init__(
         self,
         message: str,
-        verdicts: str = "[]",
+        verdicts: Sequence[Dict[str, Any]] = (),
         requested: int = 0,
         eligible: int = 0,
         visible: int = 0,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.verdicts: List[Verdict] = [Verdict(v) for v in json.loads(verdicts)]
+        self.verdicts: List[Verdict] = [Verdict(v) for v in verdicts]
         """The verdict on every device considered."""
         self.requested = requested
         """How many devices were asked for."""
@@ -94,7 +95,7 @@ class WaitTimeout(NoGpuError, TimeoutError):
     def __init__(
         self,
         message: str,
-        verdicts: str = "[]",
+        verdicts: Sequence[Dict[str, Any]] = (),
         requested: int = 0,
         eligible: int = 0,
         visible: int = 0,

@@ -4,8 +4,9 @@ here selects, leases or reads the config."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+# Not `from typing import TYPE_CHECKING`: importing typing would cost more
+# than a selection. Type checkers read this name as True.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any, Dict, List, Optional
@@ -77,7 +78,8 @@ class Process:
 
     def to_dict(self) -> Dict[str, Any]:
         """The process as ``gpusel list --json`` writes it."""
-        return dict(self._raw)
+        copied: Dict[str, Any] = _copy(self._raw)
+        return copied
 
     def __repr__(self) -> str:
         return f"Process(pid={self.pid}, name={self.name!r}, user={self.user!r}, used_memory={self.used_memory})"
@@ -123,7 +125,8 @@ class Lease:
 
     def to_dict(self) -> Dict[str, Any]:
         """The lease as ``gpusel list --json`` writes it."""
-        return dict(self._raw)
+        copied: Dict[str, Any] = _copy(self._raw)
+        return copied
 
     def __repr__(self) -> str:
         return f"Lease(pid={self.pid}, user={self.user!r}, command={self.command!r})"
@@ -142,10 +145,7 @@ class Device:
         self._mig = mig
 
     @classmethod
-    def _from_json(cls, text: str) -> Device:
-        import json
-
-        raw = json.loads(text)
+    def _from_raw(cls, raw: Dict[str, Any]) -> Device:
         return cls(raw["gpu"], raw.get("mig"))
 
     @property
@@ -260,7 +260,8 @@ class Device:
     def to_dict(self) -> Dict[str, Any]:
         """The device as ``gpusel list --json`` writes it (a MIG device's own
         entry, for a MIG device)."""
-        return dict(self._mig if self._mig is not None else self._gpu)
+        copied: Dict[str, Any] = _copy(self._mig if self._mig is not None else self._gpu)
+        return copied
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Device) and other.uuid == self.uuid
@@ -319,11 +320,18 @@ class Snapshot:
         return [Device(g) for g in self._raw["gpus"]]
 
     def to_dict(self) -> Dict[str, Any]:
-        """The snapshot as ``gpusel list --json`` prints it."""
-        import json
+        """The snapshot as ``gpusel list --json`` prints it (a copy)."""
+        copied: Dict[str, Any] = _copy(self._raw)
+        return copied
 
-        copy: Dict[str, Any] = json.loads(json.dumps(self._raw))
-        return copy
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
     def __repr__(self) -> str:
         return f"Snapshot(host={self.host!r}, provider={self.provider!r}, gpus={len(self._raw['gpus'])})"

@@ -4,18 +4,16 @@ over the same config as the ``gpusel`` command."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import warnings
-from typing import TYPE_CHECKING
 
 from . import _native
 from ._model import Device
 
+TYPE_CHECKING = False  # not typing's: importing typing costs more than a selection
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Callable, Dict, Iterator, List, Optional, Sequence, Type, Union
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type, Union
 
     Size = Union[int, float, str]
     Duration = Union[int, float, str]
@@ -73,7 +71,7 @@ class Selection:
         set_env: bool = False,
     ) -> None:
         self._native = native
-        self._raw = json.loads(native.json()) if native is not None else None
+        self._raw: Optional[Dict[str, Any]] = native.data() if native is not None else None
         self._devices: Optional[List[Device]] = None
         self._set_env = False
         self._saved: Dict[str, Optional[str]] = {}
@@ -89,6 +87,8 @@ class Selection:
             os.environ[name] = value
         self._set_env = True
         if initialized is not None:
+            import warnings
+
             warnings.warn(
                 f"gpusel set CUDA_VISIBLE_DEVICES={self.cuda_visible_devices}, but {initialized} "
                 "has already initialised CUDA in this process, which will keep seeing the "
@@ -256,8 +256,8 @@ def select(
             raise TypeError(f"where= takes a function of a Device, not {type(where).__name__}")
         test = where
 
-        def native_where(raw: str) -> bool:
-            return bool(test(Device._from_json(raw)))
+        def native_where(raw: Dict[str, Any]) -> bool:
+            return bool(test(Device._from_raw(raw)))
 
     if isinstance(count, bool) or not isinstance(count, (int, str)):
         raise TypeError(

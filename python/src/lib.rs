@@ -282,8 +282,40 @@ fn provider_error(py: Python<'_>, e: ProviderError) -> PyErr {
 
 /// The JSON of one device, as `where=` and `Selection.devices` read it:
 /// `{"gpu": ..., "mig": ...}` with the fields of `gpusel list --json`.
-fn device_json(device: &Device<'_>) -> String {
-    serde_json::json!({ "gpu": device.gpu, "mig": device.mig }).to_string()
+fn device_json(device: &Device<'_>) -> serde_json::Value {
+    serde_json::json!({ "gpu": device.gpu, "mig": device.mig })
+}
+
+/// JSON as Python objects (dict, list, str, int, float, bool, None), so
+/// that the Python side needs no JSON parser (importing `json` costs more
+/// than a selection).
+fn to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::types::{PyDict, PyList};
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (None, Some(i)) => i.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(text) => PyString::new(py, text).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, to_py(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
 }
 
 /// What the progress line, the `where=` filter and the cancel test share:
@@ -326,16 +358,16 @@ fn stderr_line(py: Python<'_>, line: &str) -> PyResult<()> {
 #[pyclass(module = "gpusel._native", frozen)]
 struct NativeSelection {
     held: Mutex<Option<Selection>>,
-    /// `{"selection": ..., "devices": [...]}`.
-    json: String,
+    /// `{"selection": ..., "devices": [...], "host": ..., "provider": ...}`.
+    data: serde_json::Value,
 }
 
 #[pymethods]
 impl NativeSelection {
     /// The selection (`gpusel --json`'s object) and the chosen devices'
-    /// state, as JSON.
-    fn json(&self) -> &str {
-        &self.json
+    /// state.
+    fn data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.data)
     }
 
     /// Drops the leases (idempotent); true if they were held until now.
@@ -501,8 +533,8 @@ fn select(
                 return false;
             }
             Python::attach(|py| {
-                match filter
-                    .call1(py, (device_json(device),))
+                match to_py(py, &device_json(device))
+                    .and_then(|d| filter.call1(py, (d,)))
                     .and_then(|r| r.is_truthy(py))
                 {
                     Ok(keep) => keep,
@@ -585,10 +617,10 @@ fn select(
             if waits && !silent && *told.lock().unwrap_or_else(PoisonError::into_inner) {
                 let _ = stderr_line(py, &format!("got GPU {}", selection.cuda_visible_devices));
             }
-            let json = selection_json(&selection, &snapshot);
+            let data = selection_json(&selection, &snapshot);
             Ok(Some(NativeSelection {
                 held: Mutex::new(Some(selection)),
-                json,
+                data,
             }))
         }
         Err(SelectError::NoMatch { .. }) if silent => Ok(None),
@@ -609,7 +641,7 @@ fn text(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>
 
 /// `{"selection": ..., "devices": [...]}`: the selection and, for each
 /// chosen device in order, its state at the moment of the choice.
-fn selection_json(selection: &Selection, snapshot: &Snapshot) -> String {
+fn selection_json(selection: &Selection, snapshot: &Snapshot) -> serde_json::Value {
     let all = Device::all(&snapshot.gpus);
     let devices: Vec<serde_json::Value> = selection
         .devices
@@ -626,7 +658,6 @@ fn selection_json(selection: &Selection, snapshot: &Snapshot) -> String {
         "host": snapshot.host,
         "provider": snapshot.provider,
     })
-    .to_string()
 }
 
 /// The CLI's text for a failed selection, with the arguments (not flags)
@@ -635,6 +666,10 @@ fn select_error(py: Python<'_>, e: SelectError) -> PyErr {
     match e {
         SelectError::NoMatch { .. } => {
             let (message, verdicts) = no_match_text(&e);
+            let verdicts = match to_py(py, &verdicts) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
             let SelectError::NoMatch {
                 requested,
                 eligible,
@@ -652,6 +687,10 @@ fn select_error(py: Python<'_>, e: SelectError) -> PyErr {
         }
         SelectError::TimedOut { timeout, last } => {
             let (message, verdicts) = no_match_text(&last);
+            let verdicts = match to_py(py, &verdicts) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
             let (requested, eligible, visible) = match *last {
                 SelectError::NoMatch {
                     requested,
@@ -684,7 +723,7 @@ fn select_error(py: Python<'_>, e: SelectError) -> PyErr {
                 format!(
                     "devices={spec}: no such device on this machine (it has {known}); see `gpusel list`"
                 ),
-                "[]".to_string(),
+                pyo3::types::PyList::empty(py),
                 0usize,
                 0usize,
                 0usize,
@@ -721,14 +760,14 @@ fn lease_text(e: &gpusel::LeaseError) -> String {
 
 /// The message (headline, one line per device that does not qualify, and
 /// the hint the CLI gives) and the verdicts as JSON.
-fn no_match_text(e: &SelectError) -> (String, String) {
+fn no_match_text(e: &SelectError) -> (String, serde_json::Value) {
     let SelectError::NoMatch {
         verdicts,
         strategy_defaults,
         ..
     } = e
     else {
-        return (e.to_string(), "[]".into());
+        return (e.to_string(), serde_json::Value::Array(Vec::new()));
     };
     let mut text = e.to_string();
     let shown = verdicts.iter().filter(|v: &&Verdict| {
@@ -750,7 +789,7 @@ fn no_match_text(e: &SelectError) -> (String, String) {
 
 /// The verdicts as `gpusel._errors.Verdict` reads them: each reason as
 /// text (as `--explain` prints it) and as data (as `--json` writes it).
-fn verdicts_json(verdicts: &[Verdict]) -> String {
+fn verdicts_json(verdicts: &[Verdict]) -> serde_json::Value {
     let list: Vec<serde_json::Value> = verdicts
         .iter()
         .map(|v| {
@@ -764,49 +803,58 @@ fn verdicts_json(verdicts: &[Verdict]) -> String {
             })
         })
         .collect();
-    serde_json::Value::from(list).to_string()
+    serde_json::Value::from(list)
 }
 
 /// The snapshot `gpusel list --json` prints: every GPU, leases filled in
-/// from the lock directory. Returns `(json, warning, remote)`.
+/// from the lock directory. Returns `(snapshot, warning, remote, visible,
+/// problem)`: `visible` the UUIDs `CUDA_VISIBLE_DEVICES` leaves visible
+/// (`None` for another node's GPUs, which it does not limit), `problem`
+/// what is wrong with the variable.
 #[pyfunction]
 #[pyo3(signature = (provider = None, lock_dir = None))]
-fn snapshot(
-    py: Python<'_>,
-    provider: Option<&Bound<'_, PyAny>>,
+fn snapshot<'py>(
+    py: Python<'py>,
+    provider: Option<&Bound<'py, PyAny>>,
     lock_dir: Option<PathBuf>,
-) -> PyResult<(String, Option<String>, bool)> {
+) -> PyResult<SnapshotAnswer<'py>> {
     let provider = text(provider, "provider")?;
     let config = load_config(py)?;
     let provider = open_provider(py, provider.as_deref(), &config)?;
     let taken = py.detach(|| gpusel::block_on(provider.snapshot()));
     let mut snapshot = taken.map_err(|e| provider_error(py, e))?;
     let mut warning = None;
-    if !provider.is_remote() {
+    let remote = provider.is_remote();
+    if !remote {
         let dir = lock_dir.unwrap_or_else(|| config.lock_dir.value.clone());
         if let Err(e) = gpusel::add_leases(&mut snapshot, &dir) {
             warning = Some(format!("leases not shown: {}", lease_text(&e)));
         }
     }
-    let json = serde_json::to_string(&snapshot)
+    let (visible, problem) = if remote {
+        (None, None)
+    } else {
+        let visible = Visible::from_env(&snapshot.gpus);
+        let uuids = Device::all(&snapshot.gpus)
+            .iter()
+            .filter(|d| visible.contains(d.uuid(), d.mig.map(|_| d.gpu.uuid.as_str())))
+            .map(|d| d.uuid().to_string())
+            .collect();
+        (Some(uuids), visible.warning().map(ToString::to_string))
+    };
+    let value = serde_json::to_value(&snapshot)
         .map_err(|e| error(py, "Error", (format!("cannot write the snapshot: {e}"),)))?;
-    Ok((json, warning, provider.is_remote()))
+    Ok((to_py(py, &value)?, warning, remote, visible, problem))
 }
 
-/// The devices `CUDA_VISIBLE_DEVICES` leaves visible in a snapshot's JSON
-/// (all, when it is unset): their UUIDs, and what is wrong with the variable.
-#[pyfunction]
-fn visible_uuids(py: Python<'_>, snapshot_json: &str) -> PyResult<(Vec<String>, Option<String>)> {
-    let snapshot: Snapshot = serde_json::from_str(snapshot_json)
-        .map_err(|e| usage(py, format!("not a gpusel snapshot: {e}")))?;
-    let visible = Visible::from_env(&snapshot.gpus);
-    let uuids = Device::all(&snapshot.gpus)
-        .iter()
-        .filter(|d| visible.contains(d.uuid(), d.mig.map(|_| d.gpu.uuid.as_str())))
-        .map(|d| d.uuid().to_string())
-        .collect();
-    Ok((uuids, visible.warning().map(ToString::to_string)))
-}
+/// What `snapshot` returns.
+type SnapshotAnswer<'py> = (
+    Bound<'py, PyAny>,
+    Option<String>,
+    bool,
+    Option<Vec<String>>,
+    Option<String>,
+);
 
 /// Parses a size as `mem=` does, into bytes.
 #[pyfunction]
@@ -839,7 +887,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeSelection>()?;
     m.add_function(wrap_pyfunction!(select, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot, m)?)?;
-    m.add_function(wrap_pyfunction!(visible_uuids, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(parse_duration, m)?)?;
     m.add_function(wrap_pyfunction!(strategies, m)?)?;
