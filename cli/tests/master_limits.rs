@@ -108,3 +108,67 @@ fn escape_sequences_from_an_agent_reach_no_page_json_or_metrics() {
         assert!(raw.is_empty(), "{path} holds {raw:?}: {body:?}");
     }
 }
+
+/// The peak resident memory of process `pid`, in KiB (`VmHWM`).
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+#[test]
+fn an_agent_reporting_40000_gpus_is_refused_and_costs_the_master_little() {
+    // 40,000 GPUs in under the 16 MiB body cap (about 15 MiB).
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(LAB).unwrap()).unwrap();
+    let mut gpu = json["gpus"][0].clone();
+    let gpu = gpu.as_object_mut().unwrap();
+    for field in ["performance_state", "sm_clock", "mig_mode", "pci_bus_id"] {
+        gpu.remove(field);
+    }
+    gpu["processes"] = serde_json::json!([{"pid": 48213, "used_memory": 66571993088u64, "name": "python3", "user": "alice", "kind": "compute"}]);
+    json["gpus"] = (0..40_000)
+        .map(|i| {
+            let mut g = gpu.clone();
+            g["index"] = i.into();
+            g["uuid"] = format!("GPU-{i:08}-0000-0000-0000-000000000000").into();
+            serde_json::Value::Object(g)
+        })
+        .collect();
+    let body = json.to_string();
+    assert!(body.len() < 16 << 20, "{} bytes", body.len());
+    let dir = tempfile::tempdir().unwrap();
+    let big = snapshot_server(write_file(&dir, "big.json", &body), None);
+    drop((json, body));
+    let lab = snapshot_server(LAB, None);
+    let file = agents_file(&dir, &[("big", &big), ("lab", &lab)]);
+    let master = master(&file);
+    let cluster = master.wait_for("/api/v1/cluster", |r| {
+        status(r, "big") == "error" && status(r, "lab") == "up"
+    });
+    let node = cluster.json()["nodes"][0].clone();
+    let error = node["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("reports 40000 GPUs, more than the 1024 a node may have"),
+        "{node:#}"
+    );
+    assert!(node["snapshot"].is_null(), "{node:#}");
+    // A few more rounds of the big one, and every page served meanwhile.
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(master.get("/").status, 200);
+        assert!(master.get("/metrics").body.contains("node=\"lab\""));
+    }
+    // Without the limit this master peaked at 755 MB (release build);
+    // with it, the body and its check cost about twice the body's 15 MiB.
+    let peak = peak_kib(master.pid());
+    assert!(
+        peak < 200 * 1024,
+        "the master peaked at {} MiB",
+        peak / 1024
+    );
+    eprintln!("the master peaked at {} MiB", peak / 1024);
+}
