@@ -5,18 +5,28 @@
 //! requests) to make room for the new one, rather than leaving the new one
 //! waiting: otherwise a thousand clients sending their headers a byte at a
 //! time (slowloris) hold every slot, and nobody else is answered. A
-//! connection that has sent its request is only closed by the timeouts.
+//! connection that has sent its request is only closed by the timeouts, and
+//! a new one is given [`MIN_AGE`] to send its request before it can be shed:
+//! a client that is not slow on purpose is never shed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
+
+/// How long a new connection has to send its request before it may be
+/// shed. At the cap, connections are shed at most `cap / MIN_AGE` times a
+/// second (4096 a second at 1024 connections): a flood of them queues in
+/// the listen backlog instead of shedding the newcomers before they speak.
+pub(crate) const MIN_AGE: Duration = Duration::from_millis(250);
 
 /// The table of open connections, oldest first.
 #[derive(Debug)]
 pub(crate) struct Conns {
     cap: usize,
+    min_age: Duration,
     table: Mutex<Table>,
     /// Told whenever a connection closes or finishes a request.
     freed: Notify,
@@ -31,6 +41,7 @@ struct Table {
 
 #[derive(Debug)]
 struct Entry {
+    opened: Instant,
     busy: Arc<AtomicBool>,
     shed: oneshot::Sender<()>,
 }
@@ -49,8 +60,15 @@ pub(crate) struct Slot {
 impl Conns {
     /// A table for at most `cap` connections.
     pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Self::with_min_age(cap, MIN_AGE)
+    }
+
+    /// A table for at most `cap` connections, shedding none younger than
+    /// `min_age`.
+    pub(crate) fn with_min_age(cap: usize, min_age: Duration) -> Arc<Self> {
         Arc::new(Conns {
             cap: cap.max(1),
+            min_age,
             table: Mutex::new(Table::default()),
             freed: Notify::new(),
         })
@@ -64,12 +82,13 @@ impl Conns {
     }
 
     /// Waits until there is room for one more connection: at once below the
-    /// cap, else by shedding the oldest connection not answering a request,
-    /// else (every connection answering one) until one finishes.
+    /// cap, else by shedding the oldest connection not answering a request
+    /// (once it is [`MIN_AGE`] old), else (every connection answering one)
+    /// until one finishes.
     pub(crate) async fn room(&self) {
         loop {
             let freed = self.freed.notified();
-            {
+            let wait = {
                 let mut t = self.table();
                 if t.open.len() < self.cap {
                     return;
@@ -78,16 +97,28 @@ impl Conns {
                     .open
                     .iter()
                     .find(|(_, e)| !e.busy.load(Ordering::Acquire))
-                    .map(|(id, _)| *id);
-                if let Some(id) = oldest_idle
-                    && let Some(entry) = t.open.remove(&id)
-                {
-                    t.shed += 1;
-                    let _ = entry.shed.send(());
-                    return;
+                    .map(|(id, e)| (*id, e.opened.elapsed()));
+                match oldest_idle {
+                    Some((id, age)) if age >= self.min_age => {
+                        if let Some(entry) = t.open.remove(&id) {
+                            t.shed += 1;
+                            let _ = entry.shed.send(());
+                        }
+                        return;
+                    }
+                    Some((_, age)) => Some(self.min_age - age),
+                    None => None,
                 }
+            };
+            match wait {
+                Some(young) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(young) => {}
+                        () = freed => {}
+                    }
+                }
+                None => freed.await,
             }
-            freed.await;
         }
     }
 
@@ -101,6 +132,7 @@ impl Conns {
         t.open.insert(
             id,
             Entry {
+                opened: Instant::now(),
                 busy: Arc::clone(&busy),
                 shed: tx,
             },
@@ -172,11 +204,10 @@ impl Drop for Busy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn the_oldest_idle_connection_makes_room_and_busy_ones_wait() {
-        let conns = Conns::new(2);
+        let conns = Conns::with_min_age(2, Duration::ZERO);
         conns.room().await;
         let mut first = conns.open();
         conns.room().await;
@@ -202,5 +233,15 @@ mod tests {
             .expect("room once a request is done")
             .unwrap();
         assert!(first.shed.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_is_not_shed_before_it_could_speak() {
+        let conns = Conns::with_min_age(1, Duration::from_millis(200));
+        let mut young = conns.open();
+        let started = Instant::now();
+        conns.room().await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(young.shed.try_recv().is_ok());
     }
 }
