@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod conns;
 mod error;
 mod latest;
 pub mod master;
@@ -43,5 +44,5 @@ mod state;
 
 pub use error::AgentError;
 pub use options::{DEFAULT_PORT, ServeOptions, Token};
-pub use server::{Server, serve_router};
+pub use server::{HEADER_TIMEOUT, MAX_HEADER_BYTES, Server, serve_router};
 pub use state::{Published, State};

@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use gpusel_core::sanitize::clean;
 use gpusel_core::{Gpu, Snapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -180,7 +181,10 @@ impl SnapshotFamilies {
     /// labels every series with the node's name in the agents file, which
     /// tells two entries for one host apart.
     pub(crate) fn record(&self, snapshot: &Snapshot, leases_known: bool, node: Option<&str>) {
-        let host = snapshot.host.as_str();
+        // Label values are what the snapshot says, cleaned: an agent (or
+        // whoever named a device) must not reach a terminal that shows them.
+        let host = clean(&snapshot.host);
+        let host = host.as_str();
         let with_node = |mut labels: Labels| {
             if let Some(node) = node {
                 labels.push(("node", node.to_string()));
@@ -202,12 +206,12 @@ impl SnapshotFamilies {
             }
             let labels = with_node(labels(gpu, host));
             let mut info_labels = labels.clone();
-            info_labels.push(("pci_bus_id", gpu.pci_bus_id.clone().unwrap_or_default()));
+            info_labels.push(("pci_bus_id", clean_opt(gpu.pci_bus_id.as_deref())));
             info_labels.push((
                 "driver_version",
-                snapshot.driver_version.clone().unwrap_or_default(),
+                clean_opt(snapshot.driver_version.as_deref()),
             ));
-            info_labels.push(("provider", snapshot.provider.clone()));
+            info_labels.push(("provider", clean(&snapshot.provider)));
             self.info.set(&info_labels, 1.0);
             self.gpus.record(gpu, &labels, leases_known);
         }
@@ -250,12 +254,16 @@ pub(crate) fn finish(registry: &Registry) -> String {
     text
 }
 
+fn clean_opt(text: Option<&str>) -> String {
+    text.map(clean).unwrap_or_default()
+}
+
 fn mig_labels(gpu: &Gpu, mig: &gpusel_core::MigDevice, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
         ("mig", mig.index.to_string()),
-        ("uuid", mig.uuid.clone()),
-        ("profile", mig.profile.clone().unwrap_or_default()),
+        ("uuid", clean(&mig.uuid)),
+        ("profile", clean_opt(mig.profile.as_deref())),
         ("host", host.to_string()),
     ]
 }
@@ -263,8 +271,8 @@ fn mig_labels(gpu: &Gpu, mig: &gpusel_core::MigDevice, host: &str) -> Labels {
 fn labels(gpu: &Gpu, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
-        ("uuid", gpu.uuid.clone()),
-        ("name", gpu.name.clone()),
+        ("uuid", clean(&gpu.uuid)),
+        ("name", clean(&gpu.name)),
         ("host", host.to_string()),
     ]
 }
@@ -493,14 +501,19 @@ mod tests {
         gpu.power_draw = Some(87_500);
         gpu.processes = Some(vec![]);
         s.gpus.push(gpu);
-        let text = render(&Round {
-            snapshot: Some(&s),
-            up: true,
-            duration: Duration::from_millis(3),
-            errors_total: 2,
-            leases_known: true,
-        });
-        let labels = r#"{gpu="3",uuid="GPU-3",name="NVIDIA A100\n\"evil\"",host="node\"1"}"#;
+        let of = |s: &Snapshot| {
+            render(&Round {
+                snapshot: Some(s),
+                up: true,
+                duration: Duration::from_millis(3),
+                errors_total: 2,
+                leases_known: true,
+            })
+        };
+        let text = of(&s);
+        // The line break was cleaned into `\n` (gpusel_core::sanitize), whose
+        // backslash the text format escapes.
+        let labels = r#"{gpu="3",uuid="GPU-3",name="NVIDIA A100\\n\"evil\"",host="node\"1"}"#;
         for line in [
             format!("gpusel_gpu_memory_total_bytes{labels} 85899345920.0"),
             format!("gpusel_gpu_utilization_ratio{labels} 0.45"),
@@ -513,6 +526,19 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
         }
         let classic = to_classic(&text);
+        let mut s = s.clone();
+        s.gpus[0].name = "A100\x1b]52;c;ZXZpbA==\x07\r\u{202e}".into();
+        let evil = of(&s);
+        assert!(
+            !evil
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{evil:?}"
+        );
+        assert!(
+            evil.contains(r#"name="A100\\e]52;c;ZXZpbA==\\x07\\r\\u{202e}""#),
+            "{evil}"
+        );
         assert!(
             classic.contains("# HELP gpusel_snapshot_errors_total Failed"),
             "{classic}"

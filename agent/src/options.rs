@@ -24,7 +24,9 @@ pub struct ServeOptions {
     pub expose_cmdline: bool,
     /// The longest a request may take, headers included, before it is cut off.
     pub request_timeout: Duration,
-    /// The most connections served at once; more wait to be accepted.
+    /// The most connections served at once. At the cap the oldest one not
+    /// answering a request is closed to make room; while every one is
+    /// answering a request, new ones wait to be accepted.
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use askama::Template;
+use gpusel_core::sanitize::{clean, clean_lines};
 use gpusel_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, format_bytes, format_power};
 
 use crate::state::Published;
@@ -76,14 +77,14 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
     let header = round.snapshot.as_deref().map(|s| {
         let mut facts = vec![format!("{} GPUs", s.gpus.len())];
         if let Some(v) = &s.driver_version {
-            facts.push(format!("driver {v}"));
+            facts.push(format!("driver {}", clean(v)));
         }
         if let Some(v) = &s.cuda_driver_version {
-            facts.push(format!("CUDA {v}"));
+            facts.push(format!("CUDA {}", clean(v)));
         }
-        facts.push(s.provider.clone());
+        facts.push(clean(&s.provider));
         Header {
-            host: s.host.clone(),
+            host: clean(&s.host),
             facts,
             taken: gpusel_core::timefmt::format(s.time),
             age: gpusel_core::timefmt::ago(s.time, now),
@@ -93,8 +94,9 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
     let (rows, leased) = round.snapshot.as_deref().map(rows).unwrap_or_default();
     let problem = match (&round.snapshot, &round.status.last_error) {
         (_, Some(e)) => Some(format!(
-            "The last attempt to read the GPUs failed ({}): {e}",
-            gpusel_core::timefmt::format(round.status.last_attempt)
+            "The last attempt to read the GPUs failed ({}): {}",
+            gpusel_core::timefmt::format(round.status.last_attempt),
+            clean_lines(e)
         )),
         (None, None) => Some("The first snapshot is being taken.".into()),
         _ => None,
@@ -160,9 +162,9 @@ fn processes(list: Option<&[GpuProcess]>) -> Processes {
         Some(list) => Processes::List(
             list.iter()
                 .map(|p| Proc {
-                    user: p.user.clone().unwrap_or_else(|| "?".into()),
+                    user: p.user.as_deref().map_or_else(|| "?".into(), clean),
                     pid: p.pid,
-                    name: p.name.clone().unwrap_or_else(|| "?".into()),
+                    name: p.name.as_deref().map_or_else(|| "?".into(), clean),
                     memory: p.used_memory.map(format_bytes).unwrap_or_default(),
                 })
                 .collect(),
@@ -175,8 +177,8 @@ fn lease(status: Option<&LeaseStatus>) -> Lease {
         None => Lease::Free,
         Some(LeaseStatus { holder: None }) => Lease::NoRecord,
         Some(LeaseStatus { holder: Some(h) }) => Lease::Held {
-            who: format!("{}:{}", h.user, h.pid),
-            command: h.command.join(" "),
+            who: format!("{}:{}", clean(&h.user), h.pid),
+            command: clean(&h.command.join(" ")),
             since: gpusel_core::timefmt::format(h.since),
         },
     }
@@ -190,7 +192,7 @@ fn gpu_row(gpu: &Gpu) -> Row {
     };
     Row {
         id: gpu.index.to_string(),
-        name: gpu.name.clone(),
+        name: clean(&gpu.name),
         mig: false,
         memory: memory(gpu.memory_used, gpu.memory_total),
         memory_pct: percent(gpu.memory_used, gpu.memory_total),
@@ -210,7 +212,7 @@ fn gpu_row(gpu: &Gpu) -> Row {
 fn mig_row(gpu: &Gpu, mig: &MigDevice) -> Row {
     Row {
         id: format!("{}:{}", gpu.index, mig.index),
-        name: format!("MIG {}", mig.profile.as_deref().unwrap_or("?")),
+        name: format!("MIG {}", clean(mig.profile.as_deref().unwrap_or("?"))),
         mig: true,
         memory: memory(mig.memory_used, mig.memory_total),
         memory_pct: percent(mig.memory_used, mig.memory_total),

@@ -1,5 +1,6 @@
-//! The listener and its connections: hyper with a header timeout, a cap on
-//! connections, and a graceful shutdown.
+//! The listener and its connections: hyper with a header timeout and a
+//! header size limit, a cap on connections that sheds idle ones, and a
+//! graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +13,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
+use crate::conns::{BusyHandle, Conns};
 use crate::error::AgentError;
 use crate::options::ServeOptions;
 use crate::poller::{self, LoopOptions};
@@ -25,6 +26,24 @@ use crate::state::{Published, State};
 /// longest the server waits for the first snapshot before it starts
 /// answering (with 503 until the snapshot arrives).
 pub const STALL: Duration = Duration::from_secs(5);
+
+/// How many connections the kernel may hold ready for `accept` (it caps
+/// this at `net.core.somaxconn`, 4096 by default). Under a flood of
+/// connections a fuller queue costs a new client milliseconds, since every
+/// queued one is accepted (and, at the cap, an idle one shed) in
+/// microseconds; a full queue drops its SYN, which costs it a second.
+const BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with [`BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// A bound, not yet serving, agent.
 #[derive(Debug)]
@@ -42,9 +61,7 @@ impl Server {
             addr: options.listen,
             source,
         };
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(bind_error)?;
+        let listener = listen(options.listen).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         Ok(Server {
             listener,
@@ -154,8 +171,24 @@ async fn watch(state: Arc<State>, provider: String) {
     }
 }
 
+/// The longest a client may take to send a request's headers (and the
+/// longest a kept-alive connection may sit idle), unless the request
+/// timeout is shorter. A client on the slowest link sends a GET's few
+/// hundred bytes in well under a second; a slot held longer only serves
+/// someone holding it on purpose.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The largest request head (request line and headers) accepted: larger
+/// ones get `431 Request Header Fields Too Large`.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown`, with the connection limits of
 /// `options`. The master serves its router through this too.
+///
+/// At the connection cap the oldest connection that is not answering a
+/// request is closed to make room (see [`crate::conns`]), so that clients
+/// that hold connections open without finishing a request cannot lock
+/// everyone else out.
 pub async fn serve_router(
     listener: TcpListener,
     app: Router,
@@ -163,22 +196,20 @@ pub async fn serve_router(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    // A client must send its headers within the request timeout: a slow
-    // client cannot hold a connection (and a shutdown) open for ever.
+    // A client must send its headers within HEADER_TIMEOUT: a slow client
+    // cannot hold a connection (and a shutdown) open for long.
     http.timer(TokioTimer::new())
-        .header_read_timeout(options.request_timeout)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(options.request_timeout.min(HEADER_TIMEOUT))
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let conns = Conns::new(options.max_connections);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        tokio::select! {
+            () = conns.room() => {}
             () = &mut shutdown => break,
-        };
+        }
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -193,13 +224,22 @@ pub async fn serve_router(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let mut slot = conns.open();
+        let service = Tracked {
+            inner: TowerToHyperService::new(app.clone()),
+            busy: slot.busy_handle(),
+        };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                _ = &mut slot.shed => {
+                    tracing::debug!("connection shed to make room for a new one");
+                }
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -211,5 +251,32 @@ pub async fn serve_router(
             "requests still running after {:?}; closing them",
             options.shutdown_grace
         );
+    }
+}
+
+/// The app as hyper calls it, with the connection marked busy while a
+/// request is answered (a busy connection is not shed).
+struct Tracked<S> {
+    inner: S,
+    busy: BusyHandle,
+}
+
+impl<S, B> hyper::service::Service<hyper::Request<B>> for Tracked<S>
+where
+    S: hyper::service::Service<hyper::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        let busy = self.busy.enter();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await;
+            drop(busy);
+            response
+        })
     }
 }

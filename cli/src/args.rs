@@ -168,6 +168,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub expose_cmdline: bool,
 
+    /// The most connections served at once. At the cap, the oldest
+    /// connection not in the middle of a request (idle, or still sending its
+    /// headers) is closed to make room for a new one. Each takes a file
+    /// descriptor: keep this under `ulimit -n`.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Be a master: poll every agent this TOML file lists ([[agent]] url =
     /// "http://HOST:PORT", optional name and token_file; url = "self" for
     /// this machine's own GPUs) every --interval, and show all nodes at /,

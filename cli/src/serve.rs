@@ -28,6 +28,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
     options.interval = args.interval;
     options.lock_dir = config.lock_dir.value.clone();
     options.expose_cmdline = args.expose_cmdline;
+    options.max_connections = args.max_connections as usize;
     if let Some(path) = &args.token_file {
         options.token =
             Some(gpusel_agent::Token::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?);

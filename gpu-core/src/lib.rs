@@ -75,6 +75,7 @@ mod provider;
 mod reason;
 mod registry;
 mod request;
+pub mod sanitize;
 mod select;
 mod selector;
 mod size;

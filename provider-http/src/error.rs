@@ -112,6 +112,17 @@ pub enum HttpError {
         /// The limit, bytes.
         limit: usize,
     },
+    /// The snapshot holds more than one node may (GPUs, processes, name
+    /// lengths: see [`crate::limits`]); it is refused before it is built.
+    #[error(
+        "{url} {what}; its answer is ignored: check that the URL is a gpusel agent's, and what that agent's provider reads"
+    )]
+    OverLimit {
+        /// The URL requested.
+        url: String,
+        /// What is over which limit: `reports 40000 GPUs, more than the 1024 a node may have`.
+        what: String,
+    },
     /// The body is not a gpusel snapshot.
     #[error(
         "{url} did not answer with a gpusel snapshot ({message}); is it a gpusel agent (`gpusel serve`)?"
@@ -170,6 +181,7 @@ impl HttpError {
             HttpError::Unauthorized { .. } => ErrorClass::Unauthorized,
             HttpError::Status { .. }
             | HttpError::TooLarge { .. }
+            | HttpError::OverLimit { .. }
             | HttpError::NotOurSchema { .. }
             | HttpError::Invalid { .. } => ErrorClass::BadAnswer,
         }

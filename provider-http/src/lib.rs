@@ -31,6 +31,7 @@
 mod client;
 mod endpoint;
 mod error;
+pub mod limits;
 mod parse;
 mod token;
 

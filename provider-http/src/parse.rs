@@ -19,12 +19,30 @@ pub struct Remote {
     pub agent: Option<AgentStatus>,
 }
 
-/// The snapshot in `body`, validated; `url` names the source in errors.
+/// The `agent` beside the snapshot, read on its own: a `flatten`ed
+/// [`Remote`] would first copy the whole body into an untyped tree.
+#[derive(Deserialize)]
+struct AgentOnly {
+    #[serde(default)]
+    agent: Option<AgentStatus>,
+}
+
+/// The snapshot in `body`, within [`crate::limits`] and validated; `url`
+/// names the source in errors.
 pub fn snapshot(body: &[u8], url: &str) -> Result<Remote, HttpError> {
-    let remote: Remote = serde_json::from_slice(body).map_err(|e| HttpError::NotOurSchema {
+    crate::limits::check(body).map_err(|over| HttpError::OverLimit {
+        url: url.to_string(),
+        what: over.0,
+    })?;
+    let not_ours = |e: serde_json::Error| HttpError::NotOurSchema {
         url: url.to_string(),
         message: describe(body, &e),
-    })?;
+    };
+    let snapshot: Snapshot = serde_json::from_slice(body).map_err(not_ours)?;
+    let agent = serde_json::from_slice::<AgentOnly>(body)
+        .map_err(not_ours)?
+        .agent;
+    let remote = Remote { snapshot, agent };
     remote
         .snapshot
         .validate()

@@ -73,6 +73,13 @@ async fn poll(
             .fetch(endpoint, token.as_ref())
             .await
             .map(|mut r| {
+                // Everything an agent sends is shown on pages, in JSON read
+                // on terminals and in /metrics: no control character or
+                // bidi override of its survives (see gpusel_core::sanitize).
+                gpusel_core::sanitize::clean_snapshot(&mut r.snapshot);
+                if let Some(agent) = &mut r.agent {
+                    gpusel_core::sanitize::clean_agent_status(agent);
+                }
                 // An agent run with --expose-cmdline shows its command
                 // lines to its own readers; this master's readers see them
                 // only when this master is told so too.
@@ -84,7 +91,12 @@ async fn poll(
                 }
                 (Arc::new(r.snapshot), r.agent)
             })
-            .map_err(|e| (Status::of(&e), e.to_string())),
+            .map_err(|e| {
+                (
+                    Status::of(&e),
+                    gpusel_core::sanitize::clean_lines(&e.to_string()),
+                )
+            }),
         NodeSource::This => match local.map(|s| s.current()) {
             Some(round) => match &round.snapshot {
                 Some(s) => Ok((Arc::clone(s), Some(round.status.clone()))),
