@@ -186,7 +186,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// `options`. The master serves its router through this too.
 ///
 /// At the connection cap the oldest connection that is not answering a
-/// request is closed to make room (see [`crate::conns`]), so that clients
+/// request is closed to make room (see `conns.rs`), so that clients
 /// that hold connections open without finishing a request cannot lock
 /// everyone else out.
 pub async fn serve_router(
