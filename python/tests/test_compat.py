@@ -564,7 +564,8 @@ def test_autocvd_waits_until_a_gpu_is_free(machine: Any) -> None:
     proc = machine.python(code)
     try:
         assert proc.stderr is not None and proc.stdout is not None
-        assert "waiting for 1 GPU" in proc.stderr.readline()
+        waiting = proc.stderr.readline()
+        assert "waiting for 1 GPU (0 of 8 qualify now), trying every 1s" in waiting
         data = gpus_of(machine, "lab-8xa100")
         for i, d in enumerate(data["devices"]):
             if i != 5:

@@ -41,7 +41,8 @@ class GPUScheduler:
     at least ``memory_free_threshold_gb`` GiB free, a power draw of at most
     ``power_threshold_w`` W (None: any) and at most
     ``utilization_threshold_percent`` % utilization, among ``specific_gpus``
-    if given, leases them and yields their ids, a list of ints::
+    (NVML indices) if given, leases them and yields their ids, a list of
+    ints::
 
         with GPUScheduler() as gpu_ids:
             device = f"cuda:{gpu_ids[0]}"
@@ -66,6 +67,9 @@ class GPUScheduler:
         with gpusel.select(count=1, mem="20GiB", max_power=80, max_util=1,
                            wait=True, interval=10) as gpus:
             device = "cuda:0"   # CUDA_VISIBLE_DEVICES is now the leased GPU
+
+    An existing ``CUDA_VISIBLE_DEVICES`` limits the choice, as for every
+    gpusel selection: ``specific_gpus`` it hides are waited for in vain.
 
     Raises :class:`gpusel.WaitTimeout` (a ``TimeoutError``) when
     ``max_wait_time`` runs out, with why each GPU was refused."""

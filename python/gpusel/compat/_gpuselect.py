@@ -91,7 +91,9 @@ def gpuselect(
     Slurm allocation, say); ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set too, so
     CUDA numbers GPUs as ``nvidia-smi`` does. A second call with ``set_cvd``
     replaces the first call's choice (gives its GPUs back, puts the variable
-    back, then chooses), as the seed's second call overwrote the variable.
+    back, then chooses), as the seed's second call overwrote the variable;
+    if that second choice fails, the process holds none. ``name`` matches
+    case-insensitively (gpuselect's match was case-sensitive).
 
     Raises a :class:`gpusel.NoGpuError` (an ``Exception`` whose message
     says why each GPU was refused) when too few qualify, unless ``silent``:
