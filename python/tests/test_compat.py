@@ -496,6 +496,17 @@ def test_gpuselect_selector_sees_gpuinfo_and_overrides_the_filters(machine: Any)
         1,
     )
     assert zero.mem_free == 18790481920 and zero.power_usage == 352118
+    assert zero.effective_power_limt == zero.effective_power_limit == 400000
+    assert GpuInfo._fields[:8] == (
+        "device",
+        "name",
+        "util",
+        "mem_util",
+        "mem_free",
+        "mem_used",
+        "mem_total",
+        "processes",
+    )
 
 
 def test_gpustatus_respects_cuda_visible_devices(machine: Any) -> None:

@@ -22,12 +22,14 @@ if not logger.handlers:
 
 
 class GpuInfo(NamedTuple):
-    """One GPU as gpuselect's custom ``selector`` sees it.
+    """One GPU as gpuselect's custom ``selector`` sees it, with gpuselect's
+    fields in gpuselect's order (its ``effective_power_limt`` spelling too).
 
     ``device`` is the NVML index (as ``nvidia-smi`` numbers GPUs), ``util``
     and ``mem_util`` percentages, ``processes`` a count; ``mem_*`` are bytes,
-    ``power_usage`` and ``effective_power_limit`` milliwatts. A value the
-    driver does not report is -1 (gpuselect's NVML calls would have failed)."""
+    ``power_usage`` and ``effective_power_limt`` milliwatts. A value the
+    driver does not report is -1, and so are ``fan_speed`` and
+    ``is_throttling``, which gpusel does not read."""
 
     device: int
     name: str
@@ -37,10 +39,17 @@ class GpuInfo(NamedTuple):
     mem_used: int
     mem_total: int
     processes: int
+    fan_speed: int
+    effective_power_limt: int
     performance_state: int
     power_usage: int
-    effective_power_limit: int
     temperature: int
+    is_throttling: int
+
+    @property
+    def effective_power_limit(self) -> int:
+        """``effective_power_limt``, spelt as gpuselect's docs spell it."""
+        return self.effective_power_limt
 
     @classmethod
     def _from_device(cls, d: gpusel.Device) -> GpuInfo:
@@ -57,10 +66,12 @@ class GpuInfo(NamedTuple):
             mem_used=known(d.memory_used),
             mem_total=known(d.memory_total),
             processes=-1 if procs is None else len(procs),
+            fan_speed=-1,
+            effective_power_limt=known(d.power_limit, 1000),
             performance_state=known(d.performance_state),
             power_usage=known(d.power, 1000),
-            effective_power_limit=known(d.power_limit, 1000),
             temperature=known(d.temperature),
+            is_throttling=-1,
         )
 
 
