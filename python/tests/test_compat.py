@@ -762,6 +762,11 @@ def test_nvgpu(machine: Any) -> None:
     assert info[0]["uuid"].startswith("GPU-")
     assert nvgpu.available_gpus() == ["1", "2", "3", "5", "7"]
     assert nvgpu.available_gpus(30) == ["1", "2", "3", "5", "6", "7"]
+    # GPU 6 has 25.107% of its memory in use: whole percent and fractions.
+    assert nvgpu.available_gpus(26) == ["1", "2", "3", "5", "6", "7"]
+    assert nvgpu.available_gpus(25.0) == ["1", "2", "3", "5", "7"]
+    assert nvgpu.available_gpus(25.2) == ["1", "2", "3", "5", "6", "7"]
+    assert nvgpu.available_gpus(25.1) == ["1", "2", "3", "5", "7"]
     with Holder(machine, 2):
         assert nvgpu.available_gpus() == ["1", "3", "5", "7"]
     with pytest.raises(ValueError):

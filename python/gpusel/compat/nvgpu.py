@@ -43,8 +43,13 @@ def available_gpus(max_used_percent: float = 20.0) -> List[str]:
     them, ``gpusel.select(...)``."""
     if max_used_percent < 0 or max_used_percent > 100:
         raise gpusel.UsageError("max_used_percent must be in [0, 100]")
+    if float(max_used_percent).is_integer():
+        # gpusel's own rule for nvgpu's: memory in use <= that share of the total.
+        rule: Dict[str, Any] = {"max_mem_used": f"{int(max_used_percent)}%"}
+    else:  # gpusel takes whole percent; a fraction is nvgpu's test as where=
 
-    def fits(d: gpusel.Device) -> bool:
-        return _used_percent(d) <= max_used_percent
+        def fits(d: gpusel.Device) -> bool:
+            return _used_percent(d) <= max_used_percent
 
-    return [str(i) for i in _common.qualifying(strategy="random", where=fits)]
+        rule = {"where": fits}
+    return [str(i) for i in _common.qualifying(strategy="random", **rule)]
