@@ -586,7 +586,7 @@ mod tests {
             e.to_string(),
             "config file /etc/gpusel/config.toml, line 1, column 12: interval: '0s' is too short: give 10ms or more"
         );
-        let e = c.merge_file(path, "wait = true").unwrap_err();
+        let e = c.merge_file(path, "queue = true").unwrap_err();
         assert!(
             matches!(
                 e,
@@ -597,5 +597,9 @@ mod tests {
             ),
             "{e}"
         );
+        // `wait` and `timeout` are keys now (issue 17): waiting as a default.
+        c.merge_file(path, "wait = true\ntimeout = \"3600\"").unwrap();
+        assert!(c.wait.value);
+        assert_eq!(c.timeout.map(|t| t.value), Some(Duration::from_secs(3600)));
     }
 }
