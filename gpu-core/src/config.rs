@@ -598,7 +598,8 @@ mod tests {
             "{e}"
         );
         // `wait` and `timeout` are keys now (issue 17): waiting as a default.
-        c.merge_file(path, "wait = true\ntimeout = \"3600\"").unwrap();
+        c.merge_file(path, "wait = true\ntimeout = \"3600\"")
+            .unwrap();
         assert!(c.wait.value);
         assert_eq!(c.timeout.map(|t| t.value), Some(Duration::from_secs(3600)));
     }
