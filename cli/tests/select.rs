@@ -128,64 +128,6 @@ fn all_never_mixes_mig_devices_into_a_set() {
 }
 
 #[test]
-fn the_reference_tools_flag_spellings_work() {
-    // gpuselect's --util, --mem_util, --processes; autocvd's --num-gpus.
-    assert_eq!(
-        lab_out([
-            "--util",
-            "100",
-            "--mem_util",
-            "100",
-            "--processes",
-            "2",
-            "-n",
-            "all"
-        ])
-        .ok(),
-        "0,1,2,3,4,5,6,7\n"
-    );
-    assert_eq!(
-        lab_out(["--mem-util", "0", "--num-gpus", "4"]).ok(),
-        "1,3,5,7\n"
-    );
-    // autocvd's -t TIMEOUT and -i INTERVAL, in bare seconds.
-    lab_out(["-n", "5", "-t", "0.3", "-i", "0.1"])
-        .code(3)
-        .stderr_has("timed out after 300ms");
-    // A misspelling is pointed at gpuselect's spelling, not at --mem.
-    lab_out(["--mem_uti", "3"])
-        .code(2)
-        .stderr_has("a similar argument exists: '--mem_util'");
-}
-
-#[test]
-fn max_mem_used_takes_a_size_or_a_share_of_the_total() {
-    // nvgpu's `available`: every GPU with at most 20% of its memory in use.
-    assert_eq!(
-        lab_out(["-n", "all", "--strategy", "random", "--max-mem-used", "20%"]).ok(),
-        "1,2,3,5,7\n"
-    );
-    assert_eq!(
-        lab_out([
-            "-n",
-            "all",
-            "--strategy",
-            "random",
-            "--max-mem-used",
-            "21GiB"
-        ])
-        .ok(),
-        "1,2,3,5,6,7\n"
-    );
-    lab_out(["-d", "6", "--strategy", "random", "--max-mem-used", "20%"])
-        .code(3)
-        .stderr_has("GPU 6 (NVIDIA A100-SXM4-80GB): 20.1 GiB in use > 16 GiB (20%) allowed");
-    lab_out(["--max-mem-used", "lots"])
-        .code(2)
-        .stderr_has("'lots' is not an amount of memory");
-}
-
-#[test]
 fn silent_also_covers_a_timed_out_wait() {
     lab_out([
         "-n",

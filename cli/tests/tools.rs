@@ -46,6 +46,10 @@ fn gpuselect_and_autocvd_flags() {
     nvml_lab_out(["-n", "5", "-t", "0.2", "-i", "0.05"])
         .code(3)
         .stderr_has("timed out after 200ms waiting: no GPU satisfies the request");
+    // A misspelling is pointed at gpuselect's spelling, not at --mem.
+    nvml_lab_out(["--mem_uti", "3"])
+        .code(2)
+        .stderr_has("a similar argument exists: '--mem_util'");
 }
 
 #[test]
