@@ -50,6 +50,7 @@ pub(crate) struct Row {
 pub(crate) enum Lease {
     Free,
     NoRecord,
+    Blocked(String),
     Held {
         who: String,
         command: String,
@@ -175,8 +176,13 @@ fn processes(list: Option<&[GpuProcess]>) -> Processes {
 fn lease(status: Option<&LeaseStatus>) -> Lease {
     match status {
         None => Lease::Free,
-        Some(LeaseStatus { holder: None }) => Lease::NoRecord,
-        Some(LeaseStatus { holder: Some(h) }) => Lease::Held {
+        Some(LeaseStatus {
+            blocked: Some(why), ..
+        }) => Lease::Blocked(clean(why)),
+        Some(LeaseStatus { holder: None, .. }) => Lease::NoRecord,
+        Some(LeaseStatus {
+            holder: Some(h), ..
+        }) => Lease::Held {
             who: format!("{}:{}", clean(&h.user), h.pid),
             command: clean(&h.command.join(" ")),
             since: gpusel_core::timefmt::format(h.since),

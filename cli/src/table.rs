@@ -660,8 +660,18 @@ fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
 fn lease_below(lease: Option<&LeaseStatus>) -> Option<Below> {
     let now = SystemTime::now();
     let text = match lease? {
-        LeaseStatus { holder: None } => "leased (the holder left no record)".to_string(),
-        LeaseStatus { holder: Some(h) } => format!(
+        LeaseStatus {
+            blocked: Some(why), ..
+        } => {
+            return Some(Below::Text(
+                format!("[!] unusable: {}", clean(why)),
+                Style::Red,
+            ));
+        }
+        LeaseStatus { holder: None, .. } => "leased (the holder left no record)".to_string(),
+        LeaseStatus {
+            holder: Some(h), ..
+        } => format!(
             "leased by {} (pid {}, {}) {}: {}",
             clean(&h.user),
             h.pid,

@@ -529,3 +529,101 @@ fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {
     let out = run(on(&snapshot, &theirs).args(["-d", "1"]));
     out.code(5).one_error_naming(&format!("chown root {t}"));
 }
+
+#[test]
+fn a_lock_file_another_user_blocks_shows_unusable_not_free() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test as root: it creates a second user"
+        );
+        eprintln!("NOTICE: not root; the blocked-lock-file test did not run");
+        return;
+    }
+    other_user();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = tmp.path().join("locks");
+    // The lock directory exists (as gpusel makes it) before the attacker
+    // comes: run once to create it.
+    run(on(&snapshot, &locks).args(["list"])).code(0);
+    let lock_of = |index: u32| {
+        locks.join(format!(
+            "gpusel-gpu-{index:08x}-0000-4000-8000-{index:012x}.lock"
+        ))
+    };
+    // GPU 1: a lock file of mode 000 (pre-created by someone else): no
+    // other user can open it to lock it.
+    let blocked = lock_of(1);
+    std::fs::write(&blocked, "").unwrap();
+    std::fs::set_permissions(&blocked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // GPU 2: the attacker holds a shared lock on its lock file, for good.
+    let shared = lock_of(2);
+    let mut holder = std::process::Command::new("setpriv")
+        .args(["--reuid", OTHER, "--regid", OTHER, "--clear-groups", "--"])
+        .args([
+            "sh",
+            "-c",
+            ": > \"$1\" && exec flock --shared \"$1\" sleep 60",
+            "sh",
+        ])
+        .arg(&shared)
+        .spawn()
+        .expect("run setpriv");
+    // Wait until the shared lock is there (the kernel's table says so).
+    for _ in 0..500 {
+        let table = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        if shared.exists() && table.contains("FLOCK  ADVISORY  READ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        blocked.exists() && shared.exists(),
+        "{:?}",
+        std::fs::read_dir(&locks).unwrap().collect::<Vec<_>>()
+    );
+    let table = run(on(&snapshot, &locks).args(["list"]));
+    let table = table.ok();
+    let row = |i: u32| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{i} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(2).contains("[!]"), "{table}");
+    assert!(row(0).contains("[ ]") && row(3).contains("[ ]"), "{table}");
+    assert!(
+        table.contains(&format!("({OTHER}) holds a shared lock")),
+        "{table}"
+    );
+    // The mode-000 file, as another user sees it.
+    let binary = tmp.path().join("gpusel");
+    std::fs::copy(bin(), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = provider(&snapshot);
+    let l = locks.display().to_string();
+    let seen = as_other(&binary, &["-p", &p, "--lock-dir", &l, "list"]);
+    let seen = seen.ok();
+    let row1 = seen
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .unwrap_or_default();
+    assert!(row1.contains("[!]"), "{seen}");
+    assert!(seen.contains("is not readable by you"), "{seen}");
+    as_other(
+        &binary,
+        &["-p", &p, "--lock-dir", &l, "-d", "1", "--", "true"],
+    )
+    .code(125)
+    .stderr_has("is not readable by you");
+    // And a job asking for them is refused, with the reason.
+    run(on(&snapshot, &locks).args(["-d", "2", "--", "true"]))
+        .code(125)
+        .stderr_has("holds a shared lock");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}

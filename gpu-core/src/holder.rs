@@ -35,6 +35,12 @@ pub struct LeaseStatus {
     /// Who holds it; `None` when the holder left no record that can be
     /// trusted (it is leased all the same).
     pub holder: Option<Holder>,
+    /// Why no job can lease the device although nobody leases it: its lock
+    /// file is unreadable, not a regular file, or held with a shared lock
+    /// that outlives any probe (an attack, or a broken tool). Such a device
+    /// is shown unusable, never free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 impl Holder {

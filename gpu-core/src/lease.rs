@@ -239,11 +239,15 @@ impl Lease {
 
 /// Whether a device is leased, as a reader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LeaseState {
     /// Nobody holds it.
     Free,
-    /// Someone holds it; the holder when its record can be trusted.
+    /// Someone holds it; the holder, as the kernel's lock table and the
+    /// holder's own record agree on it, when they do.
     Leased(Option<Holder>),
+    /// Nobody leases it, yet no job could: why (see [`LeaseStatus::blocked`]).
+    Blocked(String),
 }
 
 impl LeaseState {
@@ -251,8 +255,103 @@ impl LeaseState {
     pub fn status(self) -> Option<LeaseStatus> {
         match self {
             LeaseState::Free => None,
-            LeaseState::Leased(holder) => Some(LeaseStatus { holder }),
+            LeaseState::Leased(holder) => Some(LeaseStatus {
+                holder,
+                blocked: None,
+            }),
+            LeaseState::Blocked(why) => Some(LeaseStatus {
+                holder: None,
+                blocked: Some(why),
+            }),
         }
+    }
+}
+
+/// One `flock` from the kernel's lock table (`/proc/locks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KernelFlock {
+    pid: u32,
+    exclusive: bool,
+}
+
+/// The `flock`s the kernel holds on the file `st` describes (granted ones,
+/// not waiters), from `/proc/locks`: who holds a lease, as no record on disk
+/// can forge it.
+fn kernel_flocks(st: &FileStat) -> Vec<KernelFlock> {
+    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    parse_flocks(&table, st.st_dev, st.st_ino)
+}
+
+fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    table
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
+            if f.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let exclusive = match *f.get(3)? {
+                "WRITE" => true,
+                "READ" => false,
+                _ => return None,
+            };
+            let pid: u32 = f.get(4)?.parse().ok()?;
+            let mut id = f.get(5)?.split(':');
+            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+            let min = u64::from_str_radix(id.next()?, 16).ok()?;
+            let node: u64 = id.next()?.parse().ok()?;
+            (maj == major && min == minor && node == ino).then_some(KernelFlock { pid, exclusive })
+        })
+        .collect()
+}
+
+/// A holder as the kernel knows it: the process that holds the lock, its
+/// owner's name from its uid, its command line and start time from `/proc`.
+fn holder_from_kernel(pid: u32) -> Option<Holder> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+    let mut process = crate::model::GpuProcess::new(pid);
+    crate::procfs::ProcReader::default().enrich(&mut process);
+    Some(Holder {
+        pid,
+        uid,
+        user: process.user.unwrap_or_else(|| uid.to_string()),
+        command: process.command_line.unwrap_or_default(),
+        host: crate::model::host_name(),
+        since: process
+            .start_time
+            .unwrap_or(std::time::SystemTime::now())
+            .min(std::time::SystemTime::now()),
+    })
+}
+
+/// The holder to show: the record, where the kernel confirms it (same pid,
+/// same owner), with the user's name from the uid and the time clamped to
+/// now; else what the kernel says; else the record alone (no lock table).
+fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder> {
+    let now = std::time::SystemTime::now();
+    let Some(pid) = kernel.filter(|&p| p != 0) else {
+        return record.map(|mut h| {
+            h.since = h.since.min(now);
+            h
+        });
+    };
+    let from_kernel = holder_from_kernel(pid);
+    match (record, from_kernel) {
+        (Some(mut h), Some(k)) if h.pid == pid && h.uid == k.uid => {
+            h.user = k.user;
+            h.since = h.since.min(now);
+            Some(h)
+        }
+        (_, Some(k)) => Some(k),
+        (record, None) => record.filter(|h| h.pid == pid).map(|mut h| {
+            h.since = h.since.min(now);
+            h
+        }),
     }
 }
 
@@ -273,6 +372,18 @@ pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// What an error opening an existing lock file says about it.
+fn lock_file_problem(e: Errno) -> String {
+    match e {
+        Errno::ELOOP => "is a symbolic link".to_string(),
+        Errno::EINVAL => "is not a regular file".to_string(),
+        Errno::EACCES => {
+            "is not readable by you (its mode lets nobody but its owner in)".to_string()
+        }
+        e => format!("cannot be opened: {}", e.desc()),
+    }
 }
 
 fn is(st: &FileStat, kind: SFlag) -> bool {
@@ -381,17 +492,11 @@ impl LockDir {
 
     /// The lock file of `name`, created (0644) if it does not exist yet.
     fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
-        let describe = |e: Errno| match e {
-            Errno::ELOOP => "it is a symbolic link".to_string(),
-            Errno::EINVAL => "it is not a regular file".to_string(),
-            Errno::EACCES => "it is not readable by you".to_string(),
-            e => e.desc().to_string(),
-        };
         for _ in 0..4 {
             match self.open_file(name, OFlag::O_RDONLY, 0) {
                 Ok(f) => return Ok(f),
                 Err(Errno::ENOENT) => {}
-                Err(e) => return Err(self.lock_error(name, describe(e))),
+                Err(e) => return Err(self.lock_error(name, format!("it {}", lock_file_problem(e)))),
             }
             let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
             match self.open_file(name, create, 0o644) {
@@ -401,7 +506,18 @@ impl LockDir {
                     return Ok(f);
                 }
                 Err(Errno::EEXIST) => continue,
-                Err(e) => return Err(self.lock_error(name, describe(e))),
+                // Creating failed, not reading: say what the directory lacks.
+                Err(Errno::EACCES | Errno::EPERM | Errno::EROFS) => {
+                    return Err(self.lock_error(
+                        name,
+                        format!(
+                            "it does not exist yet and you cannot create it: the lock directory {} is not writable by you (an administrator makes it so for everyone with `chmod 1777 {}`)",
+                            self.path.display(),
+                            self.path.display()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(self.lock_error(name, format!("it {}", lock_file_problem(e)))),
             }
         }
         Err(self.lock_error(name, "it keeps disappearing"))
@@ -457,7 +573,8 @@ impl LockDir {
             nix::unistd::ftruncate(lock.as_fd(), 0)?;
             let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
             let json = serde_json::to_vec(holder).map_err(|_| Errno::EINVAL)?;
-            lock.write_all(&json).map_err(|_| Errno::EIO)?;
+            lock.write_all(&json)
+                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
             Ok::<_, Errno>(lock)
         })();
         match result {
@@ -476,13 +593,63 @@ impl LockDir {
         let file = match self.open_file(&name, OFlag::O_RDONLY, 0) {
             Ok(f) => f,
             Err(Errno::ENOENT) => return Ok(LeaseState::Free),
-            Err(e) => return Err(self.lock_error(&name, e.desc())),
+            // No job can open it either: the device is blocked, not free.
+            Err(e) => {
+                return Ok(LeaseState::Blocked(format!(
+                    "its lock file {} {}; an administrator removes it (gpusel recreates it)",
+                    self.path.join(&name).display(),
+                    lock_file_problem(e)
+                )));
+            }
         };
+        let st = fstat(file.as_fd()).map_err(|e| self.lock_error(&name, e.desc()))?;
         match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => Ok(LeaseState::Free),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(LeaseState::Leased(self.read_holder(uuid))),
+            Ok(shared) => {
+                if let Some(pid) = self.shared_blocker(&st) {
+                    drop(shared);
+                    let who = holder_from_kernel(pid)
+                        .map(|h| format!(" ({})", h.user))
+                        .unwrap_or_default();
+                    return Ok(LeaseState::Blocked(format!(
+                        "pid {pid}{who} holds a shared lock on its lock file {}, which keeps every job out",
+                        self.path.join(&name).display()
+                    )));
+                }
+                Ok(LeaseState::Free)
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let kernel = kernel_flocks(&st)
+                    .into_iter()
+                    .find(|l| l.exclusive)
+                    .map(|l| l.pid);
+                Ok(LeaseState::Leased(checked_holder(
+                    self.read_holder(uuid),
+                    kernel,
+                )))
+            }
             Err((_, e)) => Err(self.lock_error(&name, e.desc())),
         }
+    }
+
+    /// A process other than this one holding a shared lock on the lock file
+    /// `st` for longer than a probe lasts (`list` and `serve` probe for
+    /// microseconds): looked at twice, 100 ms apart.
+    fn shared_blocker(&self, st: &FileStat) -> Option<u32> {
+        let me = std::process::id();
+        let others = |locks: Vec<KernelFlock>| -> Vec<u32> {
+            locks
+                .into_iter()
+                .filter(|l| !l.exclusive && l.pid != me)
+                .map(|l| l.pid)
+                .collect()
+        };
+        let first = others(kernel_flocks(st));
+        if first.is_empty() {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let second = others(kernel_flocks(st));
+        first.into_iter().find(|pid| second.contains(pid))
     }
 
     /// The trusted, live holder record of `uuid`, if any (the newest, should
@@ -528,6 +695,89 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    #[test]
+    fn the_kernels_lock_table_is_read_for_one_file() {
+        let table = "1: FLOCK  ADVISORY  WRITE 4242 00:1b:77 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 4343 00:1b:77 0 EOF\n\
+                     2: FLOCK  ADVISORY  READ 99 00:1b:77 0 EOF\n\
+                     3: POSIX  ADVISORY  WRITE 5 00:1b:77 0 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 6 00:1c:77 0 EOF\n\
+                     5: FLOCK  ADVISORY  WRITE 7 00:1b:78 0 EOF\n\
+                     garbage\n";
+        let dev = nix::sys::stat::makedev(0, 0x1b);
+        assert_eq!(
+            parse_flocks(table, dev, 77),
+            [
+                KernelFlock {
+                    pid: 4242,
+                    exclusive: true
+                },
+                KernelFlock {
+                    pid: 99,
+                    exclusive: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_kernel_names_the_holder_whatever_its_record_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path().join("locks")).unwrap();
+        // A record that lies about the pid and is dated in the future.
+        let mut liar = me(1);
+        liar.user = "root".into();
+        liar.since = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400 * 365);
+        let _lease = dir.try_lease("GPU-a", &liar).unwrap().expect("free");
+        match dir.state("GPU-a").unwrap() {
+            LeaseState::Leased(Some(h)) => {
+                assert_eq!(h.pid, std::process::id(), "the pid holding the lock: {h:?}");
+                assert!(h.since <= std::time::SystemTime::now(), "{h:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blocked_lock_file_is_reported_not_free() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LockDir::open(tmp.path().join("locks")).unwrap();
+        // A shared lock held for good (by another process: the kernel
+        // table names pids, and this one's own locks are not blockers).
+        let path = dir.path().join(format!("{}.lock", key("GPU-b")));
+        std::fs::write(&path, "").unwrap();
+        let mut blocker = std::process::Command::new("flock")
+            .arg("--shared")
+            .arg(&path)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let mut state = dir.state("GPU-b").unwrap();
+        for _ in 0..100 {
+            if state != LeaseState::Free {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            state = dir.state("GPU-b").unwrap();
+        }
+        blocker.kill().unwrap();
+        blocker.wait().unwrap();
+        match state {
+            LeaseState::Blocked(why) => assert!(why.contains("holds a shared lock"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A symlink where the lock file goes.
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            dir.path().join(format!("{}.lock", key("GPU-c"))),
+        )
+        .unwrap();
+        match dir.state("GPU-c").unwrap() {
+            LeaseState::Blocked(why) => assert!(why.contains("is a symbolic link"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn me(pid: u32) -> Holder {
         let mut h = Holder::current(vec!["train".into()]);
         h.pid = pid;
@@ -541,21 +791,30 @@ mod tests {
         let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o1777);
         assert_eq!(dir.state("GPU-a").unwrap(), LeaseState::Free);
-        let lease = dir.try_lease("GPU-a", &me(11)).unwrap().expect("free");
+        let lease = dir
+            .try_lease("GPU-a", &me(std::process::id()))
+            .unwrap()
+            .expect("free");
         assert_eq!(lease.uuid(), "GPU-a");
         assert!(dir.try_lease("GPU-a", &me(12)).unwrap().is_none());
         assert!(dir.try_lease("GPU-b", &me(12)).unwrap().is_some());
         match dir.state("GPU-a").unwrap() {
             LeaseState::Leased(Some(h)) => {
-                assert_eq!((h.pid, &h.command[..]), (11, &["train".to_string()][..]))
+                assert_eq!(
+                    (h.pid, &h.command[..]),
+                    (std::process::id(), &["train".to_string()][..])
+                )
             }
             other => panic!("{other:?}"),
         }
         drop(lease);
         assert_eq!(dir.state("GPU-a").unwrap(), LeaseState::Free);
-        let again = dir.try_lease("GPU-a", &me(13)).unwrap().expect("released");
+        let again = dir
+            .try_lease("GPU-a", &me(std::process::id()))
+            .unwrap()
+            .expect("released");
         match dir.state("GPU-a").unwrap() {
-            LeaseState::Leased(Some(h)) => assert_eq!(h.pid, 13),
+            LeaseState::Leased(Some(h)) => assert_eq!(h.pid, std::process::id()),
             other => panic!("{other:?}"),
         }
         drop(again);

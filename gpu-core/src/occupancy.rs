@@ -34,8 +34,13 @@ enum Load {
 
 impl Occupancy {
     fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, load: Load) -> Self {
-        if lease.is_some() {
-            return Occupancy::Leased;
+        match lease {
+            // Nobody leases it and no job can: unusable, never free.
+            Some(LeaseStatus {
+                blocked: Some(_), ..
+            }) => return Occupancy::Unknown,
+            Some(_) => return Occupancy::Leased,
+            None => {}
         }
         match (processes, load) {
             (None, _) => Occupancy::Unknown,
@@ -59,8 +64,12 @@ impl Gpu {
     /// MIG device (the parent reports no processes of its own); one whose
     /// devices a provider cannot list (nvidia-smi) is [`Occupancy::Unknown`].
     pub fn occupancy(&self) -> Occupancy {
-        if self.lease.is_some() {
-            return Occupancy::Leased;
+        match &self.lease {
+            Some(LeaseStatus {
+                blocked: Some(_), ..
+            }) => return Occupancy::Unknown,
+            Some(_) => return Occupancy::Leased,
+            None => {}
         }
         if !self.mig_enabled() {
             let load = Load::Reported(self.utilization_gpu, self.utilization_memory);
@@ -144,8 +153,18 @@ mod tests {
         assert_eq!(gpu.occupancy(), Occupancy::InUse);
         gpu.lease = Some(LeaseStatus {
             holder: Some(Holder::current(vec!["sh".into()])),
+            blocked: None,
         });
         assert_eq!(gpu.occupancy(), Occupancy::Leased);
+        // A blocked lock file: nobody leases it, nobody could; never free.
+        gpu.processes = Some(Vec::new());
+        gpu.utilization_gpu = Some(0);
+        gpu.utilization_memory = Some(0);
+        gpu.lease = Some(LeaseStatus {
+            holder: None,
+            blocked: Some("pid 7 holds a shared lock on its lock file".into()),
+        });
+        assert_eq!(gpu.occupancy(), Occupancy::Unknown);
     }
 
     #[test]

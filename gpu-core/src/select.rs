@@ -445,11 +445,10 @@ pub(crate) fn pipeline(
                 leases.push(lease);
                 continue;
             }
-            Ok(None) => Reason::Leased {
-                by: match leaser.dir.state(device.uuid()) {
-                    Ok(LeaseState::Leased(by)) => by,
-                    _ => None,
-                },
+            Ok(None) => match leaser.dir.state(device.uuid()) {
+                Ok(LeaseState::Blocked(message)) => Reason::LeaseUnavailable { message },
+                Ok(LeaseState::Leased(by)) => Reason::Leased { by },
+                _ => Reason::Leased { by: None },
             },
             // One bad lock file must not make every other GPU unusable.
             Err(e) => Reason::LeaseUnavailable {

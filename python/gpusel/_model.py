@@ -123,6 +123,12 @@ class Lease:
         """When the lease was taken."""
         return _time(self._holder.get("since"))
 
+    @property
+    def blocked(self) -> Optional[str]:
+        """Why no job can lease the device although nobody leases it (an
+        unreadable lock file, a shared lock held on it); None normally."""
+        return self._raw.get("blocked")
+
     def to_dict(self) -> Dict[str, Any]:
         """The lease as ``gpusel list --json`` writes it."""
         copied: Dict[str, Any] = _copy(self._raw)
