@@ -49,6 +49,7 @@ mod tests {
         holder.user = "alice".into();
         gpu.lease = Some(LeaseStatus {
             holder: Some(holder),
+            blocked: None,
         });
         s.gpus.push(gpu);
         hide_command_lines(&mut s);
