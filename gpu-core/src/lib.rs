@@ -117,6 +117,15 @@ pub use size::{
 };
 pub use strategy::{SelectStrategy, StrategyError};
 
+/// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
+/// API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The holder in a lease's record file owned by `uid`, as a reader of
+    /// the lock directory takes it (`None`: not a record, or another user's).
+    pub use crate::holder::parse_record as holder_record;
+}
+
 impl Visible {
     /// Reads `CUDA_VISIBLE_DEVICES` from this process's environment and
     /// resolves it against `gpus`. A value that is not UTF-8 is read lossily,

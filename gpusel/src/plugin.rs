@@ -156,20 +156,7 @@ impl PluginProvider {
                 Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.to_string());
             return Err(self.failed(format!("was killed by signal {name}{said}")));
         }
-        if run.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.failed(format!(
-                "printed nothing on stdout; a plugin prints one snapshot in gpusel's JSON schema{said}"
-            )));
-        }
-        let snapshot: Snapshot = serde_json::from_slice(&run.stdout).map_err(|e| {
-            self.failed(format!(
-                "printed no gpusel snapshot on stdout: {e}; print one in the schema `gpusel list --json` writes{said}"
-            ))
-        })?;
-        snapshot
-            .validate()
-            .map_err(|e| self.failed(format!("printed an invalid snapshot: {e}{said}")))?;
-        Ok(snapshot)
+        parse_output(&run.stdout).map_err(|what| self.failed(format!("{what}{said}")))
     }
 
     fn failed(&self, what: String) -> ProviderError {
@@ -284,6 +271,26 @@ impl PluginProvider {
 }
 
 /// `10s` or `1500ms`: the timeout, exactly.
+/// The snapshot a plugin printed on stdout, validated; else what is wrong
+/// with it, as the end of a sentence that starts with the plugin's name.
+pub fn parse_output(stdout: &[u8]) -> Result<Snapshot, String> {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "printed nothing on stdout; a plugin prints one snapshot in gpusel's JSON schema"
+                .into(),
+        );
+    }
+    let snapshot: Snapshot = serde_json::from_slice(stdout).map_err(|e| {
+        format!(
+            "printed no gpusel snapshot on stdout: {e}; print one in the schema `gpusel list --json` writes"
+        )
+    })?;
+    snapshot
+        .validate()
+        .map_err(|e| format!("printed an invalid snapshot: {e}"))?;
+    Ok(snapshot)
+}
+
 fn short_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
