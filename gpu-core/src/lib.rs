@@ -92,7 +92,7 @@ pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };
 pub use device::{Device, DeviceLabel};
-pub use duration::{DurationError, parse_duration, parse_duration_min};
+pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_min};
 pub use file_provider::{FileProvider, parse_snapshot};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
