@@ -281,6 +281,19 @@ pub fn parse_output(stdout: &[u8]) -> Result<Snapshot, String> {
         );
     }
     let snapshot: Snapshot = serde_json::from_slice(stdout).map_err(|e| {
+        // serde quotes the plugin's strings as they are (`bad time '...'`,
+        // `unknown variant `...``): one line, and no escape for the terminal.
+        let e: String = e
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
         format!(
             "printed no gpusel snapshot on stdout: {e}; print one in the schema `gpusel list --json` writes"
         )
@@ -459,5 +472,27 @@ pub fn plugin_fallback(
             PluginProvider::find_in(name, argument, timeout, path.as_deref())
                 .map(|p| Box::new(p) as Box<dyn GpuInfoProvider>),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_value_is_quoted_on_one_line_without_control_characters() {
+        // Found by fuzz/ (plugin_output): serde's message held the plugin's
+        // string as it was, newlines and terminal escapes included.
+        for bad in [
+            r#"{"schema_version":1,"host":"h","time":"x\nnext line\u001b[31m","provider":"p","gpus":[]}"#,
+            r#"{"schema_version":1,"host":"h","time":"2026-11-22T10:00:00Z","provider":"p","gpus":[{"index":0,"uuid":"GPU-1","name":"n","processes":[{"pid":1,"kind":"\u001b]0;owned\u0007"}]}]}"#,
+        ] {
+            let e = parse_output(bad.as_bytes()).unwrap_err();
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+            assert!(
+                e.starts_with("printed no gpusel snapshot on stdout: "),
+                "{e}"
+            );
+        }
     }
 }
