@@ -281,27 +281,30 @@ pub fn parse_output(stdout: &[u8]) -> Result<Snapshot, String> {
         );
     }
     let snapshot: Snapshot = serde_json::from_slice(stdout).map_err(|e| {
-        // serde quotes the plugin's strings as they are (`bad time '...'`,
-        // `unknown variant `...``): one line, and no escape for the terminal.
-        let e: String = e
-            .to_string()
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect();
         format!(
-            "printed no gpusel snapshot on stdout: {e}; print one in the schema `gpusel list --json` writes"
+            "printed no gpusel snapshot on stdout: {}; print one in the schema `gpusel list --json` writes",
+            printable(&e.to_string())
         )
     })?;
     snapshot
         .validate()
-        .map_err(|e| format!("printed an invalid snapshot: {e}"))?;
+        .map_err(|e| format!("printed an invalid snapshot: {}", printable(&e.to_string())))?;
     Ok(snapshot)
+}
+
+/// `text` on one line, its control characters escaped: the errors quote the
+/// plugin's strings as they are (`bad time '...'`, a UUID), and they must not
+/// drive the reader's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn short_duration(d: Duration) -> String {
@@ -486,13 +489,11 @@ mod tests {
         for bad in [
             r#"{"schema_version":1,"host":"h","time":"x\nnext line\u001b[31m","provider":"p","gpus":[]}"#,
             r#"{"schema_version":1,"host":"h","time":"2026-11-22T10:00:00Z","provider":"p","gpus":[{"index":0,"uuid":"GPU-1","name":"n","processes":[{"pid":1,"kind":"\u001b]0;owned\u0007"}]}]}"#,
+            r#"{"schema_version":1,"host":"h","time":"2026-11-22T10:00:00Z","provider":"p","gpus":[{"index":0,"uuid":"GPU-\f1","name":"n"},{"index":1,"uuid":"GPU-\f1","name":"n"}]}"#,
         ] {
             let e = parse_output(bad.as_bytes()).unwrap_err();
             assert!(!e.chars().any(char::is_control), "{e:?}");
-            assert!(
-                e.starts_with("printed no gpusel snapshot on stdout: "),
-                "{e}"
-            );
+            assert!(e.starts_with("printed "), "{e}");
         }
     }
 }
