@@ -24,7 +24,21 @@ pub enum DurationError {
         /// The least that is allowed.
         min: Duration,
     },
+    /// A duration longer than any wait: past [`MAX_DURATION`], adding it to
+    /// the clock would overflow.
+    #[error(
+        "'{input}' is too long: give at most {}",
+        humantime::format_duration(MAX_DURATION)
+    )]
+    TooLong {
+        /// What was given.
+        input: String,
+    },
 }
+
+/// The longest duration gpusel reads: 100 years (of 365.25 days). Anything
+/// longer means "forever", and would overflow the clock when added to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// Parses `30s`, `5m`, `1h30m`, `500ms`, `1.5h` or a bare number of seconds
 /// (`30`, `2.5`). Zero is allowed; see [`parse_duration_min`].
@@ -45,11 +59,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         && v.chars().all(|c| c.is_ascii_digit() || c == '.')
         && v.chars().filter(|&c| c == '.').count() <= 1
         && v.chars().any(|c| c.is_ascii_digit());
-    if plain_number {
+    let d = if plain_number {
         let secs: f64 = v.parse().map_err(|_| invalid())?;
-        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
+        Duration::try_from_secs_f64(secs).map_err(|_| invalid())?
+    } else {
+        humantime::parse_duration(v).map_err(|_| invalid())?
+    };
+    if d > MAX_DURATION {
+        return Err(DurationError::TooLong {
+            input: input.to_string(),
+        });
     }
-    humantime::parse_duration(v).map_err(|_| invalid())
+    Ok(d)
 }
 
 /// [`parse_duration`], refusing anything shorter than `min`.
@@ -96,6 +117,29 @@ mod tests {
                 .to_string()
                 .contains("e.g. 30s, 5m")
         );
+    }
+
+    #[test]
+    fn past_a_century_is_refused() {
+        // Found by fuzz/ (duration): these parsed, and `Instant::now() + d`
+        // (a --watch interval, a wait) then panics on overflow.
+        for input in [
+            "1000000000000000000s",
+            "2\r2888888888888wk",
+            "10000000000000000000",
+        ] {
+            let e = parse_duration(input).unwrap_err();
+            assert_eq!(
+                e,
+                DurationError::TooLong {
+                    input: input.into()
+                }
+            );
+            assert!(e.to_string().contains("at most 100years"), "{e}");
+        }
+        let century = parse_duration("100 years").unwrap();
+        assert_eq!(century, MAX_DURATION);
+        assert!(std::time::Instant::now().checked_add(century).is_some());
     }
 
     proptest::proptest! {

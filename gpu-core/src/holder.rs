@@ -64,6 +64,13 @@ impl Holder {
     }
 }
 
+/// The holder in the record file `text` of a file owned by `uid`; `None`
+/// when it is no record, or the record of another user.
+pub fn parse_record(text: &[u8], uid: u32) -> Option<Holder> {
+    let holder: Holder = serde_json::from_slice(text).ok()?;
+    (holder.uid == uid).then_some(holder)
+}
+
 /// Control characters become `?`, so that another user's command line cannot
 /// drive the reader's terminal.
 fn defused(s: &str, max: usize) -> String {

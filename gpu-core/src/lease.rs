@@ -685,8 +685,7 @@ impl LockDir {
         };
         let mut text = Vec::new();
         (&mut file).take(MAX_RECORD).read_to_end(&mut text).ok()?;
-        let holder: Holder = serde_json::from_slice(&text).ok()?;
-        (holder.uid == uid).then_some(holder)
+        crate::holder::parse_record(&text, uid)
     }
 }
 

@@ -96,7 +96,7 @@ pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
 };
 pub use device::{Device, DeviceLabel};
-pub use duration::{DurationError, parse_duration, parse_duration_min};
+pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_min};
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
 pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus};
@@ -121,6 +121,15 @@ pub use size::{
     format_power, parse_percent, parse_power, parse_size,
 };
 pub use strategy::{SelectStrategy, StrategyError};
+
+/// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
+/// API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The holder in a lease's record file owned by `uid`, as a reader of
+    /// the lock directory takes it (`None`: not a record, or another user's).
+    pub use crate::holder::parse_record as holder_record;
+}
 
 impl Visible {
     /// Reads `CUDA_VISIBLE_DEVICES` from this process's environment and

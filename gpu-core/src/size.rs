@@ -45,10 +45,40 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
             input: text.to_string(),
         });
     }
+    // parse-size 1.1 overflows (a panic in debug builds, a wrong size in
+    // release) on a number of 21 significant digits that starts with
+    // u64::MAX; none of that length is a size anyway.
+    if significant_digits(text) > MAX_DIGITS {
+        return Err(SizeError::Invalid {
+            input: input.to_string(),
+            reason: format!("it has more than {MAX_DIGITS} significant digits"),
+        });
+    }
     parse_size::parse_size(text).map_err(|e| SizeError::Invalid {
         input: input.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The most significant digits a size may have: u64::MAX has 20.
+const MAX_DIGITS: usize = 20;
+
+/// How many significant digits the number at the start of `text` has
+/// (before its exponent or unit; `_` and spaces separate digits, as
+/// parse-size reads them).
+fn significant_digits(text: &str) -> usize {
+    let number: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '_' | ' '))
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+    let digits = format!("{whole}{}", fraction.trim_end_matches('0'));
+    digits
+        .trim_start_matches(['0', '.'])
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count()
 }
 
 /// Formats bytes for people: `79.6 GiB`, `512 MiB`, `0 B`.
@@ -232,6 +262,24 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("-5GiB").is_err());
         assert!(parse_size("1e999GiB").is_err());
+    }
+
+    #[test]
+    fn numbers_past_u64_are_refused_not_wrapped() {
+        // Found by fuzz/ (size): parse-size panicked in debug builds and
+        // returned 0 in release ones.
+        for input in [
+            "184467440737095516155B",
+            "18446744073709551615.5 B",
+            "1844674407370955161_55 MiB",
+            "0.0184467440737095516155 GB",
+        ] {
+            let e = parse_size(input).unwrap_err().to_string();
+            assert!(e.contains("significant digits"), "{input}: {e}");
+        }
+        assert_eq!(parse_size("18446744073709551615B"), Ok(u64::MAX));
+        assert_eq!(parse_size("1.000000000000000000000000GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("00000000000000000000000001 KiB"), Ok(1024));
     }
 
     #[test]

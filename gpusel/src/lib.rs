@@ -55,6 +55,16 @@ pub use plugin::{
     plugin_fallback,
 };
 
+/// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
+/// API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// What a plugin printed on stdout, read as [`PluginProvider`](crate::PluginProvider)
+    /// reads it: the validated snapshot, or what is wrong with it.
+    pub use crate::plugin::parse_output as plugin_output;
+    pub use gpusel_core::fuzzing::*;
+}
+
 /// The strategy a name gives (`idle-random`, `best-fit`, `worst-fit`,
 /// `random`, `least-used`), as `--strategy` takes it.
 pub fn strategy(name: &str) -> Result<Box<dyn SelectStrategy>, UnknownStrategy> {

@@ -156,20 +156,7 @@ impl PluginProvider {
                 Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.to_string());
             return Err(self.failed(format!("was killed by signal {name}{said}")));
         }
-        if run.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.failed(format!(
-                "printed nothing on stdout; a plugin prints one snapshot in gpusel's JSON schema{said}"
-            )));
-        }
-        let snapshot: Snapshot = serde_json::from_slice(&run.stdout).map_err(|e| {
-            self.failed(format!(
-                "printed no gpusel snapshot on stdout: {e}; print one in the schema `gpusel list --json` writes{said}"
-            ))
-        })?;
-        snapshot
-            .validate()
-            .map_err(|e| self.failed(format!("printed an invalid snapshot: {e}{said}")))?;
-        Ok(snapshot)
+        parse_output(&run.stdout).map_err(|what| self.failed(format!("{what}{said}")))
     }
 
     fn failed(&self, what: String) -> ProviderError {
@@ -285,6 +272,42 @@ impl PluginProvider {
 }
 
 /// `10s` or `1500ms`: the timeout, exactly.
+/// The snapshot a plugin printed on stdout, validated; else what is wrong
+/// with it, as the end of a sentence that starts with the plugin's name.
+pub fn parse_output(stdout: &[u8]) -> Result<Snapshot, String> {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "printed nothing on stdout; a plugin prints one snapshot in gpusel's JSON schema"
+                .into(),
+        );
+    }
+    let snapshot: Snapshot = serde_json::from_slice(stdout).map_err(|e| {
+        format!(
+            "printed no gpusel snapshot on stdout: {}; print one in the schema `gpusel list --json` writes",
+            printable(&e.to_string())
+        )
+    })?;
+    snapshot
+        .validate()
+        .map_err(|e| format!("printed an invalid snapshot: {}", printable(&e.to_string())))?;
+    Ok(snapshot)
+}
+
+/// `text` on one line, its control characters escaped: the errors quote the
+/// plugin's strings as they are (`bad time '...'`, a UUID), and they must not
+/// drive the reader's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn short_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
@@ -453,5 +476,25 @@ pub fn plugin_fallback(
             PluginProvider::find_in(name, argument, timeout, path.as_deref())
                 .map(|p| Box::new(p) as Box<dyn GpuInfoProvider>),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_value_is_quoted_on_one_line_without_control_characters() {
+        // Found by fuzz/ (plugin_output): serde's message held the plugin's
+        // string as it was, newlines and terminal escapes included.
+        for bad in [
+            r#"{"schema_version":1,"host":"h","time":"x\nnext line\u001b[31m","provider":"p","gpus":[]}"#,
+            r#"{"schema_version":1,"host":"h","time":"2026-11-22T10:00:00Z","provider":"p","gpus":[{"index":0,"uuid":"GPU-1","name":"n","processes":[{"pid":1,"kind":"\u001b]0;owned\u0007"}]}]}"#,
+            r#"{"schema_version":1,"host":"h","time":"2026-11-22T10:00:00Z","provider":"p","gpus":[{"index":0,"uuid":"GPU-\f1","name":"n"},{"index":1,"uuid":"GPU-\f1","name":"n"}]}"#,
+        ] {
+            let e = parse_output(bad.as_bytes()).unwrap_err();
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+            assert!(e.starts_with("printed "), "{e}");
+        }
     }
 }

@@ -46,6 +46,17 @@ pub use crate::error::{ErrorClass, HttpError};
 pub use crate::parse::Remote;
 pub use crate::token::Token;
 
+/// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
+/// API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The message of an agent's JSON error body, if that is what it is.
+    pub use crate::parse::agent_error;
+    /// An agent's answer to `GET /api/v1/snapshot` as the provider reads it:
+    /// the snapshot and the agent's status, validated; `url` names it in errors.
+    pub use crate::parse::snapshot as answer;
+}
+
 /// Name of the provider in `--provider http://HOST:PORT`.
 pub const NAME: &str = "http";
 /// Environment variable naming a file that holds the agent's bearer token.

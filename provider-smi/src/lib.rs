@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use gpusel_core::{GpuInfoProvider, ProcReader, ProviderError, Snapshot};
+use gpusel_core::{GpuInfoProvider, GpuProcess, ProcReader, ProviderError, Snapshot};
 
 use crate::exec::{Finished, RunError};
 
@@ -242,7 +242,10 @@ impl SmiProvider {
         // which every process filter treats as not satisfied; it does not
         // hide the GPUs.
         match success(apps_out, "--query-compute-apps") {
-            Ok(text) => attach_processes(&mut snapshot, &text),
+            Ok(text) => {
+                let mut procfs = ProcReader::default();
+                attach_processes(&mut snapshot, &text, |p| procfs.enrich(p));
+            }
             Err(e) => tracing::warn!(error = %e, "GPU processes unknown"),
         }
         Ok(snapshot)
@@ -316,9 +319,9 @@ fn success(run: Finished, query: &'static str) -> Result<String, SmiError> {
     })
 }
 
-/// Gives every GPU its process list (empty when it has none), and fills
-/// user, start time and command line from `/proc`.
-fn attach_processes(snapshot: &mut Snapshot, text: &str) {
+/// Gives every GPU its process list (empty when it has none), each process
+/// passed through `enrich` (user, start time and command line from `/proc`).
+fn attach_processes(snapshot: &mut Snapshot, text: &str, mut enrich: impl FnMut(&mut GpuProcess)) {
     let (rows, skipped) = parse::processes(text);
     for line in &skipped {
         tracing::warn!(line = %line, "nvidia-smi --query-compute-apps: not a process row, ignored");
@@ -326,7 +329,6 @@ fn attach_processes(snapshot: &mut Snapshot, text: &str) {
     for gpu in &mut snapshot.gpus {
         gpu.processes = Some(Vec::new());
     }
-    let mut procfs = ProcReader::default();
     for mut row in rows {
         let gpu = snapshot
             .gpus
@@ -334,12 +336,36 @@ fn attach_processes(snapshot: &mut Snapshot, text: &str) {
             .find(|g| g.uuid.eq_ignore_ascii_case(&row.gpu_uuid));
         match gpu.and_then(|g| g.processes.as_mut()) {
             Some(list) => {
-                procfs.enrich(&mut row.process);
+                enrich(&mut row.process);
                 list.push(row.process);
             }
             None => tracing::debug!(uuid = %row.gpu_uuid, pid = row.process.pid,
                 "nvidia-smi listed a process on a GPU it did not list; ignored"),
         }
+    }
+}
+
+/// The parsing of [`SmiProvider::read`] without running nvidia-smi, for the
+/// fuzz targets in `fuzz/`. Not part of the API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    use gpusel_core::Snapshot;
+
+    /// The snapshot [`read`](crate::SmiProvider::read) makes of the outputs
+    /// of `--query-gpu=FIELDS` (`fields`: [`GPU_FIELDS`](crate::GPU_FIELDS)
+    /// or a subset in its order) and `--query-compute-apps`, without `/proc`;
+    /// and the lines of `query_gpu` that were not GPU rows.
+    pub fn snapshot(
+        query_gpu: &str,
+        fields: &[&str],
+        compute_apps: &str,
+    ) -> (Snapshot, Vec<String>) {
+        let rows = crate::parse::gpus(query_gpu, fields);
+        let mut snapshot = Snapshot::new("fuzz", crate::NAME);
+        snapshot.driver_version = rows.driver_version;
+        snapshot.gpus = rows.gpus;
+        crate::attach_processes(&mut snapshot, compute_apps, |_| {});
+        (snapshot, rows.skipped)
     }
 }
 
@@ -419,9 +445,11 @@ mod tests {
         std::fs::write(&smi, "#!/bin/sh\necho 'No devices were found'\nexit 6\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let timeout = parse_timeout("1000000000000000").unwrap();
+        // Past gpusel_core::MAX_DURATION the setting is refused; the API
+        // takes any Duration.
+        assert!(parse_timeout("1000000000000000").is_err());
         let e = SmiProvider::new(&smi)
-            .with_timeout(timeout)
+            .with_timeout(Duration::MAX)
             .read()
             .unwrap_err();
         assert_eq!(
