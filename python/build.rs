@@ -1,3 +1,6 @@
+// A build script reports failure by panicking: cargo shows the message.
+#![allow(clippy::expect_used)]
+
 //! With the `wheel` feature (what `pip install .` builds, see
 //! pyproject.toml), also builds the `gpusel` binary, the same one `cargo
 //! install --path cli` gives, and puts it where the wheel's scripts come

@@ -27,6 +27,9 @@
 //! ```
 
 #![warn(missing_docs)]
+// Library code reports failures as typed errors, never by panicking on
+// them (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod auth;
 mod conns;

@@ -1,5 +1,8 @@
 //! `gpusel`: pick idle NVIDIA GPUs for a job. The only crate that prints.
 
+// Failures are reported, never panicked on (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod args;
 mod choose;
 mod config;

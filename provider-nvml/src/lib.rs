@@ -13,6 +13,9 @@
 //! whose handle or UUID cannot be had at all is left out, with a warning.
 
 #![warn(missing_docs)]
+// Library code reports failures as typed errors, never by panicking on
+// them (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod processes;

@@ -29,6 +29,9 @@
 //! ([`DEFAULT_TIMEOUT`], or `$GPUSEL_SMI_TIMEOUT`) is killed and reported.
 
 #![warn(missing_docs)]
+// Library code reports failures as typed errors, never by panicking on
+// them (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod csv;
 mod exec;

@@ -19,6 +19,9 @@
 //! text, the errors and the pure helpers, all tested in the default build.
 
 #![warn(missing_docs)]
+// Library code reports failures as typed errors, never by panicking on
+// them (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg_attr(not(feature = "libtorch"), allow(dead_code))]
 mod pci;

@@ -4,6 +4,9 @@
 //! back as the JSON the CLI prints. The typed Python API, its classes and
 //! its errors live in `python/gpusel/` and call this module.
 
+// Failures are reported, never panicked on (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -3,6 +3,9 @@
 //! command line.
 
 #![warn(missing_docs)]
+// Library code reports failures as typed errors, never by panicking on
+// them (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::cmp::{Ordering, Reverse};
 
