@@ -32,6 +32,7 @@ mod client;
 mod endpoint;
 mod error;
 pub mod limits;
+pub mod nvgpu;
 mod parse;
 mod token;
 
