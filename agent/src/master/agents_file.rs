@@ -483,10 +483,18 @@ url = "http://[::1]:9477"
                 "self",
                 "http://gpu-node-1:9477",
                 "http://gpu-node-2:9477",
-                "http://gateway.example.org:8080/gpus/node3"
+                "http://gateway.example.org:8080/gpus/node3",
+                "http://node04:1080"
             ]
         );
         assert_eq!(f.nodes[2].name, "gpu-node-2");
+        assert!(matches!(
+            f.nodes[4].source,
+            NodeSource::Remote {
+                kind: Kind::Nvgpu,
+                ..
+            }
+        ));
         assert_eq!(f.timeout, Some(Duration::from_secs(2)));
     }
 }
