@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use askama::Template;
 use gpusel_core::sanitize::{clean, clean_lines};
-use gpusel_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, format_bytes, format_power};
+use gpusel_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, Occupancy, format_bytes, format_power};
 
 use crate::state::Published;
 
@@ -35,6 +35,10 @@ struct Header {
 /// One table row: a GPU or a MIG device.
 pub(crate) struct Row {
     pub(crate) id: String,
+    /// `[ ]`, `[~]`, `[L]` or `[!]`, as `gpusel list` marks it.
+    pub(crate) mark: &'static str,
+    /// The class of the mark: free, busy, leased, unknown.
+    pub(crate) mark_class: &'static str,
     pub(crate) name: String,
     pub(crate) mig: bool,
     pub(crate) memory: String,
@@ -43,6 +47,10 @@ pub(crate) struct Row {
     pub(crate) mem_util: String,
     pub(crate) temp: String,
     pub(crate) power: String,
+    /// SM clock.
+    pub(crate) clock: String,
+    /// When the oldest process started, as words (`2 days ago`).
+    pub(crate) since: String,
     pub(crate) processes: Processes,
     pub(crate) lease: Lease,
 }
@@ -69,6 +77,7 @@ pub(crate) struct Proc {
     pub(crate) pid: u32,
     pub(crate) name: String,
     pub(crate) memory: String,
+    pub(crate) since: String,
 }
 
 /// Renders the dashboard. The page reloads itself every snapshot interval
@@ -122,14 +131,15 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
 /// The table rows of `snapshot`, and whether any device is leased (the
 /// lease column is shown only then).
 pub(crate) fn rows(snapshot: &gpusel_core::Snapshot) -> (Vec<Row>, bool) {
+    let now = SystemTime::now();
     let mut rows = Vec::new();
     let mut leased = false;
     for gpu in &snapshot.gpus {
         leased |= gpu.lease.is_some();
-        rows.push(gpu_row(gpu));
+        rows.push(gpu_row(gpu, now));
         for mig in &gpu.mig_devices {
             leased |= mig.lease.is_some();
-            rows.push(mig_row(gpu, mig));
+            rows.push(mig_row(gpu, mig, now));
         }
     }
     (rows, leased)
@@ -157,7 +167,21 @@ fn dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
 }
 
-fn processes(list: Option<&[GpuProcess]>) -> Processes {
+fn mark(o: Occupancy) -> (&'static str, &'static str) {
+    let class = match o {
+        Occupancy::Free => "free",
+        Occupancy::InUse => "busy",
+        Occupancy::Leased => "leased",
+        Occupancy::Unknown => "unknown",
+    };
+    (o.mark(), class)
+}
+
+fn since(start: Option<SystemTime>, now: SystemTime) -> String {
+    start.map_or_else(String::new, |t| gpusel_core::timefmt::ago(t, now))
+}
+
+fn processes(list: Option<&[GpuProcess]>, now: SystemTime) -> Processes {
     match list {
         None => Processes::Unknown,
         Some(list) => Processes::List(
@@ -167,6 +191,7 @@ fn processes(list: Option<&[GpuProcess]>) -> Processes {
                     pid: p.pid,
                     name: p.name.as_deref().map_or_else(|| "?".into(), clean),
                     memory: p.used_memory.map(format_bytes).unwrap_or_default(),
+                    since: since(p.start_time, now),
                 })
                 .collect(),
         ),
@@ -190,14 +215,17 @@ fn lease(status: Option<&LeaseStatus>) -> Lease {
     }
 }
 
-fn gpu_row(gpu: &Gpu) -> Row {
+fn gpu_row(gpu: &Gpu, now: SystemTime) -> Row {
     let power = match (gpu.power_draw, gpu.power_limit) {
         (Some(d), Some(l)) => format!("{} / {}", format_power(d), format_power(l)),
         (Some(d), None) => format_power(d),
         _ => "–".into(),
     };
+    let (mark, mark_class) = mark(gpu.occupancy());
     Row {
         id: gpu.index.to_string(),
+        mark,
+        mark_class,
         name: clean(&gpu.name),
         mig: false,
         memory: memory(gpu.memory_used, gpu.memory_total),
@@ -206,18 +234,29 @@ fn gpu_row(gpu: &Gpu) -> Row {
         mem_util: dash(gpu.utilization_memory, |u| format!("{u}%")),
         temp: dash(gpu.temperature, |t| format!("{t} °C")),
         power,
+        clock: dash(gpu.sm_clock, |c| format!("{c} MHz")),
+        since: since(gpu.first_start(), now),
         processes: if gpu.mig_enabled() {
             Processes::OnMig
         } else {
-            processes(gpu.processes.as_deref())
+            processes(gpu.processes.as_deref(), now)
         },
         lease: lease(gpu.lease.as_ref()),
     }
 }
 
-fn mig_row(gpu: &Gpu, mig: &MigDevice) -> Row {
+fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime) -> Row {
+    let (mark, mark_class) = mark(mig.occupancy());
+    let first = mig
+        .processes
+        .iter()
+        .flatten()
+        .filter_map(|p| p.start_time)
+        .min();
     Row {
         id: format!("{}:{}", gpu.index, mig.index),
+        mark,
+        mark_class,
         name: format!("MIG {}", clean(mig.profile.as_deref().unwrap_or("?"))),
         mig: true,
         memory: memory(mig.memory_used, mig.memory_total),
@@ -226,7 +265,9 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice) -> Row {
         mem_util: "–".into(),
         temp: String::new(),
         power: String::new(),
-        processes: processes(mig.processes.as_deref()),
+        clock: String::new(),
+        since: since(first, now),
+        processes: processes(mig.processes.as_deref(), now),
         lease: lease(mig.lease.as_ref()),
     }
 }

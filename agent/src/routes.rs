@@ -34,11 +34,13 @@ pub fn router(state: Arc<State>, request_timeout: Duration) -> Router {
     harden(app, request_timeout)
 }
 
-/// `GET /`, `GET /api/v1/snapshot`, `GET /metrics`. Other methods get 405.
+/// `GET /`, `GET /api/v1/snapshot`, `GET /gpu_status`, `GET /metrics`.
+/// Other methods get 405.
 pub fn agent_routes() -> Router<Arc<State>> {
     Router::new()
         .route("/", get(dashboard))
         .route("/api/v1/snapshot", get(snapshot))
+        .route(gpusel_http::nvgpu::PATH, get(gpu_status))
         .route("/metrics", get(metrics))
 }
 
@@ -88,7 +90,7 @@ async fn security_headers(mut response: Response) -> Response {
 async fn not_found() -> Response {
     json_error(
         StatusCode::NOT_FOUND,
-        "no such page; the agent serves /, /api/v1/snapshot, /metrics and /healthz",
+        "no such page; the agent serves /, /api/v1/snapshot, /gpu_status, /metrics and /healthz",
     )
 }
 
@@ -111,6 +113,30 @@ pub async fn snapshot(Shared(state): Shared<Arc<State>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, [(header::CONTENT_TYPE, JSON)], round.json.clone()).into_response()
+}
+
+/// `GET /gpu_status`: the latest snapshot as an nvgpu agent answers, so
+/// that an nvgpu master shows this node (see [`gpusel_http::nvgpu`]); its
+/// `is_available` is gpusel's rule, not nvgpu's. 503 before the first good
+/// snapshot. The master serves its own GPUs with it too.
+pub async fn gpu_status(Shared(state): Shared<Arc<State>>) -> Response {
+    let round = state.current();
+    match &round.snapshot {
+        Some(s) => {
+            let status = gpusel_http::nvgpu::status(s, std::time::SystemTime::now());
+            match serde_json::to_vec(&status) {
+                Ok(body) => ([(header::CONTENT_TYPE, JSON)], body).into_response(),
+                Err(_) => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the status cannot be written; /api/v1/snapshot has the same data",
+                ),
+            }
+        }
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no GPU snapshot yet; ask again in a moment, or see /api/v1/snapshot for why",
+        ),
+    }
 }
 
 /// OpenMetrics when the client asks for it (Prometheus does), the classic

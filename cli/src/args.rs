@@ -139,7 +139,7 @@ pub struct ManArgs {
 }
 
 const SERVE_ABOUT: &str = "\
-Serve the GPUs over HTTP, read-only: an HTML dashboard at /, the snapshot as JSON at /api/v1/snapshot (the schema of `gpusel list --json`, plus an `agent` status object), Prometheus metrics at /metrics, and /healthz (200 `ok` or 503 `failing`).
+Serve the GPUs over HTTP, read-only: an HTML dashboard at /, the snapshot as JSON at /api/v1/snapshot (the schema of `gpusel list --json`, plus an `agent` status object), nvgpu's agent JSON at /gpu_status (for nvgpu masters; is_available is gpusel's [ ] rule), Prometheus metrics at /metrics, and /healthz (200 `ok` or 503 `failing`).
 
 One snapshot is taken every --interval in the background and every request is answered from it: requests never touch the driver. When the provider fails, the last good snapshot is served with the error (the dashboard says so, the JSON has agent.up=false and agent.last_error, /metrics has gpusel_up 0).
 
@@ -176,8 +176,9 @@ pub struct ServeArgs {
     pub max_connections: u32,
 
     /// Be a master: poll every agent this TOML file lists ([[agent]] url =
-    /// "http://HOST:PORT", optional name and token_file; url = "self" for
-    /// this machine's own GPUs) every --interval, and show all nodes at /,
+    /// "http://HOST:PORT", optional name, token_file, and kind = "nvgpu"
+    /// for an nvgpu agent; url = "self" for this machine's own GPUs) every
+    /// --interval, and show all nodes at /,
     /// /api/v1/cluster and /metrics. A node that is down or slow is shown as
     /// such and never holds up the page. See examples/agents.toml.
     #[arg(long, value_name = "FILE")]

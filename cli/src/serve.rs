@@ -79,7 +79,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
             (None, Some(provider)) => {
                 eprint_line(
                     "",
-                    &format!("serving http://{addr}/ (dashboard), /api/v1/snapshot, /metrics, /healthz; Ctrl-C or SIGTERM stops"),
+                    &format!("serving http://{addr}/ (dashboard), /api/v1/snapshot, /gpu_status (nvgpu), /metrics, /healthz; Ctrl-C or SIGTERM stops"),
                 );
                 server.run(provider, stop).await
             }

@@ -109,10 +109,10 @@ enum Mark {
 impl Mark {
     fn text(self) -> (&'static str, Style) {
         match self {
-            Mark::Free => ("[ ]", Style::Green),
-            Mark::InUse => ("[~]", Style::Yellow),
-            Mark::Leased => ("[L]", Style::Magenta),
-            Mark::Unusable => ("[!]", Style::Red),
+            Mark::Free => (Occupancy::Free.mark(), Style::Green),
+            Mark::InUse => (Occupancy::InUse.mark(), Style::Yellow),
+            Mark::Leased => (Occupancy::Leased.mark(), Style::Magenta),
+            Mark::Unusable => (Occupancy::Unknown.mark(), Style::Red),
             Mark::Banned => ("[x]", Style::Red),
         }
     }

@@ -352,7 +352,7 @@ fn a_token_guards_everything_but_healthz() {
         gpusel_std_on(LAB),
         &["--token-file", token_file.to_str().unwrap()],
     );
-    for path in ["/", "/api/v1/snapshot", "/metrics"] {
+    for path in ["/", "/api/v1/snapshot", "/gpu_status", "/metrics"] {
         let r = server.get(path);
         assert_eq!(r.status, 401, "{path}: {r:#?}");
         let challenges = r.headers("www-authenticate");

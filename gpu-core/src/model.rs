@@ -204,6 +204,22 @@ impl Gpu {
     pub fn mig_enabled(&self) -> bool {
         self.mig_mode == Some(true) || !self.mig_devices.is_empty()
     }
+
+    /// Every process on the GPU: its own, or its MIG devices' when MIG is on.
+    pub fn all_processes(&self) -> impl Iterator<Item = &GpuProcess> {
+        let own = self.processes.iter().flatten();
+        let mig = self
+            .mig_devices
+            .iter()
+            .flat_map(|m| m.processes.iter().flatten());
+        own.chain(mig)
+    }
+
+    /// When the oldest process on the GPU started (what nvgpu and the
+    /// dashboards show as "since"), if any start time is known.
+    pub fn first_start(&self) -> Option<SystemTime> {
+        self.all_processes().filter_map(|p| p.start_time).min()
+    }
 }
 
 impl MigDevice {

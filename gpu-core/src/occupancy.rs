@@ -33,6 +33,17 @@ enum Load {
 }
 
 impl Occupancy {
+    /// The mark `gpusel list` and the dashboards show, as nvgpu does:
+    /// `[ ]` free, `[~]` in use, `[L]` leased, `[!]` unknown.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Occupancy::Free => "[ ]",
+            Occupancy::InUse => "[~]",
+            Occupancy::Leased => "[L]",
+            Occupancy::Unknown => "[!]",
+        }
+    }
+
     fn of(lease: Option<&LeaseStatus>, processes: Option<&[GpuProcess]>, load: Load) -> Self {
         match lease {
             // Nobody leases it and no job can: unusable, never free.

@@ -85,6 +85,18 @@ impl Client {
         crate::parse::snapshot(&body, endpoint.url())
     }
 
+    /// The snapshot of an nvgpu agent (its `GET /gpu_status`), its host the
+    /// URL's: see [`crate::nvgpu`].
+    pub async fn fetch_nvgpu(
+        &self,
+        endpoint: &Endpoint,
+        token: Option<&Token>,
+    ) -> Result<gpusel_core::Snapshot, HttpError> {
+        let body = self.get(endpoint, crate::nvgpu::PATH, token).await?;
+        let url = format!("{}{}", endpoint.url(), crate::nvgpu::PATH);
+        crate::nvgpu::snapshot(&body, &url, endpoint.host())
+    }
+
     /// The body of `GET path` under `endpoint`, which must answer 200 within
     /// the timeout and send at most the body limit.
     pub async fn get(

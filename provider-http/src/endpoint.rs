@@ -81,6 +81,19 @@ impl Endpoint {
         &self.authority
     }
 
+    /// The host of the URL, without its port: what people call their
+    /// nodes (`gpu-node-1`, `10.0.0.7`, `[::1]`).
+    pub fn host(&self) -> &str {
+        match self.authority.rsplit_once(':') {
+            Some((host, port))
+                if !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                host
+            }
+            _ => &self.authority,
+        }
+    }
+
     /// The URI of `path` (starting with `/`) under this agent.
     pub fn uri(&self, path: &str) -> Result<Uri, HttpError> {
         join(&self.base, path).map_err(|reason| HttpError::BadUrl {

@@ -133,6 +133,16 @@ pub enum HttpError {
         /// What the JSON parser said.
         message: String,
     },
+    /// The body is not nvgpu's `/gpu_status` JSON.
+    #[error(
+        "{url} did not answer with nvgpu's /gpu_status JSON ({message}); is it an nvgpu agent? For a gpusel agent, drop kind = \"nvgpu\" from its entry in the agents file"
+    )]
+    NotNvgpu {
+        /// The URL requested.
+        url: String,
+        /// What is wrong with the body.
+        message: String,
+    },
     /// A snapshot that breaks the schema's rules.
     #[error("snapshot from {url} is invalid: {error}")]
     Invalid {
@@ -183,6 +193,7 @@ impl HttpError {
             | HttpError::TooLarge { .. }
             | HttpError::OverLimit { .. }
             | HttpError::NotOurSchema { .. }
+            | HttpError::NotNvgpu { .. }
             | HttpError::Invalid { .. } => ErrorClass::BadAnswer,
         }
     }

@@ -35,6 +35,7 @@ mod client;
 mod endpoint;
 mod error;
 pub mod limits;
+pub mod nvgpu;
 mod parse;
 mod token;
 

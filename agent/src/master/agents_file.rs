@@ -10,6 +10,10 @@
 //! url = "http://gpu-node-1:9477"
 //! name = "node1"                       # default: the URL's host
 //! token_file = "/etc/gpusel/node1.token"   # relative paths: from this file's folder
+//!
+//! [[agent]]
+//! url = "http://node02:1080"
+//! kind = "nvgpu"                       # an nvgpu agent: its GET /gpu_status is read
 //! ```
 
 use std::collections::HashSet;
@@ -54,7 +58,19 @@ pub enum NodeSource {
         endpoint: Endpoint,
         /// Its bearer token, if it wants one.
         token: Option<Token>,
+        /// What answers there.
+        kind: Kind,
     },
+}
+
+/// What kind of agent answers at a URL (`kind = ...` in its entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// `gpusel serve` (`/api/v1/snapshot`), the default.
+    #[default]
+    Gpusel,
+    /// An nvgpu agent (`/gpu_status`, see [`gpusel_http::nvgpu`]).
+    Nvgpu,
 }
 
 impl NodeSpec {
@@ -99,6 +115,7 @@ struct Entry {
     url: toml::Spanned<String>,
     name: Option<toml::Spanned<String>>,
     token_file: Option<toml::Spanned<PathBuf>>,
+    kind: Option<toml::Spanned<String>>,
 }
 
 /// Reads and checks the agents file at `path`. Token files are read now, so
@@ -120,14 +137,15 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentsFile, AgentsFileError> {
         at: span.map(|s| line_col(text, s.start)),
         message,
     };
-    let file: File = toml::from_str(text).map_err(|e| {
-        fail(
+    let file: File = toml::from_str(text).map_err(|e| match nvgpu_agents(text) {
+        Some(urls) => fail(None, nvgpu_hint(&urls)),
+        None => fail(
             e.span(),
             format!(
                 "{}; see examples/agents.toml for the format",
                 e.message().trim_end()
             ),
-        )
+        ),
     })?;
     let timeout = match &file.timeout {
         None => None,
@@ -157,7 +175,28 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentsFile, AgentsFileError> {
     let mut nodes = Vec::new();
     for entry in &file.agent {
         let url = entry.url.get_ref().trim();
+        let kind = match &entry.kind {
+            None => Kind::Gpusel,
+            Some(k) => match k.get_ref().trim() {
+                "gpusel" => Kind::Gpusel,
+                "nvgpu" => Kind::Nvgpu,
+                other => {
+                    return Err(fail(
+                        Some(k.span()),
+                        format!(
+                            "kind = {other:?} is not a kind of agent: give \"gpusel\" (the default) or \"nvgpu\""
+                        ),
+                    ));
+                }
+            },
+        };
         let source = if url.eq_ignore_ascii_case(SELF) {
+            if let (Some(k), Kind::Nvgpu) = (&entry.kind, kind) {
+                return Err(fail(
+                    Some(k.span()),
+                    "the self entry is this machine's GPUs, read in-process; drop its kind".into(),
+                ));
+            }
             if let Some(t) = &entry.token_file {
                 return Err(fail(
                     Some(t.span()),
@@ -175,7 +214,11 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentsFile, AgentsFileError> {
                         .map_err(|e| fail(Some(t.span()), e.to_string()))?,
                 ),
             };
-            NodeSource::Remote { endpoint, token }
+            NodeSource::Remote {
+                endpoint,
+                token,
+                kind,
+            }
         };
         let name = match (&entry.name, &source) {
             (Some(n), _) => n.get_ref().trim().to_string(),
@@ -210,15 +253,61 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentsFile, AgentsFileError> {
     Ok(AgentsFile { nodes, timeout })
 }
 
+/// The agents of an nvgpu master config (`AGENTS = ['self',
+/// 'http://node02:1080', ...]`, Python syntax), if `text` is one: the
+/// quoted strings after `AGENTS =`, up to the closing bracket.
+fn nvgpu_agents(text: &str) -> Option<Vec<String>> {
+    let start = text.lines().scan(0, |at, line| {
+        let here = *at;
+        *at += line.len() + 1;
+        Some((here, line))
+    });
+    let (at, _) = start
+        .filter(|(_, l)| {
+            let l = l.trim_start();
+            l.strip_prefix("AGENTS")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .last()?;
+    let rest = text.get(at..)?;
+    let list = rest.get(rest.find('[')? + 1..)?;
+    let mut urls = Vec::new();
+    let mut chars = list.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ']' => return Some(urls),
+            '#' => {
+                chars.by_ref().find(|&c| c == '\n');
+            }
+            '\'' | '"' => {
+                let s: String = chars.by_ref().take_while(|&q| q != c).collect();
+                urls.push(s);
+            }
+            _ => {}
+        }
+    }
+    Some(urls)
+}
+
+/// What to write instead of an nvgpu `AGENTS` list.
+fn nvgpu_hint(urls: &[String]) -> String {
+    let mut toml = String::new();
+    for url in urls {
+        let url = gpusel_core::sanitize::clean(url.trim());
+        if url.eq_ignore_ascii_case(SELF) {
+            toml.push_str("\n[[agent]]\nurl = \"self\"\n");
+        } else {
+            toml.push_str(&format!("\n[[agent]]\nurl = {url:?}\nkind = \"nvgpu\"\n"));
+        }
+    }
+    format!(
+        "this is an nvgpu master config (AGENTS = [...]), not a gpusel agents file; gpusel reads nvgpu agents too: write this into a TOML file and give that to --agents (drop kind = \"nvgpu\" for agents that run `gpusel serve`):\n{toml}"
+    )
+}
+
 /// The host of the URL, which is what people call their nodes.
 fn default_name(endpoint: &Endpoint) -> String {
-    let authority = endpoint.authority();
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host.to_string()
-        }
-        _ => authority.to_string(),
-    }
+    endpoint.host().to_string()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -316,6 +405,46 @@ url = "http://[::1]:9477"
     }
 
     #[test]
+    fn nvgpu_agents_are_a_kind() {
+        let f = parse_ok(
+            "[[agent]]\nurl = \"http://node02:1080\"\nkind = \"nvgpu\"\n[[agent]]\nurl = \"http://n3:9477\"\nkind = \"gpusel\"\n",
+        );
+        let kinds: Vec<Kind> = f
+            .nodes
+            .iter()
+            .map(|n| match &n.source {
+                NodeSource::Remote { kind, .. } => *kind,
+                NodeSource::This => panic!("no self here"),
+            })
+            .collect();
+        assert_eq!(kinds, [Kind::Nvgpu, Kind::Gpusel]);
+        assert_eq!(f.nodes[0].name, "node02");
+        let e = parse_err("[[agent]]\nurl = \"http://a:1\"\nkind = \"slurm\"\n");
+        assert!(
+            e.contains("line 3, column 8: kind = \"slurm\" is not a kind"),
+            "{e}"
+        );
+        let e = parse_err("[[agent]]\nurl = \"self\"\nkind = \"nvgpu\"\n");
+        assert!(e.contains("drop its kind"), "{e}");
+    }
+
+    #[test]
+    fn an_nvgpu_config_gets_the_agents_file_to_write() {
+        let nvgpu = "AGENTS = [\n         'self', # node01 - master - direct access without using HTTP\n         'http://node02:1080',\n         \"http://node03:1080\",\n]\n";
+        let e = parse_err(nvgpu);
+        assert!(e.contains("this is an nvgpu master config"), "{e}");
+        let toml = e.split_once(":\n").expect("the file to write").1;
+        assert_eq!(
+            toml,
+            "\n[[agent]]\nurl = \"self\"\n\n[[agent]]\nurl = \"http://node02:1080\"\nkind = \"nvgpu\"\n\n[[agent]]\nurl = \"http://node03:1080\"\nkind = \"nvgpu\"\n"
+        );
+        // What it says to write is an agents file that works.
+        let f = parse_ok(toml);
+        assert_eq!(f.nodes.len(), 3);
+        assert!(f.has_self());
+    }
+
+    #[test]
     fn relative_token_files_are_next_to_the_agents_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("n1.token"), "0123456789abcdef\n").unwrap();
@@ -354,10 +483,18 @@ url = "http://[::1]:9477"
                 "self",
                 "http://gpu-node-1:9477",
                 "http://gpu-node-2:9477",
-                "http://gateway.example.org:8080/gpus/node3"
+                "http://gateway.example.org:8080/gpus/node3",
+                "http://node04:1080"
             ]
         );
         assert_eq!(f.nodes[2].name, "gpu-node-2");
+        assert!(matches!(
+            f.nodes[4].source,
+            NodeSource::Remote {
+                kind: Kind::Nvgpu,
+                ..
+            }
+        ));
         assert_eq!(f.timeout, Some(Duration::from_secs(2)));
     }
 }

@@ -138,7 +138,9 @@ pub fn router(
     app = match local {
         Some(state) => app.merge(
             protect(
-                Router::new().route("/api/v1/snapshot", get(routes::snapshot)),
+                Router::new()
+                    .route("/api/v1/snapshot", get(routes::snapshot))
+                    .route(gpusel_http::nvgpu::PATH, get(routes::gpu_status)),
                 token,
             )
             .with_state(state),

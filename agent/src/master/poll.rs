@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use gpusel_http::Client;
+use gpusel_http::{Client, Remote};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::agents_file::NodeSource;
+use super::agents_file::{Kind, NodeSource};
 use super::cluster::{Cluster, InFlight, Node, Outcome, Status};
 use crate::redact;
 use crate::state::State;
@@ -69,34 +69,45 @@ async fn poll(
     let attempt = SystemTime::now();
     let started = Instant::now();
     let outcome: Outcome = match &node.spec.source {
-        NodeSource::Remote { endpoint, token } => client
-            .fetch(endpoint, token.as_ref())
-            .await
-            .map(|mut r| {
-                // Everything an agent sends is shown on pages, in JSON read
-                // on terminals and in /metrics: no control character or
-                // bidi override of its survives (see gpusel_core::sanitize).
-                gpusel_core::sanitize::clean_snapshot(&mut r.snapshot);
+        NodeSource::Remote {
+            endpoint,
+            token,
+            kind,
+        } => match kind {
+            Kind::Gpusel => client.fetch(endpoint, token.as_ref()).await,
+            Kind::Nvgpu => client
+                .fetch_nvgpu(endpoint, token.as_ref())
+                .await
+                .map(|snapshot| Remote {
+                    snapshot,
+                    agent: None,
+                }),
+        }
+        .map(|mut r| {
+            // Everything an agent sends is shown on pages, in JSON read
+            // on terminals and in /metrics: no control character or
+            // bidi override of its survives (see gpusel_core::sanitize).
+            gpusel_core::sanitize::clean_snapshot(&mut r.snapshot);
+            if let Some(agent) = &mut r.agent {
+                gpusel_core::sanitize::clean_agent_status(agent);
+            }
+            // An agent run with --expose-cmdline shows its command
+            // lines to its own readers; this master's readers see them
+            // only when this master is told so too.
+            if !expose_cmdline {
+                redact::hide_command_lines(&mut r.snapshot);
                 if let Some(agent) = &mut r.agent {
-                    gpusel_core::sanitize::clean_agent_status(agent);
+                    agent.command_lines = false;
                 }
-                // An agent run with --expose-cmdline shows its command
-                // lines to its own readers; this master's readers see them
-                // only when this master is told so too.
-                if !expose_cmdline {
-                    redact::hide_command_lines(&mut r.snapshot);
-                    if let Some(agent) = &mut r.agent {
-                        agent.command_lines = false;
-                    }
-                }
-                (Arc::new(r.snapshot), r.agent)
-            })
-            .map_err(|e| {
-                (
-                    Status::of(&e),
-                    gpusel_core::sanitize::clean_lines(&e.to_string()),
-                )
-            }),
+            }
+            (Arc::new(r.snapshot), r.agent)
+        })
+        .map_err(|e| {
+            (
+                Status::of(&e),
+                gpusel_core::sanitize::clean_lines(&e.to_string()),
+            )
+        }),
         NodeSource::This => match local.map(|s| s.current()) {
             Some(round) => match &round.snapshot {
                 Some(s) => Ok((Arc::clone(s), Some(round.status.clone()))),
