@@ -627,3 +627,31 @@ fn a_lock_file_another_user_blocks_shows_unusable_not_free() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+#[test]
+fn deleting_a_held_lock_file_does_not_let_a_second_job_on() {
+    // The user who created a lock file may delete it (the sticky bit lets a
+    // file's owner). The holder's own live record still marks the lease.
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = four_idle(&tmp);
+    let locks = fresh_lock_dir();
+    let mut holder = hold(&snapshot, &locks, 0);
+    let lock = locks.join("gpusel-gpu-00000000-0000-4000-8000-000000000000.lock");
+    std::fs::remove_file(&lock).expect("the lock file's creator can delete it");
+    // A second job is refused GPU 0, and nothing else changed.
+    let refused = run(on(&snapshot, &locks).args(["-d", "0", "--", "true"]));
+    refused.code(125).stderr_has("leased by");
+    assert!(
+        holder_of(&snapshot, &locks, 0).is_some(),
+        "list still shows GPU 0 leased"
+    );
+    assert_eq!(
+        run(on(&snapshot, &locks).args(["-n", "3"])).ok(),
+        "1,2,3\n",
+        "the other GPUs are untouched"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // Once the holder is gone, GPU 0 is free again (a new lock file).
+    assert_eq!(run(on(&snapshot, &locks).args(["-d", "0"])).ok(), "0\n");
+}

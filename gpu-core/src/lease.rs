@@ -203,8 +203,11 @@ pub struct LockDir {
 #[derive(Debug)]
 pub struct Lease {
     uuid: String,
-    lock: Flock<File>,
+    // Declared (so dropped) before `lock`: the record stops counting as
+    // live before the lock is free, so a job that takes the lock the next
+    // instant never sees this lease's record as another live holder.
     record: Option<Flock<File>>,
+    lock: Flock<File>,
 }
 
 impl PartialEq for Lease {
@@ -549,6 +552,13 @@ impl LockDir {
             if !self.still_linked(&name, &lock) {
                 continue;
             }
+            // A holder whose lock file was deleted under it (by the user who
+            // created the file: the sticky bit lets its owner delete it)
+            // still holds its record locked: its lease counts, and the new
+            // lock file just locked excludes no one from it.
+            if self.read_holder(uuid).is_some() {
+                return Ok(None);
+            }
             let record = self.write_record(uuid, holder);
             return Ok(Some(Lease {
                 uuid: uuid.to_string(),
@@ -592,7 +602,9 @@ impl LockDir {
         let name = format!("{}.lock", key(uuid));
         let file = match self.open_file(&name, OFlag::O_RDONLY, 0) {
             Ok(f) => f,
-            Err(Errno::ENOENT) => return Ok(LeaseState::Free),
+            // No lock file, yet a live record: a holder whose lock file was
+            // deleted under it still holds the device (see `try_lease`).
+            Err(Errno::ENOENT) => return Ok(self.live_record_state(uuid)),
             // No job can open it either: the device is blocked, not free.
             Err(e) => {
                 return Ok(LeaseState::Blocked(format!(
@@ -615,7 +627,7 @@ impl LockDir {
                         self.path.join(&name).display()
                     )));
                 }
-                Ok(LeaseState::Free)
+                Ok(self.live_record_state(uuid))
             }
             Err((_, Errno::EWOULDBLOCK)) => {
                 let kernel = kernel_flocks(&st)
@@ -628,6 +640,15 @@ impl LockDir {
                 )))
             }
             Err((_, e)) => Err(self.lock_error(&name, e.desc())),
+        }
+    }
+
+    /// Leased by the holder of a live record of `uuid` (one its writer still
+    /// holds locked), when there is one; free otherwise.
+    fn live_record_state(&self, uuid: &str) -> LeaseState {
+        match self.read_holder(uuid) {
+            Some(holder) => LeaseState::Leased(Some(holder)),
+            None => LeaseState::Free,
         }
     }
 
