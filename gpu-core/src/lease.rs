@@ -180,11 +180,12 @@ pub enum LeaseError {
 /// `/run/lock` shared, so jobs started by a service and by users see the same
 /// leases. It is emptied at boot, when no lease can be held anyway.
 ///
-/// What this does not stop: the user who first created a lock file owns it
-/// and could delete it (the sticky bit stops everyone else); an administrator
-/// who wants to rule that out creates the lock files as root. A process that
-/// finds its lock file replaced between opening and locking it retries on the
-/// new one.
+/// The user who first created a lock file owns it and could delete it (the
+/// sticky bit stops everyone else). That does not let a second job on: the
+/// holder keeps its record locked for the lease's life, and a live record
+/// counts as the lease ([`LockDir::try_lease`] refuses the device,
+/// [`LockDir::state`] reports it leased). A process that finds its lock file
+/// replaced between opening and locking it retries on the new one.
 ///
 /// Readers ([`LockDir::state`], behind `list` and every round of `serve`)
 /// probe a lock file with a *shared* lock for an instant, and read a holder
