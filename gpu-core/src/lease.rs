@@ -631,10 +631,16 @@ impl LockDir {
                 Ok(self.live_record_state(uuid))
             }
             Err((_, Errno::EWOULDBLOCK)) => {
-                let kernel = kernel_flocks(&st)
-                    .into_iter()
-                    .find(|l| l.exclusive)
-                    .map(|l| l.pid);
+                // The exclusive lock is there (the probe was refused), but a
+                // read of /proc/locks can skip a line while other locks come
+                // and go (it is read in pieces): read it again before
+                // falling back to the record alone.
+                let kernel = (0..8).find_map(|_| {
+                    kernel_flocks(&st)
+                        .into_iter()
+                        .find(|l| l.exclusive)
+                        .map(|l| l.pid)
+                });
                 Ok(LeaseState::Leased(checked_holder(
                     self.read_holder(uuid),
                     kernel,
