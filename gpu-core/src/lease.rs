@@ -618,8 +618,10 @@ impl LockDir {
         let st = fstat(file.as_fd()).map_err(|e| self.lock_error(&name, e.desc()))?;
         match Flock::lock(file, FlockArg::LockSharedNonblock) {
             Ok(shared) => {
+                // Let go at once: a probe must stay an instant, whatever is
+                // looked at next (a job waits out probes for ~80 ms at most).
+                drop(shared);
                 if let Some(pid) = self.shared_blocker(&st) {
-                    drop(shared);
                     let who = holder_from_kernel(pid)
                         .map(|h| format!(" ({})", h.user))
                         .unwrap_or_default();
@@ -664,19 +666,24 @@ impl LockDir {
     /// microseconds): looked at twice, 100 ms apart.
     fn shared_blocker(&self, st: &FileStat) -> Option<u32> {
         let me = std::process::id();
-        let others = |locks: Vec<KernelFlock>| -> Vec<u32> {
-            locks
-                .into_iter()
+        // Each look reads the table three times: a read can skip a line
+        // while other locks come and go.
+        let look = || -> Vec<u32> {
+            let mut pids: Vec<u32> = (0..3)
+                .flat_map(|_| kernel_flocks(st))
                 .filter(|l| !l.exclusive && l.pid != me)
                 .map(|l| l.pid)
-                .collect()
+                .collect();
+            pids.sort_unstable();
+            pids.dedup();
+            pids
         };
-        let first = others(kernel_flocks(st));
+        let first = look();
         if first.is_empty() {
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let second = others(kernel_flocks(st));
+        let second = look();
         first.into_iter().find(|pid| second.contains(pid))
     }
 
