@@ -24,6 +24,7 @@ mod read;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gpusel_core::{GpuInfoProvider, ProviderError, Snapshot};
@@ -48,6 +49,7 @@ pub struct NvmlProvider {
     nvml: Nvml,
     raw: raw::RawCalls,
     library: PathBuf,
+    idle_window: Duration,
 }
 
 impl std::fmt::Debug for NvmlProvider {
@@ -76,7 +78,20 @@ impl NvmlProvider {
             .map_err(|e| InitError::from_nvml(&library, e))?;
         let raw = raw::RawCalls::new(&library);
         tracing::debug!(library = %library.display(), "NVML initialised");
-        Ok(NvmlProvider { nvml, raw, library })
+        Ok(NvmlProvider {
+            nvml,
+            raw,
+            library,
+            idle_window: gpusel_core::config::DEFAULT_IDLE_WINDOW,
+        })
+    }
+
+    /// Reads the driver's utilization samples over the last `window`
+    /// (`Duration::ZERO`: the instant reading only), for the idle rule; the
+    /// default is [`DEFAULT_IDLE_WINDOW`](gpusel_core::config::DEFAULT_IDLE_WINDOW).
+    pub fn with_idle_window(mut self, window: Duration) -> Self {
+        self.idle_window = window;
+        self
     }
 
     /// The library this provider loaded.
@@ -88,7 +103,7 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
-        read::snapshot(&self.nvml, &self.raw)
+        read::snapshot(&self.nvml, &self.raw, self.idle_window)
     }
 }
 
