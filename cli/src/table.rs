@@ -583,11 +583,13 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
 /// Memory no listed process holds, when it is over the idle tolerance.
 fn ghost_below(device: gpusel_core::Device<'_>, look: &Look) -> Option<Below> {
     let ghost = look.idle.ghost(&device)?;
-    let reason = gpusel_core::Reason::UnaccountedMemory {
-        unaccounted: ghost.unaccounted,
-        tolerance: ghost.tolerance,
-    };
-    Some(Below::Text(format!("[!] {reason}"), Style::Red))
+    Some(Below::Text(
+        format!(
+            "[!] {} in use by no process visible here",
+            format_bytes(ghost.unaccounted)
+        ),
+        Style::Red,
+    ))
 }
 
 /// nvidia-smi's name for a compute mode in its table.
@@ -667,7 +669,9 @@ fn processes_below(list: Option<&[GpuProcess]>, now: SystemTime, look: &Look) ->
 }
 
 fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
-    let hidden = p.visible == Some(false);
+    // A hidden compute client makes the GPU's state unknown; a hidden
+    // graphics client (the X server in another namespace) does not.
+    let hidden = p.visible == Some(false) && p.is_compute();
     let name = p.name.as_deref().map(clean).or_else(|| {
         p.command_line
             .as_ref()
@@ -678,7 +682,7 @@ fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
         (Some(args), true) => args.iter().map(|a| clean(a)).collect::<Vec<_>>().join(" "),
         _ => name.unwrap_or_else(|| "?".into()),
     };
-    if hidden {
+    if p.visible == Some(false) {
         command.push_str("  (not visible in /proc here)");
     }
     ProcessCells {

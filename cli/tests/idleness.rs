@@ -22,6 +22,16 @@ fn run<const N: usize>(args: [&str; N]) -> Out {
     nvml_out(idleness(), args)
 }
 
+/// The idleness scenario on a driver without the entry point `missing`.
+fn without(missing: &str) -> Scene {
+    let scene = Scene::from_fixture("idleness");
+    let text = std::fs::read_to_string(idleness()).unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    json["missing_functions"] = serde_json::json!([missing]);
+    scene.set(&json.to_string());
+    scene
+}
+
 #[test]
 fn plain_gpusel_takes_only_the_gpus_the_driver_proves_idle() {
     for seed in 0..16 {
@@ -103,11 +113,7 @@ fn the_window_is_the_idle_window() {
 
 #[test]
 fn without_a_sample_buffer_the_instant_reading_decides_and_v_says_so() {
-    let scene = Scene::from_fixture("idleness");
-    let text = std::fs::read_to_string(idleness()).unwrap();
-    let mut json: Value = serde_json::from_str(&text).unwrap();
-    json["missing_functions"] = serde_json::json!(["nvmlDeviceGetSamples"]);
-    scene.set(&json.to_string());
+    let scene = without("nvmlDeviceGetSamples");
     let out = nvml_out(&scene.path, ["-v", "-n", "3"]);
     out.code(0);
     assert_eq!(out.stdout, "1,2,5\n", "the paused job reads 0% now");
@@ -156,11 +162,7 @@ fn the_unaccounted_memory_tolerance_is_the_sites() {
 fn the_v1_memory_call_does_not_make_idle_gpus_look_taken() {
     // Without the v2 call, used memory includes the driver's reservation
     // (543 MiB here): the tolerance makes room for it, a 30 GiB ghost stays one.
-    let scene = Scene::from_fixture("idleness");
-    let text = std::fs::read_to_string(idleness()).unwrap();
-    let mut json: Value = serde_json::from_str(&text).unwrap();
-    json["missing_functions"] = serde_json::json!(["nvmlDeviceGetMemoryInfo_v2"]);
-    scene.set(&json.to_string());
+    let scene = without("nvmlDeviceGetMemoryInfo_v2");
     let out = nvml_out(&scene.path, ["--explain", "-n", "2"]);
     out.code(0);
     assert_eq!(out.stdout, "2,5\n");
@@ -216,7 +218,7 @@ fn list_marks_and_says_why() {
     assert!(line("5").contains("[ ]"), "{text}");
     for says in [
         "[!] 30 GiB in use by no process visible here",
-        "utilization peaked at 72% 2 s ago (last 10 s), memory utilization peaked at 31% 2 s ago (last 10 s)",
+        "peaked in the last 10 s: utilization 72% 2 s ago, memory 31% 2 s ago",
         "[x] compute mode is Prohibited",
         // The X server is listed, with its kind, and does not make GPU 2 busy.
         "  G  Xorg",

@@ -45,11 +45,22 @@ pub const BASE_TOLERANCE: u64 = 256 << 20;
 pub const V1_ALLOWANCE_PERCENT: u8 = 2;
 
 /// The site's idle rules; [`Default`] is gpusel's built-in ones.
+///
+/// The unaccounted-memory tolerance: an idle GPU never reads exactly 0
+/// bytes used. NVML's v2 memory call (R510 and later, what `nvidia-smi`
+/// shows) keeps the driver's reservation apart, and an idle data-center GPU
+/// reads 0–5 MiB used; the v1 call (older drivers, or where v2 is missing)
+/// counts the reservation as used, about 500–600 MiB on an 80 GB board. So
+/// the built-in tolerance is [`BASE_TOLERANCE`] (256 MiB: far above what an
+/// idle GPU shows, below what one CUDA context takes) when the provider
+/// reports the reservation apart ([`Gpu::memory_reserved`]), plus
+/// [`V1_ALLOWANCE_PERCENT`] of the board when it does not. A site sets its
+/// own with `[idle] unaccounted_memory` (a size or a share of the board).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdleRules {
     /// Memory in use by no listed process that a device may show and still
-    /// be idle; `None`: the built-in tolerance (see the [module](self) docs).
+    /// be idle; `None`: the built-in tolerance (see [`IdleRules`]).
     pub unaccounted_memory: Option<MemoryAmount>,
 }
 
@@ -194,12 +205,14 @@ impl Load {
 }
 
 /// What `gpusel list` says under a GPU whose window peak is higher than its
-/// instant reading: `utilization peaked at 72% 2 s ago (last 10 s)`.
+/// instant reading: `peaked in the last 10 s: utilization 72% 2 s ago,
+/// memory 31% 2 s ago`.
 pub fn peak_note(gpu: &Gpu) -> Option<String> {
     let mut parts = Vec::new();
+    let mut window_ms = 0;
     for (what, load) in [
         ("utilization", Load::gpu(gpu)),
-        ("memory utilization", Load::memory(gpu)),
+        ("memory", Load::memory(gpu)),
     ] {
         if let Load {
             percent: Some(p),
@@ -207,14 +220,17 @@ pub fn peak_note(gpu: &Gpu) -> Option<String> {
         } = load
             && p > 0
         {
-            parts.push(format!(
-                "{what} peaked at {p}% {} ago (last {})",
-                format_ms(age),
-                format_ms(window)
-            ));
+            window_ms = window;
+            parts.push(format!("{what} {p}% {} ago", format_ms(age)));
         }
     }
-    (!parts.is_empty()).then(|| parts.join(", "))
+    (!parts.is_empty()).then(|| {
+        format!(
+            "peaked in the last {}: {}",
+            format_ms(window_ms),
+            parts.join(", ")
+        )
+    })
 }
 
 /// A duration in milliseconds as gpusel says it: `2 s`, `1.5 s`, `300 ms`.
@@ -223,7 +239,7 @@ pub(crate) fn format_ms(ms: u64) -> String {
         return format!("{ms} ms");
     }
     let tenths = (ms + 50) / 100;
-    if tenths % 10 == 0 || ms >= 10_000 {
+    if tenths.is_multiple_of(10) || ms >= 10_000 {
         format!("{} s", (ms + 500) / 1000)
     } else {
         format!("{}.{} s", tenths / 10, tenths % 10)

@@ -341,48 +341,37 @@ impl Request {
         }
         if !device.is_mig() {
             if let Some(max) = self.max_utilization {
-                match crate::Load::gpu(device.gpu) {
-                    Load {
-                        percent: Some(value),
-                        peak: Some((age_ms, window_ms)),
-                    } if value > max => reasons.push(Reason::UtilizationPeak {
-                        value,
-                        max,
-                        age_ms,
-                        window_ms,
-                    }),
-                    Load {
-                        percent: Some(value),
-                        ..
-                    } if value > max => reasons.push(Reason::Utilization { value, max }),
-                    Load {
-                        percent: Some(_), ..
-                    } => {}
-                    _ if max >= 100 => {}
-                    _ => reasons.push(unknown("utilization")),
+                match over(Load::gpu(device.gpu), max) {
+                    Some(Over::Instant(value)) => reasons.push(Reason::Utilization { value, max }),
+                    Some(Over::Peak(value, age_ms, window_ms)) => {
+                        reasons.push(Reason::UtilizationPeak {
+                            value,
+                            max,
+                            age_ms,
+                            window_ms,
+                        })
+                    }
+                    Some(Over::Unknown) => reasons.push(unknown("utilization")),
+                    None => {}
                 }
             }
             if let Some(max) = self.max_memory_utilization {
-                match crate::Load::memory(device.gpu) {
-                    Load {
-                        percent: Some(value),
-                        peak: Some((age_ms, window_ms)),
-                    } if value > max => reasons.push(Reason::MemoryUtilizationPeak {
-                        value,
-                        max,
-                        age_ms,
-                        window_ms,
-                    }),
-                    Load {
-                        percent: Some(value),
-                        ..
-                    } if value > max => reasons.push(Reason::MemoryUtilization { value, max }),
-                    Load {
-                        percent: Some(_), ..
-                    } => {}
-                    _ if max >= 100 => {}
-                    _ if self.idle_memory_utilization_may_be_unknown && proven_idle(device) => {}
-                    _ => reasons.push(unknown("memory utilization")),
+                match over(Load::memory(device.gpu), max) {
+                    Some(Over::Instant(value)) => {
+                        reasons.push(Reason::MemoryUtilization { value, max })
+                    }
+                    Some(Over::Peak(value, age_ms, window_ms)) => {
+                        reasons.push(Reason::MemoryUtilizationPeak {
+                            value,
+                            max,
+                            age_ms,
+                            window_ms,
+                        })
+                    }
+                    Some(Over::Unknown)
+                        if self.idle_memory_utilization_may_be_unknown && proven_idle(device) => {}
+                    Some(Over::Unknown) => reasons.push(unknown("memory utilization")),
+                    None => {}
                 }
             }
         }
@@ -440,6 +429,32 @@ impl Request {
 
 /// No kernel ran in the last sample and no process holds a context: what
 /// makes an unreported memory utilization no reason to doubt idleness.
+/// How a load fails its limit: over it now, over it at the window's peak
+/// (value, age, window), or not reported (a limit of 100 allows that).
+enum Over {
+    Instant(u8),
+    Peak(u8, u64, u64),
+    Unknown,
+}
+
+fn over(load: Load, max: u8) -> Option<Over> {
+    match load {
+        Load {
+            percent: Some(value),
+            peak: Some((age, window)),
+        } if value > max => Some(Over::Peak(value, age, window)),
+        Load {
+            percent: Some(value),
+            ..
+        } if value > max => Some(Over::Instant(value)),
+        Load {
+            percent: Some(_), ..
+        } => None,
+        _ if max >= 100 => None,
+        _ => Some(Over::Unknown),
+    }
+}
+
 fn proven_idle(device: &Device<'_>) -> bool {
     crate::Load::gpu(device.gpu).percent == Some(0)
         && device
