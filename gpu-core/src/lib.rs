@@ -86,6 +86,7 @@ mod strategy;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timefmt;
+mod topology;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 /// The attribute for implementing [`GpuInfoProvider`], re-exported so that
@@ -105,7 +106,8 @@ pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
-    Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
+    Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, ProcessKind, SCHEMA_VERSION, Snapshot,
+    SnapshotError, host_name,
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
@@ -124,6 +126,7 @@ pub use size::{
     format_power, parse_percent, parse_power, parse_size,
 };
 pub use strategy::{SelectStrategy, StrategyError};
+pub use topology::{PairLink, SetLink, choose as choose_set, has_topology, pair_link, set_link};
 
 /// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
 /// API: it may change at any time.
