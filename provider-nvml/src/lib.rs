@@ -21,6 +21,7 @@ mod error;
 mod processes;
 mod raw;
 mod read;
+mod topology;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ pub const NAME: &str = "nvml";
 pub struct NvmlProvider {
     nvml: Nvml,
     raw: raw::RawCalls,
+    topology: topology::Cache,
     library: PathBuf,
 }
 
@@ -76,7 +78,12 @@ impl NvmlProvider {
             .map_err(|e| InitError::from_nvml(&library, e))?;
         let raw = raw::RawCalls::new(&library);
         tracing::debug!(library = %library.display(), "NVML initialised");
-        Ok(NvmlProvider { nvml, raw, library })
+        Ok(NvmlProvider {
+            nvml,
+            raw,
+            topology: topology::Cache::default(),
+            library,
+        })
     }
 
     /// The library this provider loaded.
@@ -88,7 +95,9 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
-        read::snapshot(&self.nvml, &self.raw)
+        let mut snapshot = read::snapshot(&self.nvml, &self.raw)?;
+        self.topology.fill(&self.nvml, &mut snapshot.gpus);
+        Ok(snapshot)
     }
 }
 
