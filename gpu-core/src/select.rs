@@ -522,6 +522,10 @@ pub(crate) fn pipeline(
             .starts_with(|ch: char| ch.is_ascii_digit() || ch == '+')
     });
     let link = crate::topology::set_link(taken.iter().map(|d| d.gpu));
+    if let Some(link) = &link {
+        let labels: Vec<String> = taken.iter().map(|d| d.label().to_string()).collect();
+        tracing::info!("GPUs {}: {} ({})", labels.join(","), link.link, link.code);
+    }
     Ok(Selection {
         schema_version: SCHEMA_VERSION,
         host: snapshot.host.clone(),
