@@ -131,8 +131,10 @@ const UNKNOWN: u8 = SetLink::System as u8 + 1;
 const STEP_BUDGET: usize = 200_000;
 
 /// Chooses `size` of `ranked` (indices into `devices`, the strategy's order,
-/// best first): the best-joined set, and among those the one earliest in the
-/// order. Returns the chosen indices in rank order. With no topology data, or
+/// best first): the best-joined set; among those, the one whose worst-ranked
+/// member ranks best (so that a set never takes a GPU the strategy ranks
+/// last when an equally joined set need not), then the earliest in the order
+/// member by member. Returns the chosen indices in rank order. With no topology data, or
 /// `size` of 1 or more than there are, the first `size` of `ranked`.
 pub fn choose(devices: &[Device<'_>], ranked: &[usize], size: usize) -> Vec<usize> {
     let first: Vec<usize> = ranked.iter().copied().take(size).collect();
@@ -155,16 +157,22 @@ pub fn choose(devices: &[Device<'_>], ranked: &[usize], size: usize) -> Vec<usiz
         }
     }
     for threshold in SetLink::Nvlink as u8..UNKNOWN {
-        let mut search = Search {
-            n,
-            size,
-            ok: |i: usize, j: usize| tier[i * n + j] <= threshold,
-            steps: 0,
-            chosen: Vec::with_capacity(size),
-        };
-        let all: Vec<usize> = (0..n).collect();
-        if search.extend(&all) {
-            return search.chosen.into_iter().map(|p| ranked[p]).collect();
+        let ok = |i: usize, j: usize| tier[i * n + j] <= threshold;
+        // The shortest head of the order that holds a set of this tier: its
+        // last position is in the set, the rest are the earliest that fit.
+        for last in size - 1..n {
+            let open: Vec<usize> = (0..last).filter(|&p| ok(p, last)).collect();
+            let mut search = Search {
+                size: size - 1,
+                ok,
+                steps: 0,
+                chosen: Vec::with_capacity(size),
+            };
+            if search.extend(&open) {
+                let mut set = search.chosen;
+                set.push(last);
+                return set.into_iter().map(|p| ranked[p]).collect();
+            }
         }
     }
     first
@@ -173,7 +181,6 @@ pub fn choose(devices: &[Device<'_>], ranked: &[usize], size: usize) -> Vec<usiz
 /// Depth-first search for the lexicographically first clique of `size`
 /// positions under `ok`, positions tried in order.
 struct Search<F> {
-    n: usize,
     size: usize,
     ok: F,
     steps: usize,
@@ -204,7 +211,6 @@ impl<F: Fn(usize, usize) -> bool> Search<F> {
             }
             self.chosen.pop();
         }
-        debug_assert!(self.n >= open.len());
         false
     }
 }
@@ -326,9 +332,13 @@ mod tests {
         assert_eq!(pick(&g, &[0, 2, 5, 1, 3, 4, 6, 7], 2), [0, 1]);
         // Without 1, the first whole pair in the order.
         assert_eq!(pick(&g, &[0, 2, 5, 3, 4, 6, 7], 2), [2, 3]);
-        // Four: no set is all NVLink; one NUMA node, the one 0 is on.
-        assert_eq!(pick(&g, &[7, 0, 2, 5, 1, 3, 4, 6], 4), [4, 5, 6, 7]);
-        assert_eq!(pick(&g, &[0, 7, 2, 5, 1, 3, 4, 6], 4), [0, 1, 2, 3]);
+        // Four: no set is all NVLink; one NUMA node, the one whose last
+        // member comes first (7's node needs the 7th in the order, 0's the 6th).
+        assert_eq!(pick(&g, &[7, 0, 2, 5, 1, 3, 4, 6], 4), [0, 1, 2, 3]);
+        assert_eq!(pick(&g, &[7, 0, 2, 5, 6, 4, 1, 3], 4), [4, 5, 6, 7]);
+        // A pair is not worth the strategy's last GPU while another pair
+        // ranks higher: 6-7 (3rd and 4th) beats 1-0 (1st and 6th).
+        assert_eq!(pick(&g, &[1, 3, 6, 7, 5, 0, 2, 4], 2), [6, 7]);
         // No topology at all: the strategy's first N.
         let plain = gpus(8, &[], None);
         assert_eq!(pick(&plain, &[5, 2, 7, 0], 2), [2, 5]);
@@ -421,17 +431,19 @@ mod tests {
             if !with_topology {
                 prop_assert_eq!(&got[..], &ranked[..size]);
             }
-            // Best achievable, and earliest in rank order among the best.
+            // Best achievable; among the best, the worst member ranks
+            // best, then earliest member by member.
             let positions = |set: &[usize]| {
                 let mut p: Vec<usize> = set.iter().map(|i| ranked.iter().position(|r| r == i).unwrap()).collect();
                 p.sort_unstable();
                 p
             };
-            let best = subsets(n, size)
-                .map(|s| (tier(&s), positions(&s)))
-                .min()
-                .unwrap();
-            prop_assert_eq!((tier(&got), positions(&got)), best);
+            let key = |set: &[usize]| {
+                let p = positions(set);
+                (tier(set), p.last().copied(), p)
+            };
+            let best = subsets(n, size).map(|s| key(&s)).min().unwrap();
+            prop_assert_eq!(key(&got), best);
         }
     }
 }
