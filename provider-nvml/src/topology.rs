@@ -84,6 +84,11 @@ fn read(nvml: &Nvml, gpus: &[Gpu]) -> Vec<Placement> {
             }
         }
     }
+    // In the GPUs' order, as nvidia-smi's columns are.
+    for p in &mut out {
+        p.links
+            .sort_by_key(|l| gpus.iter().position(|g| g.uuid == l.peer));
+    }
     out
 }
 
