@@ -188,7 +188,7 @@ fn py_gpu(g: &Value) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut gpu = json!({
         "index": g["index"], "uuid": g["uuid"], "name": g["name"], "pci_bus_id": g["pci_bus_id"],
         "memory_total": g["memory"]["total"], "memory_used": g["memory"]["used"], "memory_free": g["memory"]["free"],
         "utilization_gpu": g["utilization_gpu"], "utilization_memory": g["utilization_memory"],
@@ -196,7 +196,12 @@ fn py_gpu(g: &Value) -> Value {
         "performance_state": g["performance_state"], "sm_clock": g["sm_clock"], "mig_mode": g["mig_mode"],
         "processes": py_processes(&g["processes"]),
         "mig_devices": migs,
-    })
+    });
+    // Topology fields are absent, not null, where the driver gives none.
+    if let (Some(gpu), Some(topology)) = (gpu.as_object_mut(), g["topology"].as_object()) {
+        gpu.extend(topology.clone());
+    }
+    gpu
 }
 
 fn gpusel_gpu(g: &Value) -> Value {
@@ -270,6 +275,16 @@ fn pynvml_sees_the_idle_a100s_as_gpusel_does() {
     agree_on("idle-8xa100");
 }
 
+#[test]
+fn pynvml_sees_the_nvlink_pairs_as_gpusel_does() {
+    agree_on("nvlink-pairs-8xa100");
+}
+
+#[test]
+fn pynvml_sees_the_pcie_numa_box_as_gpusel_does() {
+    agree_on("pcie-numa-4xl40s");
+}
+
 /// The exception pynvml raises for `call` (Python, after `import pynvml as
 /// n`) on fixture `name`, or `ok`.
 fn pynvml_raises(name: &str, call: &str) -> String {
@@ -331,4 +346,35 @@ fn pynvml_reads_the_faults_as_the_real_errors() {
         pynvml_raises("mig-h100", &format!("{init}{util}")),
         "NVMLError_NotSupported"
     );
+}
+
+#[test]
+fn pynvml_reads_missing_nvlinks_as_real_drivers_answer() {
+    let state = |gpu: u32, link: u32| {
+        format!(
+            "n.nvmlInit(); n.nvmlDeviceGetNvLinkState(n.nvmlDeviceGetHandleByIndex({gpu}), {link})"
+        )
+    };
+    let pairs = "nvlink-pairs-8xa100";
+    assert_eq!(pynvml_raises(pairs, &state(0, 11)), "ok");
+    // Past the GPU's links, and past NVML_NVLINK_MAX_LINKS.
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 12)),
+        "NVMLError_InvalidArgument"
+    );
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 18)),
+        "NVMLError_InvalidArgument"
+    );
+    // A GPU without NVLink, and one whose driver reads no topology.
+    assert_eq!(
+        pynvml_raises("pcie-numa-4xl40s", &state(0, 0)),
+        "NVMLError_NotSupported"
+    );
+    let ancestor = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; n.nvmlDeviceGetTopologyCommonAncestor(h(0), h(1))";
+    assert_eq!(
+        pynvml_raises("lab-8xa100", ancestor),
+        "NVMLError_NotSupported"
+    );
+    assert_eq!(pynvml_raises(pairs, ancestor), "ok");
 }
