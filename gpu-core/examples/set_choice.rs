@@ -32,6 +32,9 @@ fn machine(n: u32, nvlink: impl Fn(u32, u32) -> bool) -> Vec<Gpu> {
         .collect()
 }
 
+/// Which pairs of GPUs NVLink joins.
+type Nvlink = Box<dyn Fn(u32, u32) -> bool>;
+
 fn time(gpus: &[Gpu], size: usize, runs: u32) -> (Duration, Duration) {
     let devices: Vec<Device<'_>> = gpus.iter().map(Device::whole).collect();
     // A fixed shuffle, as a random strategy hands over.
@@ -49,7 +52,7 @@ fn time(gpus: &[Gpu], size: usize, runs: u32) -> (Duration, Duration) {
 }
 
 fn main() {
-    let cases: [(&str, u32, Box<dyn Fn(u32, u32) -> bool>); 5] = [
+    let cases: [(&str, u32, Nvlink); 5] = [
         ("8 GPUs, NVLink pairs", 8, Box::new(|a, b| a / 2 == b / 2)),
         ("16 GPUs, NVLink pairs", 16, Box::new(|a, b| a / 2 == b / 2)),
         // NVLink in a ring: no clique of 3 or more, the search's worst case.
