@@ -5,6 +5,8 @@
 use gpusel_core::{Gpu, SCHEMA_VERSION, Snapshot, pair_link};
 use serde::Serialize;
 
+use crate::sanitize::clean;
+
 /// The matrix as `--json` writes it.
 #[derive(Debug, Serialize)]
 pub struct Matrix {
@@ -98,10 +100,12 @@ pub fn render(matrix: &Matrix) -> String {
         let numa = row
             .numa_node
             .map_or_else(|| NA.to_string(), |n| n.to_string());
-        out.push_str(&format!(
-            "{}\t{numa}\n",
-            row.cpu_affinity.as_deref().unwrap_or(NA)
-        ));
+        // A snapshot file or an agent chooses this text: no escapes on the terminal.
+        let cpus = row
+            .cpu_affinity
+            .as_deref()
+            .map_or_else(|| NA.to_string(), clean);
+        out.push_str(&format!("{cpus}\t{numa}\n"));
     }
     out.push('\n');
     out.push_str(LEGEND);

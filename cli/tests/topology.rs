@@ -352,3 +352,16 @@ fn a_snapshot_file_and_an_agent_pick_and_print_as_nvml_does() {
     assert_eq!(json["cuda_visible_devices"], "6,7");
     assert_eq!(json["link"], "nvlink");
 }
+
+#[test]
+fn topo_shows_a_snapshots_escapes_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpus = vec![idle_gpu(0), idle_gpu(1)];
+    gpus[0]["cpu_affinity"] = "0-7\u{1b}]52;c;ZXZpbA==\u{7}".into();
+    gpus[0]["links"] = serde_json::json!([{"peer": gpus[1]["uuid"], "nvlinks": 2}]);
+    let file = write_file(&dir, "evil.json", &snapshot_json("h", gpus));
+    let out = out(gpusel_on(&file).args(["topo"]));
+    let text = out.ok();
+    assert!(text.contains("\nGPU0\t X \tNV2\t0-7\\e]52;c;ZXZpbA==\\x07\tN/A\n"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+}
