@@ -59,9 +59,7 @@ pub struct PairLink {
 /// How `a` and `b` are joined, from either side's links and their NUMA
 /// nodes; `None` when the snapshot does not say.
 pub fn pair_link(a: &Gpu, b: &Gpu) -> Option<PairLink> {
-    let ab = a.link_to(&b.uuid);
-    let ba = b.link_to(&a.uuid);
-    let nvlinks = ab.map_or(0, |l| l.nvlinks).max(ba.map_or(0, |l| l.nvlinks));
+    let nvlinks = nvlinks(a, b);
     if nvlinks > 0 {
         return Some(PairLink {
             link: SetLink::Nvlink,
@@ -69,15 +67,24 @@ pub fn pair_link(a: &Gpu, b: &Gpu) -> Option<PairLink> {
             nvlinks,
         });
     }
-    let pair = |link, code: &str| {
-        Some(PairLink {
-            link,
-            code: code.to_string(),
-            nvlinks: 0,
-        })
-    };
-    match ab.and_then(|l| l.pcie).or_else(|| ba.and_then(|l| l.pcie)) {
-        Some(level) => pair(
+    pcie_link(a, b).map(|(link, code)| PairLink {
+        link,
+        code: code.to_string(),
+        nvlinks: 0,
+    })
+}
+
+/// NVLinks between `a` and `b`, by either side's count.
+fn nvlinks(a: &Gpu, b: &Gpu) -> u32 {
+    let count = |x: &Gpu, y: &Gpu| x.link_to(&y.uuid).map_or(0, |l| l.nvlinks);
+    count(a, b).max(count(b, a))
+}
+
+/// The tier and code of `a` and `b`'s PCIe path, or of their NUMA nodes.
+fn pcie_link(a: &Gpu, b: &Gpu) -> Option<(SetLink, &'static str)> {
+    let level = |x: &Gpu, y: &Gpu| x.link_to(&y.uuid).and_then(|l| l.pcie);
+    match level(a, b).or_else(|| level(b, a)) {
+        Some(level) => Some((
             match level {
                 PcieLevel::Internal | PcieLevel::Single => SetLink::PcieSwitch,
                 PcieLevel::Multiple => SetLink::PcieSwitches,
@@ -85,12 +92,26 @@ pub fn pair_link(a: &Gpu, b: &Gpu) -> Option<PairLink> {
                 PcieLevel::System => SetLink::System,
             },
             level.code(),
-        ),
+        )),
         None => match (a.numa_node, b.numa_node) {
-            (Some(x), Some(y)) if x == y => pair(SetLink::NumaNode, "NODE"),
-            (Some(_), Some(_)) => pair(SetLink::System, "SYS"),
+            (Some(x), Some(y)) if x == y => Some((SetLink::NumaNode, "NODE")),
+            (Some(_), Some(_)) => Some((SetLink::System, "SYS")),
             _ => None,
         },
+    }
+}
+
+/// A pair's rank for the chooser, lower is better: its tier, and for an
+/// NVLink pair its PCIe tier next (NVLink pairs on one NUMA node before
+/// NVLink pairs across the sockets, as on an NVSwitch machine where every
+/// pair has NVLink); [`UNKNOWN`] when nothing is known.
+pub(crate) fn pair_rank(a: &Gpu, b: &Gpu) -> u8 {
+    let pcie = pcie_link(a, b).map(|(tier, _)| tier as u8);
+    if nvlinks(a, b) > 0 {
+        // After every NVLink rank, before the first PCIe tier's.
+        pcie.unwrap_or(SetLink::System as u8 + 1)
+    } else {
+        pcie.map_or(UNKNOWN, |t| (t + 1) * RANKS_PER_TIER)
     }
 }
 
@@ -123,8 +144,11 @@ pub fn has_topology<'a>(gpus: impl IntoIterator<Item = &'a Gpu>) -> bool {
         .any(|g| !g.links.is_empty() || g.numa_node.is_some())
 }
 
-/// A pair's tier as a small number; unknown pairs rank below every tier.
-const UNKNOWN: u8 = SetLink::System as u8 + 1;
+/// Ranks an NVLink pair can have: one a PCIe tier, and unknown.
+const RANKS_PER_TIER: u8 = SetLink::System as u8 + 2;
+
+/// The rank of a pair nothing is known of, below every other.
+pub(crate) const UNKNOWN: u8 = u8::MAX;
 
 /// Search steps allowed per tier before that tier is given up (a pathological
 /// NVLink graph of many GPUs); far above what 16 GPUs need.
@@ -148,15 +172,19 @@ pub fn choose(devices: &[Device<'_>], ranked: &[usize], size: usize) -> Vec<usiz
             let (a, b) = (devices[ranked[i]].gpu, devices[ranked[j]].gpu);
             let t = if std::ptr::eq(a, b) {
                 // Two MIG devices of one GPU: as near as it gets.
-                SetLink::Nvlink as u8
+                0
             } else {
-                pair_link(a, b).map_or(UNKNOWN, |p| p.link as u8)
+                pair_rank(a, b)
             };
             tier[i * n + j] = t;
             tier[j * n + i] = t;
         }
     }
-    for threshold in SetLink::Nvlink as u8..UNKNOWN {
+    let mut thresholds = tier.clone();
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    // The weakest pair's rank bounds a set's: try each, best first.
+    for threshold in thresholds {
         let ok = |i: usize, j: usize| tier[i * n + j] <= threshold;
         // The shortest head of the order that holds a set of this tier: its
         // last position is in the set, the rest are the earliest that fit.
@@ -345,6 +373,20 @@ mod tests {
     }
 
     #[test]
+    fn among_nvlink_sets_one_numa_node_wins() {
+        // An NVSwitch machine: NVLink between every two GPUs.
+        let all: Vec<(u32, u32)> = (0..8)
+            .flat_map(|a| (a + 1..8).map(move |b| (a, b)))
+            .collect();
+        let g = gpus(8, &all, Some(4));
+        // The first two (0 and 5) are on two sockets; 5 and 6 share one.
+        assert_eq!(pick(&g, &[0, 5, 6, 1, 2, 3, 4, 7], 2), [5, 6]);
+        assert_eq!(pick(&g, &[0, 5, 6, 1, 2, 3, 4, 7], 4), [0, 1, 2, 3]);
+        let link = set_link([&g[0], &g[5]]).unwrap();
+        assert_eq!((link.link, link.code.as_str()), (SetLink::Nvlink, "NV4"));
+    }
+
+    #[test]
     fn set_links_name_the_weakest_pair() {
         let g = gpus(8, PAIRS, Some(4));
         let link = set_link([&g[2], &g[3]]).unwrap();
@@ -427,7 +469,14 @@ mod tests {
             unique.dedup();
             prop_assert_eq!(unique.len(), size);
             prop_assert!(got.iter().all(|i| ranked.contains(i)));
-            let tier = |set: &[usize]| set_link(set.iter().map(|&i| &g[i])).map_or(UNKNOWN, |l| l.link as u8);
+            // The set's rank is its weakest pair's.
+            let tier = |set: &[usize]| {
+                set.iter()
+                    .flat_map(|&i| set.iter().filter(move |&&j| j > i).map(move |&j| (i, j)))
+                    .map(|(i, j)| pair_rank(&g[i], &g[j]))
+                    .max()
+                    .unwrap()
+            };
             if !with_topology {
                 prop_assert_eq!(&got[..], &ranked[..size]);
             }
