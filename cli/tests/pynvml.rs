@@ -281,6 +281,11 @@ fn pynvml_sees_the_nvlink_pairs_as_gpusel_does() {
 }
 
 #[test]
+fn pynvml_sees_the_nvswitch_board_as_gpusel_does() {
+    agree_on("nvswitch-8xh100");
+}
+
+#[test]
 fn pynvml_sees_the_pcie_numa_box_as_gpusel_does() {
     agree_on("pcie-numa-4xl40s");
 }
@@ -377,4 +382,13 @@ fn pynvml_reads_missing_nvlinks_as_real_drivers_answer() {
         "NVMLError_NotSupported"
     );
     assert_eq!(pynvml_raises(pairs, ancestor), "ok");
+    // P2P over NVLink: what an NVSwitch board answers, and a PCIe-only box.
+    let p2p = |a: u32, b: u32| {
+        format!(
+            "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h({a}), h({b}), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_OK, s"
+        )
+    };
+    assert_eq!(pynvml_raises("nvswitch-8xh100", &p2p(0, 7)), "ok");
+    let not = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h(0), h(1), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_NOT_SUPPORTED, s";
+    assert_eq!(pynvml_raises("pcie-numa-4xl40s", not), "ok");
 }

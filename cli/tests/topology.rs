@@ -362,6 +362,45 @@ fn topo_shows_a_snapshots_escapes_as_text() {
     let file = write_file(&dir, "evil.json", &snapshot_json("h", gpus));
     let out = out(gpusel_on(&file).args(["topo"]));
     let text = out.ok();
-    assert!(text.contains("\nGPU0\t X \tNV2\t0-7\\e]52;c;ZXZpbA==\\x07\tN/A\n"), "{text}");
+    assert!(
+        text.contains("\nGPU0\t X \tNV2\t0-7\\e]52;c;ZXZpbA==\\x07\tN/A\n"),
+        "{text}"
+    );
     assert!(!text.contains('\u{1b}'), "{text}");
+}
+
+#[test]
+fn on_an_nvswitch_board_every_pair_is_nv18_and_picks_keep_to_a_socket() {
+    let board = fixture("nvswitch-8xh100");
+    let text = nvml_out(&board, ["topo"]).ok().to_string();
+    assert!(
+        text.contains("\nGPU3\tNV18\tNV18\tNV18\t X \tNV18\tNV18\tNV18\tNV18\t0-55,112-167\t0\n"),
+        "{text}"
+    );
+    for seed in 0..8 {
+        let seed = seed.to_string();
+        let two = picks(
+            &board,
+            &["-n", "2", "--strategy", "random", "--seed", &seed],
+        );
+        let gpus: Vec<u32> = two.split(',').map(|g| g.parse().unwrap()).collect();
+        assert_eq!(
+            gpus[0] / 4,
+            gpus[1] / 4,
+            "seed {seed}: {two} spans the sockets"
+        );
+        let four = picks(
+            &board,
+            &["-n", "4", "--strategy", "random", "--seed", &seed],
+        );
+        assert!(
+            ["0,1,2,3", "4,5,6,7"].contains(&four.as_str()),
+            "seed {seed}: {four}"
+        );
+    }
+    let json: Value = serde_json::from_str(nvml_out(&board, ["-n", "8", "--json"]).ok()).unwrap();
+    assert_eq!(
+        (json["link"].as_str(), json["link_code"].as_str()),
+        (Some("nvlink"), Some("NV18"))
+    );
 }

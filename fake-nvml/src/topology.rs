@@ -116,6 +116,70 @@ pub unsafe extern "C" fn nvmlDeviceGetNvLinkRemotePciInfo_v2(
     })
 }
 
+/// `nvmlGpuP2PCapsIndex_t`: READ, WRITE, NVLINK, ATOMICS, PCI (= PROP).
+const P2P_CAPS_INDEX_NVLINK: c_uint = 2;
+const P2P_CAPS_INDEX_LAST: c_uint = 4;
+/// `nvmlGpuP2PStatus_t` values the fake answers.
+const P2P_STATUS_OK: c_uint = 0;
+const P2P_STATUS_CHIPSET_NOT_SUPPORTED: c_uint = 1;
+const P2P_STATUS_NOT_SUPPORTED: c_uint = 5;
+
+/// Active NVLinks' far ends.
+fn active_remotes(t: &Topology) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+    t.nvlinks
+        .iter()
+        .flatten()
+        .filter(|l| l.active)
+        .filter_map(|l| parse_bus_id(&l.remote_pci_bus_id))
+}
+
+/// Whether NVLink joins `a` and `b`: a link from one to the other, or both
+/// to one device that is no GPU of the scenario (an NVSwitch).
+fn nvlink_joined(
+    s: &Scenario,
+    (a, da, ta): (usize, &Device, &Topology),
+    (b, db, tb): (usize, &Device, &Topology),
+) -> bool {
+    let bus = |d: &Device| d.pci_bus_id.as_deref().and_then(parse_bus_id);
+    let direct =
+        |t: &Topology, peer: &Device| bus(peer).is_some_and(|p| active_remotes(t).any(|r| r == p));
+    let gpu_buses: Vec<_> = s.devices.iter().filter_map(bus).collect();
+    let switched = active_remotes(ta)
+        .filter(|r| !gpu_buses.contains(r))
+        .any(|r| active_remotes(tb).any(|q| q == r));
+    a != b && (direct(ta, db) || direct(tb, da) || switched)
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetP2PStatus(
+    device1: Handle,
+    device2: Handle,
+    p2p_index: c_uint,
+    p2p_status: *mut c_uint,
+) -> Ret {
+    call("nvmlDeviceGetP2PStatus", |s: &Scenario| {
+        let a = topology_of(handle::resolve(s, device1)?)?;
+        let b = topology_of(handle::resolve(s, device2)?)?;
+        if p2p_index > P2P_CAPS_INDEX_LAST {
+            return Err(abi::INVALID_ARGUMENT);
+        }
+        let nvlink = nvlink_joined(s, a, b);
+        // The fake's rule for the PCIe capabilities: over NVLink, or behind
+        // PCIe switches short of a host bridge.
+        let status = if nvlink
+            || (p2p_index != P2P_CAPS_INDEX_NVLINK
+                && common_ancestor(a.2, b.2) <= TOPOLOGY_MULTIPLE)
+        {
+            P2P_STATUS_OK
+        } else if p2p_index == P2P_CAPS_INDEX_NVLINK {
+            P2P_STATUS_NOT_SUPPORTED
+        } else {
+            P2P_STATUS_CHIPSET_NOT_SUPPORTED
+        };
+        unsafe { put(p2p_status, status) }
+    })
+}
+
 /// Parses `0-15,32-47` into the numbers it names.
 fn ranges(text: &str) -> Result<Vec<usize>, Ret> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use gpusel_core::{Gpu, GpuLink, PcieLevel};
 use nvml_wrapper::Nvml;
-use nvml_wrapper::enum_wrappers::device::TopologyLevel;
+use nvml_wrapper::enum_wrappers::device::{P2pCapabilitiesIndex, P2pStatus, TopologyLevel};
 use nvml_wrapper::error::NvmlError;
 
 use crate::read::field;
@@ -28,11 +28,14 @@ const CPU_WORDS: usize = 64;
 const NODE_WORDS: usize = 4;
 
 /// What one GPU's topology read gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Placement {
     numa_node: Option<u32>,
     cpu_affinity: Option<String>,
     links: Vec<GpuLink>,
+    /// Active NVLinks, and how many of them end at no GPU (an NVSwitch).
+    active: u32,
+    switched: u32,
 }
 
 /// Topology read once per set of GPUs (their UUIDs, in order).
@@ -66,21 +69,27 @@ impl Cache {
 fn read(nvml: &Nvml, gpus: &[Gpu]) -> Vec<Placement> {
     let mut out: Vec<Placement> = gpus
         .iter()
-        .map(|g| {
-            place(nvml, g, gpus).unwrap_or(Placement {
-                numa_node: None,
-                cpu_affinity: None,
-                links: Vec::new(),
-            })
-        })
+        .map(|g| place(nvml, g, gpus).unwrap_or_default())
         .collect();
     for i in 0..gpus.len() {
         for j in i + 1..gpus.len() {
-            let Some(level) = common_ancestor(nvml, &gpus[i], &gpus[j]) else {
-                continue;
-            };
-            for (from, to) in [(i, j), (j, i)] {
-                link_entry(&mut out[from].links, &gpus[to].uuid).pcie = Some(level);
+            if let Some(level) = common_ancestor(nvml, &gpus[i], &gpus[j]) {
+                for (from, to) in [(i, j), (j, i)] {
+                    link_entry(&mut out[from].links, &gpus[to].uuid).pcie = Some(level);
+                }
+            }
+            // Through NVSwitches: every link ends at a switch, and the
+            // driver says whether the two reach each other over them (as
+            // nvidia-smi, counted as the links each has: NV18 on an HGX H100).
+            if out[i].switched > 0
+                && out[j].switched > 0
+                && link_entry(&mut out[i].links, &gpus[j].uuid).nvlinks == 0
+                && nvlink_p2p(nvml, &gpus[i], &gpus[j])
+            {
+                let count = out[i].active.min(out[j].active);
+                for (from, to) in [(i, j), (j, i)] {
+                    link_entry(&mut out[from].links, &gpus[to].uuid).nvlinks = count;
+                }
             }
         }
     }
@@ -117,6 +126,7 @@ fn place(nvml: &Nvml, gpu: &Gpu, all: &[Gpu]) -> Option<Placement> {
         .map(|mask| ranges(&bits(&mask)))
         .filter(|r| !r.is_empty());
     let mut links = Vec::new();
+    let (mut active, mut switched) = (0, 0);
     for link in 0..NVLINK_MAX_LINKS {
         let wrapper = device.link_wrapper_for(link);
         match wrapper.is_active() {
@@ -135,19 +145,37 @@ fn place(nvml: &Nvml, gpu: &Gpu, all: &[Gpu]) -> Option<Placement> {
         let Some(remote) = field(&what("NVLink remote PCI info"), wrapper.remote_pci_info()) else {
             continue;
         };
-        // A link to an NVSwitch or a CPU names no GPU here.
-        if let Some(peer) = all
+        active += 1;
+        // A link to an NVSwitch (or a CPU) names no GPU here.
+        match all
             .iter()
             .find(|g| g.uuid != gpu.uuid && same_bus(g.pci_bus_id.as_deref(), &remote.bus_id))
         {
-            link_entry(&mut links, &peer.uuid).nvlinks += 1;
+            Some(peer) => link_entry(&mut links, &peer.uuid).nvlinks += 1,
+            None => switched += 1,
         }
     }
     Some(Placement {
         numa_node,
         cpu_affinity,
         links,
+        active,
+        switched,
     })
+}
+
+/// Whether the driver says `a` and `b` reach each other over NVLink.
+fn nvlink_p2p(nvml: &Nvml, a: &Gpu, b: &Gpu) -> bool {
+    let (Some(first), Some(second)) = (
+        field("topology handle", nvml.device_by_index(a.index)),
+        field("topology handle", nvml.device_by_index(b.index)),
+    ) else {
+        return false;
+    };
+    field(
+        &format!("GPU {} and {} NVLink P2P status", a.index, b.index),
+        first.p2p_status(&second, P2pCapabilitiesIndex::NvLink),
+    ) == Some(P2pStatus::Ok)
 }
 
 fn common_ancestor(nvml: &Nvml, a: &Gpu, b: &Gpu) -> Option<PcieLevel> {

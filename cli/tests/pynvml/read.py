@@ -91,6 +91,7 @@ def topology(handles, i, bus_ids, uuids):
     if cpus is not None and bits(cpus):
         out["cpu_affinity"] = ranges(bits(cpus))
     remote = nvlink_peers(h)
+    switched = [r for r in remote if r not in bus_ids]
     links = []
     for j, other in enumerate(handles):
         if j == i:
@@ -99,6 +100,14 @@ def topology(handles, i, bus_ids, uuids):
         count = remote.count(bus_ids[j])
         if count:
             link["nvlinks"] = count
+        else:
+            # Through NVSwitches: the driver's P2P status says whether the
+            # two reach each other; nvidia-smi counts the links each has.
+            theirs = nvlink_peers(other)
+            if switched and [r for r in theirs if r not in bus_ids] and (
+                n.nvmlDeviceGetP2PStatus(h, other, n.NVML_P2P_CAPS_INDEX_NVLINK) == n.NVML_P2P_STATUS_OK
+            ):
+                link["nvlinks"] = min(len(remote), len(theirs))
         level = maybe(n.nvmlDeviceGetTopologyCommonAncestor, h, other)
         if level is not None:
             link["pcie"] = LEVELS[level]
