@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """What topology costs a whole `gpusel -n 2` on 8 GPUs through NVML (fake
-library): the same 8 idle A100s read with topology (`nvlink-pairs-8xa100`:
-affinity, NVLink and common-ancestor calls, then the set choice) and without
+library): 8 idle A100s read with topology (`nvlink-pairs-8xa100`: affinity,
+NVLink and common-ancestor calls, then the set choice), an NVSwitch board
+(`nvswitch-8xh100`: P2P status calls too), and 8 idle A100s without
 (`idle-8xa100`, whose driver answers NOT_SUPPORTED to every topology call).
-Interleaved runs; median and p90 of each, and the difference.
+The fake answers in microseconds: a real driver's calls cost more (see
+docs/providers.md), which `gpusel -vv` reports as "topology ... read in".
+Interleaved runs; median and p90 of each, and the difference to no topology.
 
     cargo build --release -p gpusel-cli -p fake-nvml
     python3 bench/topology.py [--runs 200]
@@ -29,8 +32,9 @@ def main():
     gpusel = os.path.join(release, "gpusel")
     lib = os.path.join(release, "libfake_nvml.so")
     scenarios = {
-        "with topology": "nvlink-pairs-8xa100",
-        "without": "idle-8xa100",
+        "NVLink pairs": "nvlink-pairs-8xa100",
+        "NVSwitch": "nvswitch-8xh100",
+        "no topology": "idle-8xa100",
     }
     times = {name: [] for name in scenarios}
     with tempfile.TemporaryDirectory() as locks:
@@ -47,12 +51,10 @@ def main():
             for name, env in envs.items():
                 elapsed, _ = run_once([gpusel, "-n", "2", "--provider", "nvml"], env)
                 times[name].append(elapsed)
-    medians = {}
+    base = summary(times["no topology"])[0]
     for name, t in times.items():
         median, p90 = summary(t)
-        medians[name] = median
-        print(f"{name:<14} median {median:6.2f} ms  p90 {p90:6.2f} ms")
-    print(f"difference     median {medians['with topology'] - medians['without']:+6.2f} ms")
+        print(f"{name:<12} median {median:6.2f} ms  p90 {p90:6.2f} ms  ({median - base:+5.2f} ms)")
 
 
 if __name__ == "__main__":

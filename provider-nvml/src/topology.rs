@@ -53,7 +53,13 @@ impl Cache {
         let placements = match slot.as_ref() {
             Some((seen, placements)) if *seen == uuids => placements.clone(),
             _ => {
+                let start = std::time::Instant::now();
                 let placements = read(nvml, gpus);
+                tracing::debug!(
+                    "NVML: topology of {} GPUs read in {:?} (kept for this process)",
+                    gpus.len(),
+                    start.elapsed()
+                );
                 *slot = Some((uuids, placements.clone()));
                 placements
             }
