@@ -404,3 +404,23 @@ fn on_an_nvswitch_board_every_pair_is_nv18_and_picks_keep_to_a_socket() {
         (Some("nvlink"), Some("NV18"))
     );
 }
+
+#[test]
+fn a_range_takes_as_many_as_it_can_best_joined_and_all_takes_all() {
+    // Idle: 1, 2, 5, 6, 7. Three of them share a NUMA node only on node 1.
+    let scene = with_jobs(PAIRS, &[0, 3, 4]);
+    for seed in 0..4 {
+        let seed = seed.to_string();
+        let args = ["-n", "2..3", "--strategy", "idle-random", "--seed", &seed];
+        assert_eq!(picks(&scene.path, &args), "5,6,7", "seed {seed}");
+    }
+    let all = nvml_out(&scene.path, ["-n", "all", "--explain"]);
+    all.code(0);
+    assert_eq!(all.stdout, "1,2,5,6,7\n");
+    assert!(
+        all.stderr
+            .contains("GPUs 1,2,5,6,7: no common link: spans the system (SYS)"),
+        "{}",
+        all.stderr
+    );
+}
