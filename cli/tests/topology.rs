@@ -424,3 +424,13 @@ fn a_range_takes_as_many_as_it_can_best_joined_and_all_takes_all() {
         all.stderr
     );
 }
+
+#[test]
+fn a_pick_of_one_gpu_reads_no_topology() {
+    let one = nvml_out(fixture(PAIRS), ["-vv"]);
+    one.code(0);
+    assert!(!one.stderr.contains("topology of"), "{}", one.stderr);
+    let two = nvml_out(fixture(PAIRS), ["-vv", "-n", "2"]);
+    two.code(0);
+    two.stderr_has("NVML: topology of 8 GPUs read in");
+}

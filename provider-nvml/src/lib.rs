@@ -99,6 +99,13 @@ impl NvmlProvider {
         self.topology.fill(&self.nvml, &mut snapshot.gpus);
         Ok(snapshot)
     }
+
+    /// [`read`](Self::read) without the topology (NUMA node, CPU affinity,
+    /// NVLinks, PCIe paths), whose first read costs a call per GPU pair and
+    /// per NVLink: what a pick of one GPU needs.
+    pub fn read_without_topology(&self) -> Result<Snapshot, ScanError> {
+        read::snapshot(&self.nvml, &self.raw)
+    }
 }
 
 #[async_trait]
@@ -108,11 +115,17 @@ impl GpuInfoProvider for NvmlProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let snapshot = self
-            .read()
-            .map_err(|e| ProviderError::failed_because(NAME, e))?;
-        snapshot.validated(NAME)
+        validated(self.read())
     }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        validated(self.read_without_topology())
+    }
+}
+
+fn validated(read: Result<Snapshot, ScanError>) -> Result<Snapshot, ProviderError> {
+    read.map_err(|e| ProviderError::failed_because(NAME, e))?
+        .validated(NAME)
 }
 
 /// Opens the provider for a `--provider nvml` or `nvml:PATH` spec: the
