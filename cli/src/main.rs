@@ -134,7 +134,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 return out::print_json(&take()?);
             }
-            list::show(&args, &config.bans, take)
+            list::show(&args, &config.bans, &config.idle_rules(), take)
         }
         Some(Sub::Status(args)) => {
             let mut snapshot = gpusel_core::block_on(provider.snapshot())?;

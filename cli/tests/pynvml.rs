@@ -197,11 +197,37 @@ fn py_gpu(g: &Value) -> Value {
         "processes": py_processes(&g["processes"]),
         "mig_devices": migs,
     });
+    // Fields gpusel leaves out when the driver does not report them.
+    for (ours, theirs) in [
+        ("memory_reserved", &g["memory"]["reserved"]),
+        ("compute_mode", &g["compute_mode"]),
+        ("utilization_window", &g["utilization_window"]),
+    ] {
+        if !theirs.is_null() {
+            gpu[ours] = theirs.clone();
+        }
+    }
     // Topology fields are absent, not null, where the driver gives none.
     if let (Some(gpu), Some(topology)) = (gpu.as_object_mut(), g["topology"].as_object()) {
         gpu.extend(topology.clone());
     }
     gpu
+}
+
+/// The window's sample ages, taken out of `gpu` (they depend on when each
+/// reader looked, so they are compared apart, within a margin).
+fn take_ages(gpu: &mut Value) -> Vec<u64> {
+    let mut ages = Vec::new();
+    for key in ["gpu", "memory"] {
+        if let Some(peak) = gpu["utilization_window"]
+            .get_mut(key)
+            .and_then(Value::as_object_mut)
+            && let Some(age) = peak.remove("age_ms")
+        {
+            ages.push(age.as_u64().expect("an age in ms"));
+        }
+    }
+    ages
 }
 
 fn gpusel_gpu(g: &Value) -> Value {
@@ -250,8 +276,17 @@ fn agree_on(name: &str) {
         .collect();
     assert!(!py_gpus.is_empty(), "{name}: pynvml saw no GPU");
     assert_eq!(our_gpus.len(), py_gpus.len(), "{name}");
-    for (o, p) in our_gpus.iter().zip(&py_gpus) {
+    for (mut o, mut p) in our_gpus.into_iter().zip(py_gpus) {
+        let (our_ages, py_ages) = (take_ages(&mut o), take_ages(&mut p));
         assert_eq!(o, p, "{name}: gpusel (left) and pynvml (right) differ");
+        assert_eq!(our_ages.len(), py_ages.len(), "{name}");
+        for (a, b) in our_ages.iter().zip(&py_ages) {
+            // The two read the same samples seconds apart at most.
+            assert!(
+                a.abs_diff(*b) < 30_000,
+                "{name}: sample ages {a} and {b} ms"
+            );
+        }
     }
 }
 
@@ -273,6 +308,11 @@ fn pynvml_sees_the_mig_h100_as_gpusel_does() {
 #[test]
 fn pynvml_sees_the_idle_a100s_as_gpusel_does() {
     agree_on("idle-8xa100");
+}
+
+#[test]
+fn pynvml_sees_compute_modes_and_sample_buffers_as_gpusel_does() {
+    agree_on("idleness");
 }
 
 #[test]
@@ -351,6 +391,25 @@ fn pynvml_reads_the_faults_as_the_real_errors() {
         pynvml_raises("mig-h100", &format!("{init}{util}")),
         "NVMLError_NotSupported"
     );
+    // The sample buffer: none kept (a scenario without it), none newer than
+    // asked for, and a buffer read whole.
+    let samples = |gpu: u32, since: &str| {
+        format!(
+            "{init}n.nvmlDeviceGetSamples(n.nvmlDeviceGetHandleByIndex({gpu}), n.NVML_GPU_UTILIZATION_SAMPLES, {since})"
+        )
+    };
+    assert_eq!(
+        pynvml_raises("lab-8xa100", &samples(0, "0")),
+        "NVMLError_NotSupported"
+    );
+    assert_eq!(
+        pynvml_raises(
+            "idleness",
+            &samples(1, "int((__import__('time').time() + 3600) * 1e6)")
+        ),
+        "NVMLError_NotFound"
+    );
+    assert_eq!(pynvml_raises("idleness", &samples(1, "0")), "ok");
 }
 
 #[test]

@@ -129,10 +129,54 @@ pub struct Device {
     /// MIG devices, by MIG index.
     #[serde(default)]
     pub mig_devices: Vec<MigDevice>,
+    /// `nvmlDeviceGetComputeMode`; absent answers `NOT_SUPPORTED`.
+    #[serde(default)]
+    pub compute_mode: Option<ComputeMode>,
+    /// The driver's sample buffer (`nvmlDeviceGetSamples`); absent answers
+    /// `NOT_SUPPORTED`, as on a driver that keeps none for the device.
+    #[serde(default)]
+    pub samples: Option<Samples>,
     /// Where the GPU sits: NUMA node, CPUs, PCIe switches, NVLinks. Absent:
     /// every topology call answers `NVML_ERROR_NOT_SUPPORTED`.
     #[serde(default)]
     pub topology: Option<Topology>,
+}
+
+/// `nvmlComputeMode_t`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeMode {
+    /// `NVML_COMPUTEMODE_DEFAULT` (0).
+    Default,
+    /// `NVML_COMPUTEMODE_EXCLUSIVE_THREAD` (1).
+    ExclusiveThread,
+    /// `NVML_COMPUTEMODE_PROHIBITED` (2).
+    Prohibited,
+    /// `NVML_COMPUTEMODE_EXCLUSIVE_PROCESS` (3).
+    ExclusiveProcess,
+}
+
+/// Utilization samples by kind, each as old as the scenario says at the
+/// moment of the query (so a scenario stays true however long a test runs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Samples {
+    /// `NVML_GPU_UTILIZATION_SAMPLES`.
+    #[serde(default)]
+    pub gpu: Vec<Sample>,
+    /// `NVML_MEMORY_UTILIZATION_SAMPLES`.
+    #[serde(default)]
+    pub memory: Vec<Sample>,
+}
+
+/// One sample: its value and its age.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// How long before the query it was taken, in milliseconds.
+    pub age_ms: u64,
+    /// Percent.
+    pub value: u32,
 }
 
 /// Where one GPU sits in the machine.

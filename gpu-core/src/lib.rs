@@ -70,6 +70,7 @@ mod duration;
 mod file_provider;
 mod groups;
 mod holder;
+mod idle;
 mod lease;
 mod model;
 mod occupancy;
@@ -104,10 +105,14 @@ pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_m
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
 pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus};
+pub use idle::{
+    BASE_TOLERANCE, Ghost, IdleRules, Load, ModeBlock, V1_ALLOWANCE_PERCENT, mode_block, peak_note,
+    unaccounted_memory,
+};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
-    Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, ProcessKind, SCHEMA_VERSION, Snapshot,
-    SnapshotError, host_name,
+    ComputeMode, Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, Peak, ProcessKind, SCHEMA_VERSION,
+    Snapshot, SnapshotError, UtilizationWindow, host_name,
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;

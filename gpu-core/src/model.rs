@@ -60,6 +60,13 @@ pub struct Gpu {
     /// Free memory in bytes.
     #[serde(default)]
     pub memory_free: Option<u64>,
+    /// Memory the driver keeps for itself, in bytes, when the provider
+    /// reports it apart (NVML's v2 memory call). `None` when it does not:
+    /// then `memory_used` may include it (NVML's v1 call since R510), which
+    /// the unaccounted-memory rule allows for (see
+    /// [`IdleRules`](crate::IdleRules)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserved: Option<u64>,
     /// Percent of the last sample period in which a kernel ran.
     #[serde(default)]
     pub utilization_gpu: Option<u8>,
@@ -84,6 +91,15 @@ pub struct Gpu {
     /// Whether MIG mode is on (`None` on GPUs without MIG support).
     #[serde(default)]
     pub mig_mode: Option<bool>,
+    /// Who may create CUDA contexts on it (`nvidia-smi -c`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_mode: Option<ComputeMode>,
+    /// The highest GPU and memory utilization in the driver's sample buffer
+    /// over the last seconds (`--idle-window`), when the provider read it:
+    /// a job paused for data loading reads 0% at the instant of a sample,
+    /// not over a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_window: Option<UtilizationWindow>,
     /// Processes using the GPU; `None` when the provider could not list them.
     #[serde(default)]
     pub processes: Option<Vec<GpuProcess>>,
@@ -205,6 +221,121 @@ pub struct MigDevice {
     pub lease: Option<LeaseStatus>,
 }
 
+/// Who may create CUDA contexts on a GPU: NVML's `nvmlComputeMode_t`, as
+/// `nvidia-smi --compute-mode` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeMode {
+    /// Any number of processes, any number of contexts.
+    Default,
+    /// One context, used by one thread at a time (deprecated by NVIDIA).
+    ExclusiveThread,
+    /// No CUDA context at all: no job can run.
+    Prohibited,
+    /// One process at a time: a GPU with a compute client takes no other.
+    ExclusiveProcess,
+}
+
+impl ComputeMode {
+    /// The name `nvidia-smi` prints (`Exclusive_Process`).
+    pub fn smi_name(self) -> &'static str {
+        match self {
+            ComputeMode::Default => "Default",
+            ComputeMode::ExclusiveThread => "Exclusive_Thread",
+            ComputeMode::Prohibited => "Prohibited",
+            ComputeMode::ExclusiveProcess => "Exclusive_Process",
+        }
+    }
+
+    /// Reads `nvidia-smi`'s name (any case, `_` or space), or `None`.
+    pub fn from_smi_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().replace(' ', "_").as_str() {
+            "default" => Some(ComputeMode::Default),
+            "exclusive_thread" => Some(ComputeMode::ExclusiveThread),
+            "prohibited" => Some(ComputeMode::Prohibited),
+            "exclusive_process" => Some(ComputeMode::ExclusiveProcess),
+            _ => None,
+        }
+    }
+}
+
+/// The peaks of the driver's utilization samples over a window ending at
+/// the snapshot's time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UtilizationWindow {
+    /// How far back the window reaches, in milliseconds.
+    pub window_ms: u64,
+    /// The highest GPU utilization sample in the window; `None` when the
+    /// buffer held no GPU sample in it.
+    #[serde(default)]
+    pub gpu: Option<Peak>,
+    /// The highest memory utilization sample in the window; `None` when
+    /// the buffer held no memory sample in it.
+    #[serde(default)]
+    pub memory: Option<Peak>,
+}
+
+/// The highest sample of a series, and when it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Peak {
+    /// The value, percent.
+    pub percent: u8,
+    /// How long before the snapshot's time it was sampled, in milliseconds
+    /// (the latest sample of that value).
+    pub age_ms: u64,
+    /// How many samples the window held.
+    pub samples: u32,
+}
+
+impl Peak {
+    /// The peak of `(age_ms, percent)` samples, `None` when there are none.
+    /// Percentages over 100 read as 100; among equal peaks the most recent
+    /// one is kept.
+    pub fn of(samples: impl IntoIterator<Item = (u64, u32)>) -> Option<Peak> {
+        let mut peak: Option<Peak> = None;
+        let mut count = 0u32;
+        for (age_ms, value) in samples {
+            count = count.saturating_add(1);
+            let percent = u8::try_from(value.min(100)).unwrap_or(100);
+            let better = peak
+                .is_none_or(|p| percent > p.percent || (percent == p.percent && age_ms < p.age_ms));
+            if better {
+                peak = Some(Peak {
+                    percent,
+                    age_ms,
+                    samples: 0,
+                });
+            }
+        }
+        peak.map(|p| Peak {
+            samples: count,
+            ..p
+        })
+    }
+
+    /// A peak with its sample count, for providers and tests.
+    pub fn new(percent: u8, age_ms: u64, samples: u32) -> Self {
+        Peak {
+            percent,
+            age_ms,
+            samples,
+        }
+    }
+}
+
+impl UtilizationWindow {
+    /// A window of `window_ms` with the given peaks.
+    pub fn new(window_ms: u64, gpu: Option<Peak>, memory: Option<Peak>) -> Self {
+        UtilizationWindow {
+            window_ms,
+            gpu,
+            memory,
+        }
+    }
+}
+
 /// Whether a process uses the GPU for compute, graphics or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -261,6 +392,7 @@ impl Gpu {
             memory_total: None,
             memory_used: None,
             memory_free: None,
+            memory_reserved: None,
             utilization_gpu: None,
             utilization_memory: None,
             temperature: None,
@@ -269,6 +401,8 @@ impl Gpu {
             performance_state: None,
             sm_clock: None,
             mig_mode: None,
+            compute_mode: None,
+            utilization_window: None,
             processes: None,
             mig_devices: Vec::new(),
             lease: None,

@@ -140,9 +140,11 @@ impl StrategyDefaults {
     /// Whether `reason` comes from a filter the strategy filled in.
     pub fn explains(&self, reason: &Reason) -> bool {
         match reason {
-            Reason::Utilization { .. } => self.utilization,
-            Reason::MemoryUtilization { .. } => self.memory_utilization,
-            Reason::Processes { .. } => self.processes,
+            Reason::Utilization { .. } | Reason::UtilizationPeak { .. } => self.utilization,
+            Reason::MemoryUtilization { .. } | Reason::MemoryUtilizationPeak { .. } => {
+                self.memory_utilization
+            }
+            Reason::Processes { .. } | Reason::UnaccountedMemory { .. } => self.processes,
             _ => false,
         }
     }

@@ -183,6 +183,7 @@ impl Selector {
         s.request.max_processes = f.max_processes.as_ref().map(|v| v.value);
         s.request.max_power = f.max_power.as_ref().map(|v| v.value);
         s.request.max_memory_used = f.max_mem_used.as_ref().map(|v| v.value);
+        s.request.idle = config.idle_rules();
         s
     }
 
@@ -257,6 +258,15 @@ impl Selector {
     /// device's total (nvgpu's `available` takes those at most 20% used).
     pub fn max_memory_used(mut self, amount: crate::MemoryAmount) -> Self {
         self.request.max_memory_used = Some(amount);
+        self
+    }
+
+    /// Memory no listed process holds that a device may show and still be
+    /// idle, as a size or a share of the board (see
+    /// [`IdleRules`](crate::IdleRules); the default is the built-in
+    /// tolerance, or the config's `idle.unaccounted_memory`).
+    pub fn unaccounted_memory(mut self, amount: crate::MemoryAmount) -> Self {
+        self.request.idle = crate::IdleRules::with_unaccounted_memory(Some(amount));
         self
     }
 

@@ -25,6 +25,7 @@ mod topology;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gpusel_core::{GpuInfoProvider, ProviderError, Snapshot};
@@ -50,6 +51,7 @@ pub struct NvmlProvider {
     raw: raw::RawCalls,
     topology: topology::Cache,
     library: PathBuf,
+    idle_window: Duration,
 }
 
 impl std::fmt::Debug for NvmlProvider {
@@ -83,7 +85,16 @@ impl NvmlProvider {
             raw,
             topology: topology::Cache::default(),
             library,
+            idle_window: gpusel_core::config::DEFAULT_IDLE_WINDOW,
         })
+    }
+
+    /// Reads the driver's utilization samples over the last `window`
+    /// (`Duration::ZERO`: the instant reading only), for the idle rule; the
+    /// default is [`DEFAULT_IDLE_WINDOW`](gpusel_core::config::DEFAULT_IDLE_WINDOW).
+    pub fn with_idle_window(mut self, window: Duration) -> Self {
+        self.idle_window = window;
+        self
     }
 
     /// The library this provider loaded.
@@ -95,7 +106,7 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
-        let mut snapshot = read::snapshot(&self.nvml, &self.raw)?;
+        let mut snapshot = read::snapshot(&self.nvml, &self.raw, self.idle_window)?;
         self.topology.fill(&self.nvml, &mut snapshot.gpus);
         Ok(snapshot)
     }
@@ -104,7 +115,7 @@ impl NvmlProvider {
     /// NVLinks, PCIe paths), whose first read costs a call per GPU pair and
     /// per NVLink: what a pick of one GPU needs.
     pub fn read_without_topology(&self) -> Result<Snapshot, ScanError> {
-        read::snapshot(&self.nvml, &self.raw)
+        read::snapshot(&self.nvml, &self.raw, self.idle_window)
     }
 }
 

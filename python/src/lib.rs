@@ -403,6 +403,7 @@ impl NativeSelection {
     max_power = None, max_mem_used = None, name = None, devices = None, exclude = None, filter = None,
     strategy = None, provider = None, wait = None, timeout = None, interval = None,
     uuid = false, lease = true, silent = false, lock_dir = None, seed = None, command = None,
+    idle_window = None, unaccounted_memory = None,
 ))]
 fn select(
     py: Python<'_>,
@@ -428,6 +429,8 @@ fn select(
     lock_dir: Option<PathBuf>,
     seed: Option<u64>,
     command: Option<Vec<String>>,
+    idle_window: Option<&Bound<'_, PyAny>>,
+    unaccounted_memory: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<NativeSelection>> {
     let count = match count {
         None => gpusel::Count::default(),
@@ -456,13 +459,18 @@ fn select(
     let provider = text(provider, "provider")?;
     let timeout = duration(py, "timeout", timeout, Duration::ZERO)?;
     let interval = duration(py, "interval", interval, gpusel::config::MIN_INTERVAL)?;
+    let idle_window = duration(py, "idle_window", idle_window, Duration::ZERO)?;
+    let unaccounted_memory = memory_amount(py, "unaccounted_memory", unaccounted_memory)?;
     if let Some(f) = &filter
         && !f.bind(py).is_callable()
     {
         return Err(type_error("where", "a function of a Device", f.bind(py)));
     }
 
-    let config = load_config(py)?;
+    let mut config = load_config(py)?;
+    if let Some(window) = idle_window {
+        config.idle_window = gpusel::Setting::new(window, gpusel::Source::Flag("idle_window"));
+    }
     let strategy_name = strategy
         .clone()
         .unwrap_or_else(|| config.strategy.value.clone());
@@ -500,6 +508,9 @@ fn select(
     }
     if let Some(amount) = max_mem_used {
         selector = selector.max_memory_used(amount);
+    }
+    if let Some(amount) = unaccounted_memory {
+        selector = selector.unaccounted_memory(amount);
     }
     if let Some(name) = name {
         selector = selector.name(name);

@@ -5,8 +5,13 @@
 # nvml.h by NVIDIA, so agreement proves the fake's ABI is the real one.
 import ctypes
 import json
+import time
 
 import pynvml as n
+
+# gpusel's default idle window (--idle-window), in seconds.
+WINDOW = 10
+COMPUTE_MODES = ["default", "exclusive_thread", "prohibited", "exclusive_process"]
 
 
 def maybe(call, *args):
@@ -37,7 +42,32 @@ def processes(handle):
 
 def memory(handle):
     m = maybe(n.nvmlDeviceGetMemoryInfo, handle, n.nvmlMemory_v2)
-    return None if m is None else {"total": m.total, "used": m.used, "free": m.free}
+    return None if m is None else {"total": m.total, "used": m.used, "free": m.free, "reserved": m.reserved}
+
+
+def window(handle):
+    """The peaks of the driver's utilization samples over the last WINDOW
+    seconds, as gpusel reads them; None when the driver keeps none."""
+    now_us = int(time.time() * 1e6)
+    since = now_us - WINDOW * 1_000_000
+    out = {"window_ms": WINDOW * 1000}
+    for key, kind in (("gpu", n.NVML_GPU_UTILIZATION_SAMPLES), ("memory", n.NVML_MEMORY_UTILIZATION_SAMPLES)):
+        try:
+            value_type, samples = n.nvmlDeviceGetSamples(handle, kind, since)
+        except n.NVMLError_NotFound:
+            out[key] = None
+            continue
+        except n.NVMLError_NotSupported:
+            return None
+        assert value_type == n.NVML_VALUE_TYPE_UNSIGNED_INT, value_type
+        stamps = [s.timeStamp for s in samples]
+        assert stamps == sorted(stamps) and all(t > since for t in stamps), stamps
+        # The highest value; of equal ones, the latest.
+        value, stamp = max((s.sampleValue.uiVal, s.timeStamp) for s in samples)
+        out[key] = {"percent": min(value, 100), "age_ms": (now_us - stamp) // 1000, "samples": len(samples)}
+    if out["gpu"] is None and out["memory"] is None:
+        return None
+    return out
 
 
 # nvml.h's nvmlGpuTopologyLevel_t as gpusel names the levels.
@@ -149,6 +179,8 @@ for i in range(n.nvmlDeviceGetCount()):
         "performance_state": maybe(n.nvmlDeviceGetPerformanceState, h),
         "sm_clock": maybe(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
         "mig_mode": None if mig is None else mig[0] == n.NVML_DEVICE_MIG_ENABLE,
+        "compute_mode": None if (m := maybe(n.nvmlDeviceGetComputeMode, h)) is None else COMPUTE_MODES[m],
+        "utilization_window": None if mig and mig[0] == n.NVML_DEVICE_MIG_ENABLE else window(h),
         "processes": processes(h),
         "mig_devices": [],
     }
