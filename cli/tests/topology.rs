@@ -434,3 +434,31 @@ fn a_pick_of_one_gpu_reads_no_topology() {
     two.code(0);
     two.stderr_has("NVML: topology of 8 GPUs read in");
 }
+
+#[test]
+fn nvidia_smi_topo_gives_the_same_picks_and_matrix() {
+    use common::smi::smi_out;
+    // The lab's GPUs: 1, 3, 5 and 7 idle, and of those only 1-3 a pair.
+    for seed in 0..4 {
+        let seed = seed.to_string();
+        assert_eq!(
+            smi_out("nvlink-pairs", ["-n", "2", "--seed", &seed]).ok(),
+            "1,3\n"
+        );
+    }
+    let json: Value =
+        serde_json::from_str(smi_out("nvlink-pairs", ["-n", "2", "--json"]).ok()).unwrap();
+    assert_eq!(
+        (json["link"].as_str(), json["link_code"].as_str()),
+        (Some("nvlink"), Some("NV12"))
+    );
+    let text = smi_out("nvlink-pairs", ["topo"]).ok().to_string();
+    assert!(
+        text.contains("\nGPU1\tNODE\t X \tNODE\tNV12\tSYS\tSYS\tSYS\tSYS\t0-31\t0\n"),
+        "{text}"
+    );
+    // A recording without `topo -m`: no topology, and no error.
+    let plain = smi_out("lab-8xa100", ["-n", "2", "--json"]);
+    let json: Value = serde_json::from_str(plain.ok()).unwrap();
+    assert!(json.get("link").is_none(), "{json}");
+}

@@ -9,6 +9,10 @@
 //!
 //! and joins the processes to the GPUs by UUID. Never the human table and
 //! never `-q -x`: both are slow and their format changes between drivers.
+//! A full snapshot also runs `nvidia-smi topo -m`, the connection matrix,
+//! at the same time (its tab-separated layout has been stable for a decade);
+//! [`read_without_topology`](SmiProvider::read_without_topology), for a pick
+//! of one GPU, does not.
 //! Users, start times and command lines come from `/proc`
 //! ([`ProcReader`]), as with every provider.
 //!
@@ -36,6 +40,7 @@
 mod csv;
 mod exec;
 mod parse;
+mod topo;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -191,6 +196,17 @@ impl SmiProvider {
     /// Takes a snapshot. Blocks the calling thread for as long as nvidia-smi
     /// runs (at most the timeout).
     pub fn read(&self) -> Result<Snapshot, SmiError> {
+        self.read_with(true)
+    }
+
+    /// [`read`](Self::read) without `nvidia-smi topo -m`, a third run that
+    /// walks the whole fabric (over a second on an 8-GPU NVLink board):
+    /// what a pick of one GPU needs.
+    pub fn read_without_topology(&self) -> Result<Snapshot, SmiError> {
+        self.read_with(false)
+    }
+
+    fn read_with(&self, topology: bool) -> Result<Snapshot, SmiError> {
         let now = Instant::now();
         // A timeout too long to add is no timeout at all; a year will do.
         let deadline = now
@@ -205,6 +221,11 @@ impl SmiProvider {
         // nvidia-smi start-up, not two.
         let gpus_run = self.start(&gpu_query(&GPU_FIELDS))?;
         let apps_run = self.start(&query_apps)?;
+        let topo_run = if topology {
+            Some(self.start(&["topo".to_string(), "-m".to_string()])?)
+        } else {
+            None
+        };
         let mut fields = GPU_FIELDS.to_vec();
         let mut gpu_result = success(self.finish(gpus_run, deadline)?, "--query-gpu");
         if let Err(SmiError::Exit { message, .. }) = &gpu_result
@@ -251,6 +272,19 @@ impl SmiProvider {
             }
             Err(e) => tracing::warn!(error = %e, "GPU processes unknown"),
         }
+        // Topology is a nicety: without it, picks follow the strategy alone.
+        if let Some(run) = topo_run {
+            match self
+                .finish(run, deadline)
+                .and_then(|run| success(run, "topo -m"))
+            {
+                Ok(text) => {
+                    let rows = topo::apply(&text, &mut snapshot.gpus);
+                    tracing::debug!(rows, "nvidia-smi topo -m read");
+                }
+                Err(e) => tracing::debug!(error = %e, "GPU topology unknown"),
+            }
+        }
         Ok(snapshot)
     }
 
@@ -292,6 +326,10 @@ impl GpuInfoProvider for SmiProvider {
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
         self.read()?.validated(NAME)
+    }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        self.read_without_topology()?.validated(NAME)
     }
 }
 
