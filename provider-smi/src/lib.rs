@@ -140,11 +140,18 @@ impl From<SmiError> for ProviderError {
     }
 }
 
+/// What `topo -m` printed, and the UUIDs of the GPUs (in order) it was
+/// printed for.
+type TopoRead = (Vec<String>, String);
+
 /// Reads GPU state by running nvidia-smi.
 #[derive(Debug, Clone)]
 pub struct SmiProvider {
     binary: PathBuf,
     timeout: Duration,
+    /// `topo -m`'s output and the GPUs (UUIDs, in order) it was read for:
+    /// topology does not change while the machine runs, and the run is slow.
+    topology: std::sync::Arc<std::sync::Mutex<Option<TopoRead>>>,
 }
 
 impl SmiProvider {
@@ -154,6 +161,7 @@ impl SmiProvider {
         SmiProvider {
             binary: binary.into(),
             timeout: DEFAULT_TIMEOUT,
+            topology: Default::default(),
         }
     }
 
@@ -221,8 +229,13 @@ impl SmiProvider {
         // nvidia-smi start-up, not two.
         let gpus_run = self.start(&gpu_query(&GPU_FIELDS))?;
         let apps_run = self.start(&query_apps)?;
-        let topo_run = if topology {
-            Some(self.start(&["topo".to_string(), "-m".to_string()])?)
+        let cached = self
+            .topology
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut topo_run = if topology && cached.is_none() {
+            Some(self.start(&TOPO.map(String::from))?)
         } else {
             None
         };
@@ -273,16 +286,38 @@ impl SmiProvider {
             Err(e) => tracing::warn!(error = %e, "GPU processes unknown"),
         }
         // Topology is a nicety: without it, picks follow the strategy alone.
-        if let Some(run) = topo_run {
-            match self
-                .finish(run, deadline)
-                .and_then(|run| success(run, "topo -m"))
-            {
-                Ok(text) => {
-                    let rows = topo::apply(&text, &mut snapshot.gpus);
-                    tracing::debug!(rows, "nvidia-smi topo -m read");
+        if topology {
+            let uuids: Vec<String> = snapshot.gpus.iter().map(|g| g.uuid.clone()).collect();
+            let text = match cached {
+                Some((seen, text)) if seen == uuids => Some(text),
+                // Other GPUs than those it was read for: read it again.
+                _ => {
+                    let run = match topo_run.take() {
+                        Some(run) => run,
+                        None => self.start(&TOPO.map(String::from))?,
+                    };
+                    match self
+                        .finish(run, deadline)
+                        .and_then(|run| success(run, "topo -m"))
+                    {
+                        Ok(text) => {
+                            *self
+                                .topology
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some((uuids, text.clone()));
+                            Some(text)
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "GPU topology unknown");
+                            None
+                        }
+                    }
                 }
-                Err(e) => tracing::debug!(error = %e, "GPU topology unknown"),
+            };
+            if let Some(text) = text {
+                let rows = topo::apply(&text, &mut snapshot.gpus);
+                tracing::debug!(rows, "nvidia-smi topo -m read");
             }
         }
         Ok(snapshot)
@@ -310,6 +345,9 @@ impl SmiProvider {
 }
 
 const FORMAT: &str = "--format=csv,noheader,nounits";
+
+/// `nvidia-smi topo -m`: the connection matrix.
+const TOPO: [&str; 2] = ["topo", "-m"];
 
 fn gpu_query(fields: &[&str]) -> [String; 2] {
     [
