@@ -227,26 +227,15 @@ pub fn link_line(selection: &Selection) -> Option<String> {
 
 fn no_match(error: SelectError, explain_all: bool) -> Failure {
     match error {
-        SelectError::NoMatch {
-            ref verdicts,
-            strategy_defaults,
-            ..
-        } => {
+        SelectError::NoMatch { ref verdicts, .. } => {
             let mut details: Vec<String> = verdicts
                 .iter()
-                .filter(|v| {
-                    explain_all
-                        || !(v.reasons.is_empty()
-                            || v.reasons == [gpusel_core::Reason::HiddenByCudaVisibleDevices])
-                })
+                .filter(|v| explain_all || v.explains_a_failure())
                 .map(ToString::to_string)
                 .collect();
             // Hint only where it helps: a GPU that the strategy's own
             // defaults (idle-random's "no load") alone keep out.
-            let by_defaults = verdicts.iter().any(|v| {
-                !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r))
-            });
-            if by_defaults {
+            if error.only_strategy_defaults_keep_out() {
                 details.push(
                     "hint: idle-random takes only idle GPUs; allow some load with --max-util/--max-mem-util/--max-processes (still a random pick among the GPUs that pass), or take the least used now with --strategy least-used"
                         .into(),

@@ -272,3 +272,22 @@ fn the_agent_and_its_dashboard_agree() {
     assert!(page.body.contains("[x]"), "the prohibited GPU's mark");
     assert!(page.body.contains("[!]"), "the ghost's mark");
 }
+
+#[test]
+fn status_counts_compute_clients_as_gpuselect_does() {
+    let out = run(["status", "--all"]);
+    let text = out.ok();
+    let processes = |gpu: &str| -> String {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(gpu))
+            .unwrap_or_else(|| panic!("no row {gpu}:\n{text}"));
+        row.split_whitespace().nth(3).unwrap().to_string()
+    };
+    assert_eq!(
+        processes("2"),
+        "0",
+        "the X server is no compute client\n{text}"
+    );
+    assert_eq!(processes("4"), "1", "{text}");
+}

@@ -39,6 +39,15 @@ pub struct Verdict {
     pub reasons: Vec<Reason>,
 }
 
+impl Verdict {
+    /// Whether someone asking why the selection failed needs to see it: the
+    /// device does not qualify, for more than `CUDA_VISIBLE_DEVICES` hiding
+    /// it (which the headline already says).
+    pub fn explains_a_failure(&self) -> bool {
+        !(self.reasons.is_empty() || self.reasons == [Reason::HiddenByCudaVisibleDevices])
+    }
+}
+
 /// One chosen device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SelectedDevice {
@@ -203,6 +212,27 @@ pub enum SelectError {
         /// The filters the strategy filled in.
         strategy_defaults: StrategyDefaults,
     },
+}
+
+impl SelectError {
+    /// For a [`NoMatch`](Self::NoMatch) (or a wait that timed out on one):
+    /// whether some device is kept out by nothing but the filters the
+    /// strategy filled in (idle-random's "no load, no process"), so that
+    /// loosening them, or another strategy, would help. Callers phrase the
+    /// hint for their users.
+    pub fn only_strategy_defaults_keep_out(&self) -> bool {
+        match self {
+            SelectError::NoMatch {
+                verdicts,
+                strategy_defaults,
+                ..
+            } => verdicts.iter().any(|v| {
+                !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r))
+            }),
+            SelectError::TimedOut { last, .. } => last.only_strategy_defaults_keep_out(),
+            _ => false,
+        }
+    }
 }
 
 fn no_match_headline(

@@ -775,25 +775,14 @@ fn lease_text(e: &gpusel::LeaseError) -> String {
 /// The message (headline, one line per device that does not qualify, and
 /// the hint the CLI gives) and the verdicts as JSON.
 fn no_match_text(e: &SelectError) -> (String, serde_json::Value) {
-    let SelectError::NoMatch {
-        verdicts,
-        strategy_defaults,
-        ..
-    } = e
-    else {
+    let SelectError::NoMatch { verdicts, .. } = e else {
         return (e.to_string(), serde_json::Value::Array(Vec::new()));
     };
     let mut text = e.to_string();
-    let shown = verdicts.iter().filter(|v: &&Verdict| {
-        !(v.reasons.is_empty() || v.reasons == [gpusel::Reason::HiddenByCudaVisibleDevices])
-    });
-    for v in shown {
+    for v in verdicts.iter().filter(|v| v.explains_a_failure()) {
         text.push_str(&format!("\n  {v}"));
     }
-    let by_defaults = verdicts
-        .iter()
-        .any(|v| !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r)));
-    if by_defaults {
+    if e.only_strategy_defaults_keep_out() {
         text.push_str(
             "\n  hint: idle-random takes only idle GPUs; allow some load with max_util=/max_mem_util=/max_processes= (still a random pick among the GPUs that pass), or take the least used now with strategy='least-used'",
         );
