@@ -99,6 +99,10 @@ pub enum Sub {
     Status(StatusArgs),
     /// Show the effective configuration and where each value comes from.
     Config,
+    /// Show how the GPUs are connected (NVLink, PCIe, NUMA), as
+    /// `nvidia-smi topo -m` does.
+    #[command(long_about = TOPO_ABOUT)]
+    Topo,
     /// Serve the GPUs over HTTP: a dashboard (/), JSON (/api/v1/snapshot),
     /// Prometheus metrics (/metrics) and /healthz. Read-only.
     #[command(long_about = SERVE_ABOUT)]
@@ -111,6 +115,9 @@ pub enum Sub {
     #[command(long_about = MAN_ABOUT)]
     Man(ManArgs),
 }
+
+const TOPO_ABOUT: &str = "\
+Show how the GPUs are connected, as `nvidia-smi topo -m` does: one row and column a GPU, each cell what joins the two (NV# for # bonded NVLinks, PIX one PCIe switch, PXB several, PHB a host bridge, NODE one NUMA node, SYS across NUMA nodes, N/A unknown), then each GPU's CPU and NUMA affinity and the legend. `-n 2` and more prefer GPUs joined in that order. --json prints the same matrix. Works with any provider that reads topology: nvml, a snapshot file written by `gpusel list --json`, or an agent (http://HOST:PORT).";
 
 const COMPLETIONS_ABOUT: &str = "\
 Print the shell completion script for SHELL, generated from the same definition as --help. The Debian package installs bash's, zsh's and fish's already. By hand, for one user:

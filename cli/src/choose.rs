@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use gpusel_core::{GpuInfoProvider, Progress, SelectError, Selection, Selector, Verdict};
+use gpusel_core::{GpuInfoProvider, Progress, SelectError, Selection, Selector};
 
 use crate::args::SelectArgs;
 use crate::config::{Config, Source};
@@ -183,7 +183,7 @@ pub fn run(
     // without close-on-exec).
     drop(provider);
     if args.explain {
-        explain(&selection.verdicts, &selection.strategy);
+        explain(&selection);
     }
     match mode {
         Mode::Print | Mode::Env if json => out::print_json(&selection),
@@ -193,16 +193,36 @@ pub fn run(
     }
 }
 
-fn explain(verdicts: &[Verdict], strategy: &str) {
+fn explain(selection: &Selection) {
+    let verdicts = &selection.verdicts;
     let qualify = verdicts.iter().filter(|v| v.reasons.is_empty()).count();
     let mut text = format!(
-        "{} devices, {qualify} qualify, strategy {strategy}",
-        verdicts.len()
+        "{} devices, {qualify} qualify, strategy {}",
+        verdicts.len(),
+        selection.strategy
     );
     for v in verdicts {
         text.push_str(&format!("\n  {v}"));
     }
+    if let Some(line) = link_line(selection) {
+        text.push_str(&format!("\n{line}"));
+    }
     out::eprint_line("", &text);
+}
+
+/// What joins the chosen GPUs: `GPUs 2,3: joined by NVLink (NV12)`; `None`
+/// for one device, or without topology.
+pub fn link_line(selection: &Selection) -> Option<String> {
+    let link = selection.link?;
+    let gpus: Vec<String> = selection
+        .devices
+        .iter()
+        .map(|d| d.index.to_string())
+        .collect();
+    Some(match &selection.link_code {
+        Some(code) => format!("GPUs {}: {link} ({code})", gpus.join(",")),
+        None => format!("GPUs {}: {link}", gpus.join(",")),
+    })
 }
 
 fn no_match(error: SelectError, explain_all: bool) -> Failure {

@@ -20,6 +20,7 @@ mod stall;
 mod status;
 mod table;
 mod term;
+mod topo;
 mod wait;
 mod watch;
 
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
         && !running
         && matches!(
             cli.sub,
-            None | Some(Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config)
+            None | Some(Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config | Sub::Topo)
         );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +149,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out::print_json(&snapshot)
             } else {
                 out::print(&status::render(&snapshot))
+            }
+        }
+        Some(Sub::Topo) => {
+            let snapshot = gpusel_core::block_on(provider.snapshot())?;
+            if !topo::known(&snapshot) {
+                let hint = if snapshot.provider == "nvml" {
+                    ""
+                } else {
+                    " (NVML reads it: --provider nvml)"
+                };
+                out::eprint_line(
+                    "warning: ",
+                    &format!(
+                        "the {} provider reports no topology for these GPUs: every link reads N/A{hint}",
+                        snapshot.provider
+                    ),
+                );
+            }
+            let matrix = topo::matrix(&snapshot);
+            if cli.global.json {
+                out::print_json(&matrix)
+            } else {
+                out::print(&topo::render(&matrix))
             }
         }
         Some(Sub::Env(args)) => {

@@ -207,6 +207,10 @@ fn py_gpu(g: &Value) -> Value {
             gpu[ours] = theirs.clone();
         }
     }
+    // Topology fields are absent, not null, where the driver gives none.
+    if let (Some(gpu), Some(topology)) = (gpu.as_object_mut(), g["topology"].as_object()) {
+        gpu.extend(topology.clone());
+    }
     gpu
 }
 
@@ -311,6 +315,21 @@ fn pynvml_sees_compute_modes_and_sample_buffers_as_gpusel_does() {
     agree_on("idleness");
 }
 
+#[test]
+fn pynvml_sees_the_nvlink_pairs_as_gpusel_does() {
+    agree_on("nvlink-pairs-8xa100");
+}
+
+#[test]
+fn pynvml_sees_the_nvswitch_board_as_gpusel_does() {
+    agree_on("nvswitch-8xh100");
+}
+
+#[test]
+fn pynvml_sees_the_pcie_numa_box_as_gpusel_does() {
+    agree_on("pcie-numa-4xl40s");
+}
+
 /// The exception pynvml raises for `call` (Python, after `import pynvml as
 /// n`) on fixture `name`, or `ok`.
 fn pynvml_raises(name: &str, call: &str) -> String {
@@ -391,4 +410,44 @@ fn pynvml_reads_the_faults_as_the_real_errors() {
         "NVMLError_NotFound"
     );
     assert_eq!(pynvml_raises("idleness", &samples(1, "0")), "ok");
+}
+
+#[test]
+fn pynvml_reads_missing_nvlinks_as_real_drivers_answer() {
+    let state = |gpu: u32, link: u32| {
+        format!(
+            "n.nvmlInit(); n.nvmlDeviceGetNvLinkState(n.nvmlDeviceGetHandleByIndex({gpu}), {link})"
+        )
+    };
+    let pairs = "nvlink-pairs-8xa100";
+    assert_eq!(pynvml_raises(pairs, &state(0, 11)), "ok");
+    // Past the GPU's links, and past NVML_NVLINK_MAX_LINKS.
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 12)),
+        "NVMLError_InvalidArgument"
+    );
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 18)),
+        "NVMLError_InvalidArgument"
+    );
+    // A GPU without NVLink, and one whose driver reads no topology.
+    assert_eq!(
+        pynvml_raises("pcie-numa-4xl40s", &state(0, 0)),
+        "NVMLError_NotSupported"
+    );
+    let ancestor = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; n.nvmlDeviceGetTopologyCommonAncestor(h(0), h(1))";
+    assert_eq!(
+        pynvml_raises("lab-8xa100", ancestor),
+        "NVMLError_NotSupported"
+    );
+    assert_eq!(pynvml_raises(pairs, ancestor), "ok");
+    // P2P over NVLink: what an NVSwitch board answers, and a PCIe-only box.
+    let p2p = |a: u32, b: u32| {
+        format!(
+            "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h({a}), h({b}), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_OK, s"
+        )
+    };
+    assert_eq!(pynvml_raises("nvswitch-8xh100", &p2p(0, 7)), "ok");
+    let not = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h(0), h(1), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_NOT_SUPPORTED, s";
+    assert_eq!(pynvml_raises("pcie-numa-4xl40s", not), "ok");
 }

@@ -48,7 +48,7 @@ fn close_driver_fd() {
 /// Runs `body` against the current scenario, as the entry point `name`:
 /// answers `FUNCTION_NOT_FOUND` when the scenario lists `name` as missing and
 /// `UNKNOWN` when `body` panics, so no panic crosses the C boundary.
-fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
+pub(crate) fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if INITIALIZED.load(Ordering::SeqCst) == 0 {
             return Err(abi::UNINITIALIZED);
@@ -67,7 +67,11 @@ fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
 }
 
 /// [`call`] for an entry point that takes a device handle.
-fn on_device(name: &str, device: Handle, body: impl FnOnce(Target<'_>) -> Result<(), Ret>) -> Ret {
+pub(crate) fn on_device(
+    name: &str,
+    device: Handle,
+    body: impl FnOnce(Target<'_>) -> Result<(), Ret>,
+) -> Ret {
     call(name, |s| body(handle::resolve(s, device)?))
 }
 
@@ -88,12 +92,12 @@ pub fn handle_error_code(e: HandleError) -> Ret {
     }
 }
 
-fn supported<T>(value: Option<T>) -> Result<T, Ret> {
+pub(crate) fn supported<T>(value: Option<T>) -> Result<T, Ret> {
     value.ok_or(abi::NOT_SUPPORTED)
 }
 
 /// Writes `value` through `out`, refusing a null pointer.
-unsafe fn put<T>(out: *mut T, value: T) -> Result<(), Ret> {
+pub(crate) unsafe fn put<T>(out: *mut T, value: T) -> Result<(), Ret> {
     if out.is_null() {
         return Err(abi::INVALID_ARGUMENT);
     }
@@ -297,7 +301,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
 
 /// `(domain, bus, device)` of a bus id in either NVML form
 /// (`0000:07:00.0` or `00000000:07:00.0`).
-fn parse_bus_id(text: &str) -> Option<(u32, u32, u32)> {
+pub(crate) fn parse_bus_id(text: &str) -> Option<(u32, u32, u32)> {
     let (domain, rest) = text.trim().split_once(':')?;
     let (bus, rest) = rest.split_once(':')?;
     let (device, _function) = rest.split_once('.')?;
@@ -385,23 +389,28 @@ fn pci_info(name: &str, device: Handle, out: *mut abi::PciInfo) -> Ret {
             return Err(abi::NOT_SUPPORTED);
         };
         let bus_id = supported(d.pci_bus_id.as_deref())?;
-        let (domain, bus, dev) = parse_bus_id(bus_id).ok_or(abi::UNKNOWN)?;
-        let mut info = abi::PciInfo {
-            bus_id_legacy: [0; 16],
-            domain,
-            bus,
-            device: dev,
-            pci_device_id: d.pci_device_id.unwrap_or(0),
-            pci_sub_system_id: d.pci_sub_system_id.unwrap_or(0),
-            bus_id: [0; 32],
-        };
-        let legacy = format!("{domain:04X}:{bus:02X}:{dev:02X}.0");
-        unsafe {
-            put_str(info.bus_id_legacy.as_mut_ptr(), 16, &legacy)?;
-            put_str(info.bus_id.as_mut_ptr(), 32, bus_id)?;
-            put(out, info)
-        }
+        unsafe { put(out, pci_struct(bus_id, d)?) }
     })
+}
+
+/// `nvmlPciInfo_t` for the device `d` at `bus_id`.
+pub(crate) fn pci_struct(bus_id: &str, d: &scenario::Device) -> Result<abi::PciInfo, Ret> {
+    let (domain, bus, dev) = parse_bus_id(bus_id).ok_or(abi::UNKNOWN)?;
+    let mut info = abi::PciInfo {
+        bus_id_legacy: [0; 16],
+        domain,
+        bus,
+        device: dev,
+        pci_device_id: d.pci_device_id.unwrap_or(0),
+        pci_sub_system_id: d.pci_sub_system_id.unwrap_or(0),
+        bus_id: [0; 32],
+    };
+    let legacy = format!("{domain:04X}:{bus:02X}:{dev:02X}.0");
+    unsafe {
+        put_str(info.bus_id_legacy.as_mut_ptr(), 16, &legacy)?;
+        put_str(info.bus_id.as_mut_ptr(), 32, bus_id)?;
+    }
+    Ok(info)
 }
 
 #[unsafe(no_mangle)]

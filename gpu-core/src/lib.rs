@@ -87,6 +87,7 @@ mod strategy;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timefmt;
+mod topology;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 /// The attribute for implementing [`GpuInfoProvider`], re-exported so that
@@ -110,8 +111,8 @@ pub use idle::{
 };
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
-    ComputeMode, Gpu, GpuProcess, MigDevice, Peak, ProcessKind, SCHEMA_VERSION, Snapshot,
-    SnapshotError, UtilizationWindow, host_name,
+    ComputeMode, Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, Peak, ProcessKind, SCHEMA_VERSION,
+    Snapshot, SnapshotError, UtilizationWindow, host_name,
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
@@ -130,6 +131,7 @@ pub use size::{
     format_power, parse_percent, parse_power, parse_size,
 };
 pub use strategy::{SelectStrategy, StrategyError};
+pub use topology::{PairLink, SetLink, choose as choose_set, has_topology, pair_link, set_link};
 
 /// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
 /// API: it may change at any time.

@@ -110,6 +110,81 @@ pub struct Gpu {
     /// providers; absent in older snapshot files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
+    /// The NUMA node nearest the GPU (the first of its memory affinity set,
+    /// nvidia-smi's "NUMA Affinity"); `None` when the provider cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
+    /// The CPUs nearest the GPU, as a list of ranges (`0-15,32-47`,
+    /// nvidia-smi's "CPU Affinity"); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_affinity: Option<String>,
+    /// How the GPU reaches each other GPU of the snapshot, one entry a peer;
+    /// empty when the provider reads no topology (see [`GpuLink`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<GpuLink>,
+}
+
+/// How one GPU reaches one peer: NVLink lanes, and the PCIe path between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GpuLink {
+    /// UUID of the peer GPU.
+    pub peer: String,
+    /// Active NVLinks that join the two (nvidia-smi's `NV#`); 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nvlinks: u32,
+    /// The closest point of the PCIe tree the two share, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie: Option<PcieLevel>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Where two GPUs' PCIe paths meet, nearest first: NVML's
+/// `nvmlGpuTopologyLevel_t`, as `nvidia-smi topo -m` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcieLevel {
+    /// On one board (a dual-GPU card such as a K80): `NVML_TOPOLOGY_INTERNAL`.
+    Internal,
+    /// Behind one PCIe switch (`PIX`): `NVML_TOPOLOGY_SINGLE`.
+    Single,
+    /// Behind several PCIe switches, without crossing a host bridge (`PXB`):
+    /// `NVML_TOPOLOGY_MULTIPLE`.
+    Multiple,
+    /// Through one PCIe host bridge (`PHB`): `NVML_TOPOLOGY_HOSTBRIDGE`.
+    HostBridge,
+    /// Between host bridges of one NUMA node (`NODE`): `NVML_TOPOLOGY_NODE`.
+    Node,
+    /// Across NUMA nodes, over the CPUs' interconnect (`SYS`):
+    /// `NVML_TOPOLOGY_SYSTEM`.
+    System,
+}
+
+impl PcieLevel {
+    /// The name `nvidia-smi topo -m` prints for it.
+    pub fn code(self) -> &'static str {
+        match self {
+            PcieLevel::Internal | PcieLevel::Single => "PIX",
+            PcieLevel::Multiple => "PXB",
+            PcieLevel::HostBridge => "PHB",
+            PcieLevel::Node => "NODE",
+            PcieLevel::System => "SYS",
+        }
+    }
+}
+
+impl GpuLink {
+    /// A link to `peer` with no NVLink and no known PCIe path.
+    pub fn new(peer: impl Into<String>) -> Self {
+        GpuLink {
+            peer: peer.into(),
+            nvlinks: 0,
+            pcie: None,
+        }
+    }
 }
 
 /// One MIG (Multi-Instance GPU) device carved out of a [`Gpu`].
@@ -331,7 +406,17 @@ impl Gpu {
             processes: None,
             mig_devices: Vec::new(),
             lease: None,
+            numa_node: None,
+            cpu_affinity: None,
+            links: Vec::new(),
         }
+    }
+
+    /// How this GPU reaches `peer` (a UUID), when the provider said.
+    pub fn link_to(&self, peer: &str) -> Option<&GpuLink> {
+        self.links
+            .iter()
+            .find(|l| l.peer.eq_ignore_ascii_case(peer))
     }
 
     /// True when MIG mode is on: CUDA then sees only the MIG devices, never the whole GPU.

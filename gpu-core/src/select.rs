@@ -15,6 +15,7 @@ use crate::provider::ProviderError;
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
 use crate::strategy::{SelectStrategy, StrategyError};
+use crate::topology::SetLink;
 
 /// How the selection is written into `CUDA_VISIBLE_DEVICES`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +82,14 @@ pub struct Selection {
     /// Value for `CUDA_DEVICE_ORDER`, set when indices are written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_device_order: Option<String>,
+    /// What joins every pair of the chosen GPUs (its weakest pair), when
+    /// several are chosen and the provider reads topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<SetLink>,
+    /// The weakest pair's link as `nvidia-smi topo -m` prints it (`NV4`,
+    /// `PIX`, `PXB`, `PHB`, `NODE`, `SYS`), alongside [`link`](Self::link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_code: Option<String>,
     /// The verdict on every device.
     pub verdicts: Vec<Verdict>,
     /// Held for as long as the selection lives.
@@ -458,13 +467,14 @@ pub(crate) fn pipeline(
     let mut seen = HashSet::new();
     // A well-behaved strategy returns a permutation; a third-party one that
     // does not is padded in candidate order rather than trusted.
-    for pos in order.into_iter().chain(0..candidates.len()) {
-        if taken.len() == most {
-            break;
-        }
-        if pos >= candidates.len() || !seen.insert(pos) {
-            continue;
-        }
+    let order: Vec<usize> = order
+        .into_iter()
+        .chain(0..candidates.len())
+        .filter(|&pos| pos < candidates.len() && seen.insert(pos))
+        .collect();
+    // For several devices, the best-joined set first (see `topology`).
+    let mut picker = crate::topology::Picker::new(&candidates, order, count, most);
+    while let Some(pos) = picker.next() {
         let device = candidates[pos];
         let Some(leaser) = leaser else {
             taken.push(device);
@@ -487,6 +497,16 @@ pub(crate) fn pipeline(
                 message: e.to_string(),
             },
         };
+        // The set is chosen again without it; what the new set leaves out is let go.
+        for dropped in picker.failed(pos) {
+            if let Some(i) = taken
+                .iter()
+                .position(|d: &Device<'_>| d.uuid() == candidates[dropped].uuid())
+            {
+                taken.remove(i);
+                leases.remove(i);
+            }
+        }
         passed_over += 1;
         tracing::debug!(device = %device.label(), reason = %reason, "passed over");
         if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
@@ -533,6 +553,11 @@ pub(crate) fn pipeline(
         c.token
             .starts_with(|ch: char| ch.is_ascii_digit() || ch == '+')
     });
+    let link = crate::topology::set_link(taken.iter().map(|d| d.gpu));
+    if let Some(link) = &link {
+        let labels: Vec<String> = taken.iter().map(|d| d.label().to_string()).collect();
+        tracing::info!("GPUs {}: {} ({})", labels.join(","), link.link, link.code);
+    }
     Ok(Selection {
         schema_version: SCHEMA_VERSION,
         host: snapshot.host.clone(),
@@ -540,6 +565,8 @@ pub(crate) fn pipeline(
         devices: chosen,
         cuda_visible_devices,
         cuda_device_order: writes_ordinals.then(|| PCI_BUS_ID.to_string()),
+        link: link.as_ref().map(|l| l.link),
+        link_code: link.map(|l| l.code),
         verdicts,
         leases,
     })

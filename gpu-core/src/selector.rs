@@ -544,7 +544,12 @@ impl Selector {
         warned: &mut bool,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
-        let snapshot = block_on(provider.snapshot())?;
+        // Only a pick of several devices looks at how they are joined.
+        let snapshot = if request.count.may_take_several() {
+            block_on(provider.snapshot())?
+        } else {
+            block_on(provider.snapshot_without_topology())?
+        };
         tracing::debug!(
             provider = provider.name(),
             gpus = snapshot.gpus.len(),

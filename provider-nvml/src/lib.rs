@@ -21,6 +21,7 @@ mod error;
 mod processes;
 mod raw;
 mod read;
+mod topology;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ pub const NAME: &str = "nvml";
 pub struct NvmlProvider {
     nvml: Nvml,
     raw: raw::RawCalls,
+    topology: topology::Cache,
     library: PathBuf,
     idle_window: Duration,
 }
@@ -81,6 +83,7 @@ impl NvmlProvider {
         Ok(NvmlProvider {
             nvml,
             raw,
+            topology: topology::Cache::default(),
             library,
             idle_window: gpusel_core::config::DEFAULT_IDLE_WINDOW,
         })
@@ -103,6 +106,15 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
+        let mut snapshot = read::snapshot(&self.nvml, &self.raw, self.idle_window)?;
+        self.topology.fill(&self.nvml, &mut snapshot.gpus);
+        Ok(snapshot)
+    }
+
+    /// [`read`](Self::read) without the topology (NUMA node, CPU affinity,
+    /// NVLinks, PCIe paths), whose first read costs a call per GPU pair and
+    /// per NVLink: what a pick of one GPU needs.
+    pub fn read_without_topology(&self) -> Result<Snapshot, ScanError> {
         read::snapshot(&self.nvml, &self.raw, self.idle_window)
     }
 }
@@ -114,11 +126,17 @@ impl GpuInfoProvider for NvmlProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let snapshot = self
-            .read()
-            .map_err(|e| ProviderError::failed_because(NAME, e))?;
-        snapshot.validated(NAME)
+        validated(self.read())
     }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        validated(self.read_without_topology())
+    }
+}
+
+fn validated(read: Result<Snapshot, ScanError>) -> Result<Snapshot, ProviderError> {
+    read.map_err(|e| ProviderError::failed_because(NAME, e))?
+        .validated(NAME)
 }
 
 /// Opens the provider for a `--provider nvml` or `nvml:PATH` spec: the
