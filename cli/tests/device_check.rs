@@ -84,3 +84,22 @@ fn different_gpus_fail_and_name_the_fields() {
     let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
     assert!(summary.contains("\"ok\": false"), "{summary}");
 }
+
+#[test]
+fn the_topology_matrix_is_compared_link_by_link() {
+    // The smi scenario's `topo -m` pairs GPUs 0-2, 1-3; fake-nvml's
+    // nvlink-pairs scenario pairs 0-1, 2-3: the smi provider's matrix must
+    // agree with nvidia-smi's, NVML's must be caught differing.
+    let dir = tempfile::tempdir().unwrap();
+    let out = device_check("nvlink-pairs", "nvlink-pairs-8xa100", dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[ok  ] gpusel -p smi topo names the links nvidia-smi topo -m does"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[FAIL] gpusel -p nvml topo names the links nvidia-smi topo -m does"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("topo-m.txt").is_file());
+}
