@@ -69,6 +69,7 @@ mod device;
 mod duration;
 mod file_provider;
 mod groups;
+mod guardian;
 mod holder;
 mod lease;
 mod model;
@@ -102,6 +103,7 @@ pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_min};
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
 pub use groups::{ChildGroup, kill_child_groups};
+pub use guardian::{GUARDIAN_NAME, GuardError};
 pub use holder::{Holder, LeaseStatus};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
