@@ -390,10 +390,16 @@ fn a_bad_token_file_stops_serve_before_it_starts() {
     let short = dir.path().join("short");
     std::fs::write(&short, "abc\n").unwrap();
     let missing = dir.path().join("missing");
-    for (file, says) in [(&short, "too short"), (&missing, "cannot read it")] {
+    let fifo = common::fifo(&dir, "fifo");
+    for (file, says) in [
+        (&short, "too short"),
+        (&missing, "cannot read it"),
+        (&fifo, "a FIFO (named pipe), not a regular file"),
+    ] {
         let o = out(common::lab()
             .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
-            .arg(file));
+            .arg(file)
+            .timeout(common::PATIENCE));
         o.code(2);
         let line = o.one_error_naming(file.to_str().unwrap());
         assert!(line.contains(says), "{line}");
