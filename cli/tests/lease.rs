@@ -892,6 +892,16 @@ fn sigkill_of_a_job_that_closed_its_descriptors_frees_its_gpu() {
     freed(&snapshot, &locks);
 }
 
+/// Continues a stopped process when dropped, so that a failing test leaves
+/// no guardian stopped for good.
+struct Continued(nix::unistd::Pid);
+
+impl Drop for Continued {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 #[test]
 fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
     // The guardian stopped: the lease outlives its job until it runs again.
@@ -900,6 +910,7 @@ fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
     let guardian = the_guardian(&locks);
     let guardian = nix::unistd::Pid::from_raw(guardian.pid as i32);
     nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let _continued = Continued(guardian);
     std::fs::write(&files.stop, "").unwrap();
     assert!(child.wait().unwrap().success());
     let mut next = on(&snapshot, &locks)
