@@ -87,10 +87,15 @@ fn run(
                 if !options.expose_cmdline {
                     redact::hide_command_lines(&mut snapshot);
                 }
+                // Anyone names their own processes: no control character or
+                // bidi override of theirs reaches a reader of this agent
+                // (its JSON shown by `curl` on a terminal, its page, its
+                // metrics), as none of a remote agent's reaches a master's.
+                gpusel_core::sanitize::clean_snapshot(&mut snapshot);
                 last_good = Some(Arc::new(snapshot));
                 None
             }
-            Ok(Err(e)) => Some(e.to_string()),
+            Ok(Err(e)) => Some(gpusel_core::sanitize::clean_lines(&e.to_string())),
             Err(_) => Some(format!(
                 "provider '{}' panicked; this is a bug in gpusel, please report it",
                 provider.name()

@@ -296,6 +296,16 @@ fn exec(selection: &Selection, command: &[OsString]) -> Result<(), Failure> {
     // Last step before exec: from here on the leases belong to the job, and
     // the kernel releases them when it exits, however it exits.
     selection.keep_leases_across_exec().map_err(Failure::from)?;
+    // And a guardian holds them too, so that a job that closes the
+    // descriptors it inherits keeps its leases until it exits. Without one
+    // the job's own descriptors still hold them, as long as it keeps them.
+    match selection.guard_leases_for_exec() {
+        Ok(Some(pid)) => tracing::debug!(guardian = pid, "leases guarded"),
+        Ok(None) => {}
+        Err(e) => tracing::info!(
+            "{e}; the job alone holds its leases, and loses them if it closes the descriptors it inherits"
+        ),
+    }
     // exec only returns on failure.
     let error = cmd.exec();
     let name = program.to_string_lossy();

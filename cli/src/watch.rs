@@ -6,7 +6,8 @@
 //! only what is left of each line and below the last: the screen is never
 //! blanked between frames, so nothing flickers. SIGINT, SIGTERM and SIGHUP
 //! end the loop, and the cursor and the user's screen are given back before
-//! gpusel exits; Ctrl-Z gives them back before stopping, and `fg` takes the
+//! gpusel exits, at once even while a frame waits on a hung nvidia-smi
+//! (killed) or driver; Ctrl-Z gives them back before stopping, and `fg` takes the
 //! screen again, as `less` and `top` do. Into a pipe, frames follow each other with a blank line
 //! between and no escape sequences.
 
@@ -23,9 +24,27 @@ static STOP: AtomicI32 = AtomicI32::new(0);
 /// Set by Ctrl-Z (SIGTSTP): the loop gives the screen back, then stops.
 static SUSPEND: AtomicBool = AtomicBool::new(false);
 
+/// Set while a frame is being taken: the provider may be waiting on a hung
+/// nvidia-smi (or a hung driver) for as long as its timeout.
+static BUSY: AtomicBool = AtomicBool::new(false);
+/// Whether the loop draws on the terminal's alternate screen.
+static ON_SCREEN: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_signal(signal: nix::libc::c_int) {
-    // Only an atomic store: anything more is not async-signal-safe.
+    // Async-signal-safe only: atomics, kill(2), write(2), _exit(2).
     STOP.store(signal, Ordering::SeqCst);
+    if BUSY.load(Ordering::SeqCst) {
+        // Between frames the loop sees STOP within a tick; in the middle of
+        // one it could wait out a hung provider: end now, as at the end of
+        // the loop (the children killed, the screen given back, status 0).
+        gpusel_core::kill_child_groups();
+        if ON_SCREEN.load(Ordering::SeqCst) {
+            // SAFETY: write(2) of a static buffer to standard output.
+            unsafe { nix::libc::write(1, LEAVE.as_ptr().cast(), LEAVE.len()) };
+        }
+        // SAFETY: _exit(2) ends the process at once, running nothing.
+        unsafe { nix::libc::_exit(0) };
+    }
 }
 
 extern "C" fn on_suspend(_: nix::libc::c_int) {
@@ -106,10 +125,17 @@ pub fn run(
         Ok(screen) => screen,
         Err(e) => return output(e).map_or(Ok(()), Err),
     };
+    ON_SCREEN.store(tty, Ordering::SeqCst);
     let mut first = true;
     while STOP.load(Ordering::SeqCst) == 0 {
         let cols = width();
+        BUSY.store(true, Ordering::SeqCst);
+        // A signal that came just before BUSY was set is seen here.
+        if STOP.load(Ordering::SeqCst) != 0 {
+            break;
+        }
         let text = frame(cols);
+        BUSY.store(false, Ordering::SeqCst);
         let drawn = if tty {
             draw(&text, height())
         } else {

@@ -329,3 +329,21 @@ fn list_marks_banned_gpus() {
         .expect("GPU 3's row");
     assert!(free.contains("[ ]"), "{free}");
 }
+
+#[test]
+fn a_fifo_config_file_is_refused_not_read() {
+    // No writer ever comes: reading it as a file blocked gpusel for good.
+    // The timeout only turns a regression into a failure, not a hang.
+    let dir = tempfile::tempdir().unwrap();
+    let site = fifo(&dir, "system.toml");
+    let seen = out(lab()
+        .env("GPUSEL_SYSTEM_CONFIG", &site)
+        .arg("list")
+        .timeout(PATIENCE));
+    seen.no_stdout();
+    let line = seen.one_error_naming(&site.display().to_string());
+    assert!(
+        line.contains("a FIFO (named pipe), not a regular file"),
+        "{line}"
+    );
+}

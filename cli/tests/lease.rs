@@ -154,12 +154,15 @@ fn a_killed_holder_frees_its_gpu_at_once() {
 
     holder.kill().expect("SIGKILL the holder");
     holder.wait().unwrap();
-    assert_eq!(
-        holder_of(&snapshot, &locks, 2),
-        None,
-        "lease gone with the job"
-    );
+    // The job's guardian lets go an instant after the job is gone; a job
+    // asking for the GPU meanwhile waits it out.
     assert_eq!(run(on(&snapshot, &locks).args(["-d", "2"])).ok(), "2\n");
+    eventually("the lease to be gone with the job", || {
+        match holder_of(&snapshot, &locks, 2) {
+            None => Ok(()),
+            Some(lease) => Err(format!("still leased: {lease}")),
+        }
+    });
 }
 
 #[test]
@@ -654,4 +657,284 @@ fn deleting_a_held_lock_file_does_not_let_a_second_job_on() {
     holder.wait().unwrap();
     // Once the holder is gone, GPU 0 is free again (a new lock file).
     assert_eq!(run(on(&snapshot, &locks).args(["-d", "0"])).ok(), "0\n");
+}
+
+/// A one-GPU snapshot, idle, in `dir`.
+fn one_idle(dir: &tempfile::TempDir) -> PathBuf {
+    write_file(
+        dir,
+        "1-idle.json",
+        &snapshot_json("node1", vec![idle_gpu(0)]),
+    )
+}
+
+/// A temporary directory with [`one_idle`] in it, a lock directory, and
+/// the files of a [`CLOSING_JOB`].
+fn one_gpu() -> (tempfile::TempDir, PathBuf, PathBuf, JobFiles) {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = one_idle(&tmp);
+    let files = JobFiles::in_dir(&tmp);
+    (tmp, snapshot, fresh_lock_dir(), files)
+}
+
+/// The one guardian holding files of `locks`.
+#[track_caller]
+fn the_guardian(locks: &Path) -> Proc {
+    let mut guardians = guardians_of(locks);
+    assert_eq!(guardians.len(), 1, "one guardian: {guardians:?}");
+    guardians.remove(0)
+}
+
+/// A job that closes every descriptor it inherited (the leases' too), as
+/// launchers and daemons do, then writes its pid to `ARGV[1]`, counts a
+/// SIGINT by creating `ARGV[2]` and runs on until `ARGV[3]` exists (two
+/// minutes at most).
+const CLOSING_JOB: &str = r#"
+import os, signal, sys, time
+ready, interrupted, stop = sys.argv[1:4]
+signal.signal(signal.SIGINT, lambda *_: open(interrupted, "w").close())
+os.closerange(3, 65536)
+with open(ready + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(ready + ".tmp", ready)
+deadline = time.monotonic() + 120
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"#;
+
+/// The files [`CLOSING_JOB`] is told about, in `dir`.
+struct JobFiles {
+    ready: PathBuf,
+    interrupted: PathBuf,
+    stop: PathBuf,
+}
+
+impl JobFiles {
+    fn in_dir(dir: &tempfile::TempDir) -> Self {
+        JobFiles {
+            ready: dir.path().join("ready"),
+            interrupted: dir.path().join("interrupted"),
+            stop: dir.path().join("stop"),
+        }
+    }
+}
+
+/// Starts `gpusel -d 0 -- python3 -c CLOSING_JOB` in a process group of its
+/// own (as a shell's job is) and waits until the job has closed its
+/// descriptors and said its pid, which it returns.
+fn start_closing_job(snapshot: &Path, locks: &Path, files: &JobFiles) -> (Child, u32) {
+    use std::os::unix::process::CommandExt;
+    let mut child = on(snapshot, locks)
+        .args(["-d", "0", "--", "python3", "-c", CLOSING_JOB])
+        .args([&files.ready, &files.interrupted, &files.stop])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gpusel");
+    let pid = eventually("the job to close its descriptors", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the job exited early: {status}");
+        }
+        std::fs::read_to_string(&files.ready)
+            .map_err(|e| e.to_string())?
+            .parse::<u32>()
+            .map_err(|e| e.to_string())
+    });
+    (child, pid)
+}
+
+/// The live processes named `gpusel-guard` holding a file of `locks` open.
+fn guardians_of(locks: &Path) -> Vec<Proc> {
+    processes()
+        .into_iter()
+        .filter(|p| p.comm == "gpusel-guard")
+        .filter(|p| {
+            std::fs::read_dir(format!("/proc/{}/fd", p.pid))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(locks))
+        })
+        .collect()
+}
+
+/// Waits until GPU 0 shows no lease, no guardian is left holding a file of
+/// `locks`, and a job gets GPU 0 again.
+#[track_caller]
+fn freed(snapshot: &Path, locks: &Path) {
+    eventually("GPU 0 to be free again", || {
+        match holder_of(snapshot, locks, 0) {
+            None => Ok(()),
+            Some(lease) => Err(format!("still leased: {lease}")),
+        }
+    });
+    eventually("the guardian to be gone", || match guardians_of(locks) {
+        left if left.is_empty() => Ok(()),
+        left => Err(format!("still running: {left:?}")),
+    });
+    assert_eq!(run(on(snapshot, locks).args(["-d", "0"])).ok(), "0\n");
+}
+
+#[test]
+fn a_job_that_closes_its_inherited_descriptors_keeps_its_lease() {
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let (mut child, pid) = start_closing_job(&snapshot, &locks, &files);
+    assert_eq!(pid, child.id(), "the job has gpusel's pid");
+    // Ctrl-C at a terminal: SIGINT to the job's whole process group. The
+    // job counts it and runs on; the guardian is in no group of the job's.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    eventually("the job to see the SIGINT", || {
+        files
+            .interrupted
+            .exists()
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+
+    // A second job is refused the GPU, and list names the job.
+    run(on(&snapshot, &locks).args(["-d", "0", "--", "true"]))
+        .code(125)
+        .stderr_has("leased by")
+        .stderr_has(&format!("pid {pid}"));
+    let lease = holder_of(&snapshot, &locks, 0).expect("GPU 0 leased");
+    assert_eq!(lease["holder"]["pid"], pid, "{lease}");
+    assert_eq!(lease["holder"]["command"][1], "-c", "{lease}");
+
+    // One guardian: no child of the job's, in no session of the job's, in
+    // `/`, on /dev/null, holding the lease's files and a pidfd, nothing else.
+    let guardian = the_guardian(&locks);
+    assert_ne!(guardian.ppid, pid, "{guardian:?}");
+    let sid = |p: u32| nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(p as i32))).unwrap();
+    assert_ne!(sid(guardian.pid), sid(pid), "a session of its own");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", guardian.pid)).unwrap(),
+        Path::new("/")
+    );
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{}/fd", guardian.pid))
+        .unwrap()
+        .map(|fd| {
+            let fd = fd.unwrap();
+            let target = std::fs::read_link(fd.path()).unwrap();
+            let target = match target.strip_prefix(&locks) {
+                Ok(name) => format!("LOCKS/{}", name.display()),
+                Err(_) => target.display().to_string(),
+            };
+            (fd.file_name().to_str().unwrap().parse().unwrap(), target)
+        })
+        .collect();
+    fds.sort();
+    let targets: Vec<&str> = fds.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(&targets[..3], ["/dev/null"; 3], "{fds:?}");
+    let mut rest: Vec<&str> = targets[3..].to_vec();
+    rest.sort();
+    let device = "LOCKS/gpusel-gpu-00000000-0000-4000-8000-000000000000";
+    let record = format!("{device}.{}.holder", nix::unistd::geteuid());
+    let lock = format!("{device}.lock");
+    assert_eq!(
+        rest,
+        [record.as_str(), lock.as_str(), "anon_inode:[pidfd]"],
+        "{fds:?}"
+    );
+
+    std::fs::write(&files.stop, "").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn a_guarded_job_keeps_gpusels_pid_exit_status_and_signals() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let child = on(&snapshot, &locks)
+        .args(["-d", "0", "--", "python3", "-c"])
+        .arg("import os, sys; os.closerange(3, 65536); print(os.getpid()); sys.exit(7)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gpusel_pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(stdout.trim(), gpusel_pid.to_string(), "{out:?}");
+    freed(&snapshot, &locks);
+
+    // SIGTERM to gpusel's pid reaches the job, which dies of it.
+    let (mut child, pid) = start_closing_job(&snapshot, &locks, &files);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGTERM as i32),
+        "{status}"
+    );
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn sigkill_of_a_job_that_closed_its_descriptors_frees_its_gpu() {
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let (mut child, _) = start_closing_job(&snapshot, &locks, &files);
+    the_guardian(&locks);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    freed(&snapshot, &locks);
+}
+
+/// Continues a stopped process when dropped, so that a failing test leaves
+/// no guardian stopped for good.
+struct Continued(nix::unistd::Pid);
+
+impl Drop for Continued {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[test]
+fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
+    // The guardian stopped: the lease outlives its job until it runs again.
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let (mut child, _) = start_closing_job(&snapshot, &locks, &files);
+    let guardian = the_guardian(&locks);
+    let guardian = nix::unistd::Pid::from_raw(guardian.pid as i32);
+    nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let _continued = Continued(guardian);
+    std::fs::write(&files.stop, "").unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut next = on(&snapshot, &locks)
+        .args(["-vv", "-d", "0", "--", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Collected::new(next.stderr.take().unwrap());
+    stderr.wait_for("the next job to wait for the lease", |text| {
+        text.contains("the lease's holder has exited; waiting for it to be let go")
+    });
+    nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = next.wait().unwrap();
+    assert!(status.success(), "{status}: {}", stderr.so_far());
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn back_to_back_jobs_on_one_gpu_each_get_it() {
+    // The guardian lets go an instant after its job exits; the next job
+    // waits that instant out instead of taking the GPU for taken.
+    let (_tmp, snapshot, locks, _) = one_gpu();
+    for _ in 0..20 {
+        run(on(&snapshot, &locks).args(["-d", "0", "--", "true"])).code(0);
+    }
 }

@@ -619,3 +619,22 @@ fn the_master_page_counts_idle_gpus_as_list_marks_them_free() {
         "{page}"
     );
 }
+
+#[test]
+fn a_fifo_agents_file_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::fifo(&dir, "agents.toml");
+    let o = out(assert_cmd::Command::from_std({
+        let mut c = gpusel_std_on(LAB);
+        c.args(["serve", "--listen", "127.0.0.1:0", "--agents"])
+            .arg(&file);
+        c
+    })
+    .timeout(common::PATIENCE));
+    o.code(2).no_stdout();
+    let line = o.one_error_naming(&file.display().to_string());
+    assert!(
+        line.contains("a FIFO (named pipe), not a regular file"),
+        "{line}"
+    );
+}

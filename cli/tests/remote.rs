@@ -470,3 +470,20 @@ fn the_agent_and_its_clients_read_a_token_file_by_one_rule() {
     client.one_error_naming(&why);
     server.one_error_naming(&why);
 }
+
+#[test]
+fn a_fifo_token_file_is_refused_not_read() {
+    let url = snapshot_server(LAB, Some("T0ken-for-lab-0123"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = fifo(&dir, "token");
+    let o = out(gpusel()
+        .args(["--provider", &url, "list"])
+        .env("GPUSEL_HTTP_TOKEN_FILE", &file)
+        .timeout(PATIENCE));
+    o.no_stdout();
+    let line = o.one_error_naming(&file.display().to_string());
+    assert!(
+        line.contains("a FIFO (named pipe), not a regular file"),
+        "{line}"
+    );
+}

@@ -390,10 +390,16 @@ fn a_bad_token_file_stops_serve_before_it_starts() {
     let short = dir.path().join("short");
     std::fs::write(&short, "abc\n").unwrap();
     let missing = dir.path().join("missing");
-    for (file, says) in [(&short, "too short"), (&missing, "cannot read it")] {
+    let fifo = common::fifo(&dir, "fifo");
+    for (file, says) in [
+        (&short, "too short"),
+        (&missing, "cannot read it"),
+        (&fifo, "a FIFO (named pipe), not a regular file"),
+    ] {
         let o = out(common::lab()
             .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
-            .arg(file));
+            .arg(file)
+            .timeout(common::PATIENCE));
         o.code(2);
         let line = o.one_error_naming(file.to_str().unwrap());
         assert!(line.contains(says), "{line}");
@@ -693,4 +699,61 @@ fn a_driver_hung_at_init_is_served_as_failing() {
     assert_eq!(server.get("/healthz").status, 503);
     let (code, stderr) = server.stop("TERM");
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_agents_json_shows_control_and_bidi_characters_escaped() {
+    // Anyone names their own processes: a right-to-left override in a
+    // name would reorder `curl`'s output on a terminal, an OSC 52 would
+    // write the reader's clipboard. The agent's JSON carries them as the
+    // visible escapes the master's shows, its page and its metrics too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut gpus: Vec<serde_json::Value> = (0..8).map(idle_gpu).collect();
+    gpus[0]["processes"] = serde_json::json!([{
+        "pid": 4242,
+        "used_memory": 1048576,
+        "name": "evil\u{202e}gnp.exe",
+        "command_line": ["python3", "\u{1b}]52;c;AAAA\u{7}", "\u{2067}x\u{9b}2J"],
+        "user": "mallory",
+        "kind": "compute",
+    }]);
+    let snapshot = common::write_file(&dir, "evil.json", &snapshot_json("node", gpus));
+    let locks = common::fresh_lock_dir();
+    let mut job = lease_gpu7(&snapshot, &locks, &["\u{202e}txt.exe"]);
+    let server = serve(
+        gpusel_std_on(&snapshot),
+        &[
+            "--lock-dir",
+            locks.to_str().unwrap(),
+            "--expose-cmdline",
+            "--interval",
+            "200ms",
+        ],
+    );
+    let api = server.wait_for("/api/v1/snapshot", |r| {
+        r.status == 200 && r.json()["gpus"][7].get("lease").is_some()
+    });
+    let json = api.json();
+    let process = &json["gpus"][0]["processes"][0];
+    assert_eq!(process["name"], "evil\\u{202e}gnp.exe", "{process}");
+    assert_eq!(
+        process["command_line"],
+        serde_json::json!(["python3", "\\e]52;c;AAAA\\x07", "\\u{2067}x\\x9b2J"]),
+        "{process}"
+    );
+    let holder = &json["gpus"][7]["lease"]["holder"]["command"];
+    assert_eq!(
+        holder.as_array().and_then(|a| a.last()),
+        Some(&serde_json::json!("\\u{202e}txt.exe")),
+        "{holder}"
+    );
+    assert!(
+        !api.body
+            .chars()
+            .any(|c| matches!(c, '\u{202e}' | '\u{2067}' | '\u{9b}' | '\u{1b}')),
+        "{}",
+        api.body
+    );
+    job.kill().unwrap();
+    job.wait().unwrap();
 }

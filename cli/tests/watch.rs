@@ -366,3 +366,88 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
     tmux.wait_for("gpusel to exit", |s| !s.contains("lab-gpu01"));
     assert_eq!(tmux.pane("#{cursor_flag}"), "1");
 }
+
+/// `gpusel -p smi list --watch` on a fake nvidia-smi that never answers,
+/// within an hour (the provider's timeout), marked with `mark`.
+fn watch_on_a_hung_smi(mark: &str) -> std::process::Command {
+    let mut cmd = gpusel_std();
+    cmd.env("PATH", smi::path_with_fake())
+        .env("FAKE_SMI_SCENARIO", "hang")
+        .env("GPUSEL_SMI_TIMEOUT", "1h")
+        .env("GPUSEL_TEST_MARK", mark)
+        .args(["-p", "smi", "list", "--watch", "1s"]);
+    cmd
+}
+
+/// A child killed when dropped: a run that fails its test is not left
+/// waiting out its hour.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ctrl_c_while_nvidia_smi_hangs_ends_watch_at_once() {
+    let mark = test_mark();
+    let mut killed = Killed(
+        watch_on_a_hung_smi(&mark)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut killed.0;
+    let frames = Collected::new(child.stdout.take().unwrap());
+    marked_hang(&mark);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    // Well before the provider's hour is up.
+    let status = eventually("gpusel to exit", || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    let text = String::from_utf8(frames.finish()).unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{text}");
+    // The hung nvidia-smi went with it.
+    marked_gone(&mark);
+}
+
+#[test]
+fn ctrl_c_while_nvidia_smi_hangs_gives_the_terminal_back() {
+    let mark = test_mark();
+    let tmux = Tmux::start();
+    let cmd = watch_on_a_hung_smi(&mark);
+    let env: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
+        .collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| format!("'{}'", a.to_str().unwrap()))
+        .collect();
+    tmux.send(&[
+        &format!(
+            "env {} '{}' {}; echo EX\"IT=$?\"",
+            env.join(" "),
+            bin().display(),
+            args.join(" ")
+        ),
+        "Enter",
+    ]);
+    marked_hang(&mark);
+    assert_eq!(tmux.pane("#{alternate_on}"), "1", "on the alternate screen");
+    tmux.send(&["C-c"]);
+    let screen = tmux.wait_for("gpusel to exit", exit_printed);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+    assert_eq!(tmux.pane("#{alternate_on}"), "0", "alternate screen left");
+    assert_eq!(tmux.pane("#{cursor_flag}"), "1", "cursor shown again");
+    marked_gone(&mark);
+}

@@ -118,18 +118,21 @@ pub struct Filters {
     pub max_mem_used: Option<Setting<crate::MemoryAmount>>,
 }
 
+/// Largest config file read: a site's settings take a few KiB.
+const MAX_CONFIG_FILE: u64 = 1 << 20;
+
 /// A configuration that cannot be used. Each says which file or variable,
 /// and where in the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A config file exists but cannot be read.
-    #[error("cannot read config file {}: {source}; fix its permissions or set GPUSEL_SYSTEM_CONFIG / XDG_CONFIG_HOME to another", path.display())]
+    #[error("cannot read config file {}: {source}; fix it (a regular file of at most 1 MiB, readable by you) or set GPUSEL_SYSTEM_CONFIG / XDG_CONFIG_HOME to another", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// Why: an OS error, or not a regular file, or too large.
+        source: crate::FileReadError,
     },
     /// A config file is not valid TOML, has an unknown key, or a bad value.
     #[error("config file {}{}: {message}", path.display(), at.map(|(l, c)| format!(", line {l}, column {c}")).unwrap_or_default())]
@@ -346,9 +349,9 @@ impl Config {
     pub fn load() -> Result<Self, ConfigError> {
         let mut config = Config::default();
         for path in paths() {
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::read_regular_text(&path, MAX_CONFIG_FILE) {
                 Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(crate::FileReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     config.files.push((path, false));
                     continue;
                 }

@@ -39,22 +39,40 @@ impl FileProvider {
 /// replayed from a file. gpusel writes about 2 KiB per GPU.
 pub const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
 
-/// Reads the snapshot file at `path`: a regular file of at most
-/// [`MAX_SNAPSHOT_FILE`] bytes of UTF-8. It is opened without blocking (a
-/// FIFO with no writer would block the open itself) and checked before
-/// anything is read.
-pub fn read_snapshot_file(path: &Path) -> Result<String, ProviderError> {
+/// Why a file that must be a small regular file was not read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileReadError {
+    /// It cannot be opened or read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// It is not a regular file: reading it could block for good (a FIFO)
+    /// or never end (`/dev/zero`).
+    #[error("it is {kind}, not a regular file")]
+    NotAFile {
+        /// What it is: `a FIFO (named pipe)`, `a character device`, ...
+        kind: &'static str,
+    },
+    /// It holds more than the caller reads.
+    #[error("it is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+}
+
+/// Reads the file at `path`, which must be a regular file of at most
+/// `limit` bytes: the one rule for every file a user names (snapshots,
+/// config files, agents files, token files). It is opened without blocking
+/// (a FIFO with no writer would block the open itself) and checked, on the
+/// descriptor opened, before anything is read.
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, FileReadError> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let io = |source| ProviderError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .map_err(io)?;
-    let kind = file.metadata().map_err(io)?.file_type();
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
     if !kind.is_file() {
         let kind = if kind.is_fifo() {
             "a FIFO (named pipe)"
@@ -69,23 +87,41 @@ pub fn read_snapshot_file(path: &Path) -> Result<String, ProviderError> {
         } else {
             "not a file"
         };
-        return Err(ProviderError::NotAFile {
-            path: path.to_path_buf(),
-            kind: kind.into(),
-        });
+        return Err(FileReadError::NotAFile { kind });
     }
     let mut bytes = Vec::new();
-    file.take(MAX_SNAPSHOT_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_SNAPSHOT_FILE {
-        return Err(ProviderError::TooLarge {
-            path: path.to_path_buf(),
-            limit: MAX_SNAPSHOT_FILE,
-        });
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileReadError::TooLarge { limit });
     }
-    String::from_utf8(bytes)
-        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    Ok(bytes)
+}
+
+/// [`read_regular_file`], as UTF-8 text (invalid UTF-8 is an
+/// [`FileReadError::Io`] of kind `InvalidData`).
+pub fn read_regular_text(path: &Path, limit: u64) -> Result<String, FileReadError> {
+    String::from_utf8(read_regular_file(path, limit)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e).into())
+}
+
+/// Reads the snapshot file at `path`: a regular file of at most
+/// [`MAX_SNAPSHOT_FILE`] bytes of UTF-8 ([`read_regular_file`]).
+pub fn read_snapshot_file(path: &Path) -> Result<String, ProviderError> {
+    let path_buf = || path.to_path_buf();
+    read_regular_text(path, MAX_SNAPSHOT_FILE).map_err(|e| match e {
+        FileReadError::Io(source) => ProviderError::Io {
+            path: path_buf(),
+            source,
+        },
+        FileReadError::NotAFile { kind } => ProviderError::NotAFile {
+            path: path_buf(),
+            kind: kind.into(),
+        },
+        FileReadError::TooLarge { limit } => ProviderError::TooLarge {
+            path: path_buf(),
+            limit,
+        },
+    })
 }
 
 /// Parses and validates a snapshot from JSON text; `source` names it in errors.

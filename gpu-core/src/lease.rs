@@ -4,13 +4,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 
+use crate::guardian::GuardError;
 use crate::holder::{Holder, LeaseStatus};
 
 /// Where leases live unless configured otherwise: machine-wide, shared by
@@ -54,6 +55,75 @@ fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
     }
     // Probed without pause for milliseconds: give way as to a holder.
     Ok(Err(file))
+}
+
+/// How long a job waits for a lease whose holder has exited to be let go.
+/// A job's lease outlives it by as long as its guardian (see
+/// [`Lease::guard_for_exec`]) takes to wake up and close it: an instant,
+/// but one in which `gpusel -- A; gpusel -- B` would otherwise refuse B the
+/// GPU that A just left. A lock whose holder exited and left it with a
+/// child of its own is waited on this long before the GPU counts as taken.
+const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`lock_exclusive`], waiting (up to [`EXITED_HOLDER_WAIT`]) while the
+/// process that the kernel names as the lock's holder has exited.
+fn lock_exclusive_past_exits(file: File) -> Result<Result<Flock<File>, File>, Errno> {
+    let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
+    let mut file = file;
+    let (mut said, mut unseen) = (false, 0);
+    loop {
+        match lock_exclusive(file)? {
+            Ok(lock) => return Ok(Ok(lock)),
+            Err(held) => {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(Err(held));
+                }
+                match exclusive_holder(&held) {
+                    Some(pid) if exited(pid) => {
+                        if !std::mem::replace(&mut said, true) {
+                            tracing::debug!(
+                                pid,
+                                "the lease's holder has exited; waiting for it to be let go"
+                            );
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    // Not in the table: let go since it was refused (or a
+                    // read skipped it); ask again, a few times.
+                    None if unseen < 8 => unseen += 1,
+                    _ => return Ok(Err(held)),
+                }
+                file = held;
+            }
+        }
+    }
+}
+
+/// The process the kernel's lock table names as holding `file` exclusively.
+fn exclusive_holder(file: &File) -> Option<u32> {
+    let st = fstat(file.as_fd()).ok()?;
+    // A read of the table can skip a line while other locks change.
+    (0..3).find_map(|_| {
+        kernel_flocks(&st)
+            .into_iter()
+            .find(|l| l.exclusive)
+            .map(|l| l.pid)
+    })
+}
+
+/// Whether process `pid` has exited (gone, or a zombie). 0 (a process in a
+/// pid namespace this one cannot see) and this process have not.
+fn exited(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X')),
+    }
 }
 
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
@@ -187,6 +257,39 @@ pub enum LeaseError {
 /// [`LockDir::state`] reports it leased). A process that finds its lock file
 /// replaced between opening and locking it retries on the new one.
 ///
+/// # Across `exec`: the guardian
+///
+/// `gpusel -- CMD` execs the job, which keeps gpusel's pid and inherits the
+/// lease descriptors ([`Lease::keep_across_exec`]). A job that closes the
+/// descriptors it inherited (`os.closerange(3, 65536)`, common in launchers
+/// and daemons) would drop its lease while still running, so just before
+/// `exec` gpusel also spawns a *guardian* ([`Lease::guard_for_exec`]): a
+/// process holding its own copies of the lock and holder-record
+/// descriptors. The copies share the open file descriptions, so the locks
+/// stay held while the job or the guardian has them open. A double fork
+/// makes it no child of the job (the job sees no unexpected `SIGCHLD` or
+/// zombie); it starts a session of its own (the terminal's Ctrl-C reaches
+/// the job, not it), ignores `SIGINT`, `SIGHUP`, `SIGTERM` and `SIGPIPE`,
+/// moves to `/` (it keeps no file system busy), puts `/dev/null` on its
+/// standard descriptors (it keeps no terminal), closes every other
+/// descriptor (no GPU device, no pipe of the job's), names itself
+/// `gpusel-guard` and waits in `poll` on a pidfd of the job. When the job
+/// exits, however it exits, it closes the holder records, then the locks,
+/// and exits. Where `pidfd_open` is missing (Linux before 5.3) it reads the
+/// job's `/proc/PID/stat` every 100 ms instead (a changed start time is a
+/// reused pid: the job is gone). The kernel's lock table names the process
+/// that took a lock, which is the job (same pid), so readers show the job
+/// as the holder, never the guardian. The process that forks may have
+/// other threads: between `fork` and its end the guardian makes only
+/// async-signal-safe system calls on what was prepared before the fork.
+///
+/// The guardian wakes an instant after the job exits; a job that asks for
+/// a lease whose holder (as the kernel names it) has exited waits up to
+/// 2 s for it to be let go, so that `gpusel -- A; gpusel -- B` gives B the
+/// GPU A just left. `gpusel list` may show such a lease for that instant.
+/// When no guardian can be started (no fork, no pidfd and no `/proc`), the
+/// job alone holds its lease, as long as it keeps the descriptors.
+///
 /// Readers ([`LockDir::state`], behind `list` and every round of `serve`)
 /// probe a lock file with a *shared* lock for an instant, and read a holder
 /// record under a shared lock too. A lease is always *exclusive*, so a job
@@ -238,6 +341,39 @@ impl Lease {
             })?;
         }
         Ok(())
+    }
+
+    /// Spawns a *guardian* that holds `leases` for as long as this process,
+    /// or the program it is about to `exec`, runs: a job that closes the
+    /// descriptors it inherited (`os.closerange(3, 65536)`) keeps its
+    /// leases all the same. Returns the guardian's pid, or `None` when
+    /// `leases` is empty (nothing to guard).
+    ///
+    /// Call it last before `exec`, after [`Lease::keep_across_exec`]: the
+    /// guardian shares the leases' open files with this process, so the
+    /// locks stay held while either has them open, and it lets go of them
+    /// (holder records first, as a [`Lease`]'s drop does) once this process
+    /// has exited. It is not this process's child, runs in a session of its
+    /// own named `gpusel-guard` ([`GUARDIAN_NAME`]), ignores the terminal's
+    /// signals, holds no other descriptor and sits in `/`; the kernel's lock
+    /// table still names this process, so readers ([`LockDir::state`],
+    /// `gpusel list`) show the job as the holder. The design is on
+    /// [`LockDir`].
+    ///
+    /// On an error no guardian runs: the leases are then held only by this
+    /// process's descriptors (and the job's, across `exec`), as before.
+    ///
+    /// [`GUARDIAN_NAME`]: crate::GUARDIAN_NAME
+    pub fn guard_for_exec(leases: &[Lease]) -> Result<Option<u32>, GuardError> {
+        if leases.is_empty() {
+            return Ok(None);
+        }
+        let records: Vec<_> = leases
+            .iter()
+            .filter_map(|l| l.record.as_ref().map(|r| r.as_raw_fd()))
+            .collect();
+        let locks: Vec<_> = leases.iter().map(|l| l.lock.as_raw_fd()).collect();
+        crate::guardian::spawn(&records, &locks).map(Some)
     }
 }
 
@@ -545,7 +681,7 @@ impl LockDir {
         let name = format!("{}.lock", key(uuid));
         for _ in 0..4 {
             let file = self.open_lock_file(&name)?;
-            let lock = match lock_exclusive(file) {
+            let lock = match lock_exclusive_past_exits(file) {
                 Ok(Ok(lock)) => lock,
                 Ok(Err(_held)) => return Ok(None),
                 Err(e) => return Err(self.lock_error(&name, e.desc())),
@@ -557,8 +693,21 @@ impl LockDir {
             // created the file: the sticky bit lets its owner delete it)
             // still holds its record locked: its lease counts, and the new
             // lock file just locked excludes no one from it.
-            if self.read_holder(uuid).is_some() {
-                return Ok(None);
+            // A record whose writer has exited is being let go by its
+            // guardian: waited out like the lock itself.
+            let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
+            let mut said = false;
+            while let Some(record) = self.read_holder(uuid) {
+                if std::time::Instant::now() >= deadline || !exited(record.pid) {
+                    return Ok(None);
+                }
+                if !std::mem::replace(&mut said, true) {
+                    tracing::debug!(
+                        pid = record.pid,
+                        "the lease's holder has exited; waiting for it to be let go"
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
             let record = self.write_record(uuid, holder);
             return Ok(Some(Lease {

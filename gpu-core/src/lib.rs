@@ -69,6 +69,7 @@ mod device;
 mod duration;
 mod file_provider;
 mod groups;
+mod guardian;
 mod holder;
 mod idle;
 mod lease;
@@ -102,8 +103,12 @@ pub use cvd::{
 };
 pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_min};
-pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
+pub use file_provider::{
+    FileProvider, FileReadError, MAX_SNAPSHOT_FILE, parse_snapshot, read_regular_file,
+    read_regular_text, read_snapshot_file,
+};
 pub use groups::{ChildGroup, kill_child_groups};
+pub use guardian::{GUARDIAN_NAME, GuardError};
 pub use holder::{Holder, LeaseStatus};
 pub use idle::{
     BASE_TOLERANCE, Ghost, IdleRules, Load, ModeBlock, V1_ALLOWANCE_PERCENT, mode_block, peak_note,

@@ -109,6 +109,15 @@ impl Selection {
         self.leases.iter().try_for_each(Lease::keep_across_exec)
     }
 
+    /// Spawns the guardian that holds this selection's leases for as long
+    /// as the program about to be exec'd runs, even if it closes the
+    /// descriptors it inherits (see [`Lease::guard_for_exec`]). Returns the
+    /// guardian's pid, or `None` when the selection holds no lease. Call it
+    /// after [`Selection::keep_leases_across_exec`], last before `exec`.
+    pub fn guard_leases_for_exec(&self) -> Result<Option<u32>, crate::GuardError> {
+        Lease::guard_for_exec(&self.leases)
+    }
+
     /// The environment variables to set for the job, in order.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![(

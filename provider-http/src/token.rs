@@ -45,24 +45,17 @@ impl Token {
             path: path.to_path_buf(),
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| {
-            bad(format!(
-                "cannot read it: {e}; check the path and its permissions"
-            ))
+        let text = gpusel_core::read_regular_file(path, MAX_TOKEN_FILE).map_err(|e| {
+            bad(match e {
+                gpusel_core::FileReadError::NotAFile { kind } => format!(
+                    "it is {kind}, not a regular file; name the file that holds the token"
+                ),
+                gpusel_core::FileReadError::TooLarge { .. } => format!(
+                    "it is too long for a token file (at most {MAX_TOKEN_FILE} bytes); name the file that holds only the token"
+                ),
+                e => format!("cannot read it: {e}; check the path and its permissions"),
+            })
         })?;
-        if !meta.is_file() {
-            return Err(bad(
-                "not a regular file; name the file that holds the token".into(),
-            ));
-        }
-        if meta.len() > MAX_TOKEN_FILE {
-            return Err(bad(format!(
-                "{} bytes is too long for a token file (at most {MAX_TOKEN_FILE}); name the file that holds only the token",
-                meta.len()
-            )));
-        }
-        let text = std::fs::read(path)
-            .map_err(|e| bad(format!("cannot read it: {e}; check its permissions")))?;
         Self::parse(&text, path)
     }
 

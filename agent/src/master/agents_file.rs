@@ -118,14 +118,18 @@ struct Entry {
     kind: Option<toml::Spanned<String>>,
 }
 
+/// Largest agents file read: thousands of nodes take a few hundred KiB.
+const MAX_AGENTS_FILE: u64 = 4 << 20;
+
 /// Reads and checks the agents file at `path`. Token files are read now, so
 /// that a typo fails at start, not as an "unauthorized" node later.
 pub fn load(path: &Path) -> Result<AgentsFile, AgentsFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| AgentsFileError {
-        path: path.to_path_buf(),
-        at: None,
-        message: format!("cannot read it: {e}; check the path given to --agents"),
-    })?;
+    let text =
+        gpusel_core::read_regular_text(path, MAX_AGENTS_FILE).map_err(|e| AgentsFileError {
+            path: path.to_path_buf(),
+            at: None,
+            message: format!("cannot read it: {e}; check the path given to --agents"),
+        })?;
     parse(&text, path)
 }
 

@@ -332,6 +332,14 @@ pub fn replace_file(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename it into place");
 }
 
+/// A FIFO (named pipe) `name` in `dir` that nobody ever writes: a reader
+/// that opens it as a plain file blocks for good.
+pub fn fifo(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    path
+}
+
 /// Writes `text` to `name` in `dir` and returns the path.
 pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     let path = dir.path().join(name);
