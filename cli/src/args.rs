@@ -352,6 +352,15 @@ pub struct SelectArgs {
     #[arg(long)]
     pub no_lease: bool,
 
+    /// Share the GPU instead of leasing it whole: reserve --mem on it, beside
+    /// other sharers. A share is admitted only while the memory the driver
+    /// reports free, less what the GPU's other shares reserved and have not
+    /// allocated yet, still fits --mem; a GPU holds one exclusive job or any
+    /// number of shares, never both. Pair it with --strategy best-fit to pack
+    /// small jobs onto the fullest GPU that fits.
+    #[arg(long, requires = "mem", conflicts_with = "no_lease")]
+    pub share: bool,
+
     /// When no GPU fits, wait until one does, checking every --interval
     /// (for at most the config's timeout, if it sets one).
     #[arg(long, short = 'w')]

@@ -11,14 +11,14 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 
-use crate::holder::{Holder, LeaseStatus};
+use crate::holder::{Holder, LeaseStatus, Share};
 
 /// Where leases live unless configured otherwise: machine-wide, shared by
 /// every user and every systemd service (see [`LockDir`]).
 pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
 /// Largest holder record read; a bigger file is not a record gpusel wrote.
-const MAX_RECORD: u64 = 64 * 1024;
+pub(crate) const MAX_RECORD: u64 = 64 * 1024;
 
 /// How often, at most, an exclusive lock waits out readers that probe the
 /// file with a shared lock for an instant (`list`, `serve` every interval).
@@ -204,6 +204,8 @@ pub struct LockDir {
 #[derive(Debug)]
 pub struct Lease {
     uuid: String,
+    /// Bytes reserved, for a share (then `lock` is a shared lock).
+    pub(crate) reserved: Option<u64>,
     // Declared (so dropped) before `lock`: the record stops counting as
     // live before the lock is free, so a job that takes the lock the next
     // instant never sees this lease's record as another live holder.
@@ -223,6 +225,22 @@ impl Lease {
     /// The device this lease is on.
     pub fn uuid(&self) -> &str {
         &self.uuid
+    }
+
+    /// For a share (`--share`), the bytes it reserved; `None` for an
+    /// exclusive lease.
+    pub fn reserved(&self) -> Option<u64> {
+        self.reserved
+    }
+
+    /// A share: its shared lock on the lock file and its locked record.
+    pub(crate) fn share(uuid: &str, reserved: u64, lock: Flock<File>, record: Flock<File>) -> Self {
+        Lease {
+            uuid: uuid.to_string(),
+            reserved: Some(reserved),
+            record: Some(record),
+            lock,
+        }
     }
 
     /// Keeps the lease's descriptors open across `exec`, so that the program
@@ -252,6 +270,9 @@ pub enum LeaseState {
     Leased(Option<Holder>),
     /// Nobody leases it, yet no job could: why (see [`LeaseStatus::blocked`]).
     Blocked(String),
+    /// Jobs share it (`--share`): their shares, oldest first, each holder
+    /// confirmed by the kernel's lock table.
+    Shared(Vec<Share>),
 }
 
 impl LeaseState {
@@ -262,10 +283,17 @@ impl LeaseState {
             LeaseState::Leased(holder) => Some(LeaseStatus {
                 holder,
                 blocked: None,
+                shares: Vec::new(),
             }),
             LeaseState::Blocked(why) => Some(LeaseStatus {
                 holder: None,
                 blocked: Some(why),
+                shares: Vec::new(),
+            }),
+            LeaseState::Shared(shares) => Some(LeaseStatus {
+                holder: None,
+                blocked: None,
+                shares,
             }),
         }
     }
@@ -313,9 +341,23 @@ fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
         .collect()
 }
 
+/// The processes holding a shared `flock` on the file `st` describes. The
+/// table is read three times: a read can skip a line while other locks come
+/// and go.
+pub(crate) fn shared_lockers(st: &FileStat) -> Vec<u32> {
+    let mut pids: Vec<u32> = (0..3)
+        .flat_map(|_| kernel_flocks(st))
+        .filter(|l| !l.exclusive)
+        .map(|l| l.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// A holder as the kernel knows it: the process that holds the lock, its
 /// owner's name from its uid, its command line and start time from `/proc`.
-fn holder_from_kernel(pid: u32) -> Option<Holder> {
+pub(crate) fn holder_from_kernel(pid: u32) -> Option<Holder> {
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
     let mut process = crate::model::GpuProcess::new(pid);
@@ -371,8 +413,10 @@ pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(),
     let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
     for gpu in &mut snapshot.gpus {
         gpu.lease = state(&gpu.uuid);
+        crate::share::add_usage(&mut gpu.lease, gpu.processes.as_deref());
         for mig in &mut gpu.mig_devices {
             mig.lease = state(&mig.uuid);
+            crate::share::add_usage(&mut mig.lease, mig.processes.as_deref());
         }
     }
     Ok(())
@@ -397,7 +441,7 @@ fn is(st: &FileStat, kind: SFlag) -> bool {
 /// A file name for a device: UUIDs are ASCII, but a snapshot file could hold
 /// anything, and the name must never leave the directory. The prefix keeps
 /// gpusel's files apart from others' in a shared directory like `/run/lock`.
-fn key(uuid: &str) -> String {
+pub(crate) fn key(uuid: &str) -> String {
     let name: String = uuid
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
@@ -476,15 +520,21 @@ impl LockDir {
         &self.path
     }
 
-    fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
+    pub(crate) fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
         LeaseError::LockFile {
             path: self.path.join(name),
             message: message.into(),
         }
     }
 
+    /// Removes `name` from the directory (a file of this user's: the sticky
+    /// bit refuses any other); failing to is harmless.
+    pub(crate) fn unlink(&self, name: &str) {
+        let _ = nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+
     /// Opens a regular file in the directory, following no symlink.
-    fn open_file(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, Errno> {
+    pub(crate) fn open_file(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, Errno> {
         let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(mode))?;
         let st = fstat(&fd)?;
@@ -495,7 +545,7 @@ impl LockDir {
     }
 
     /// The lock file of `name`, created (0644) if it does not exist yet.
-    fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
+    pub(crate) fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
         for _ in 0..4 {
             match self.open_file(name, OFlag::O_RDONLY, 0) {
                 Ok(f) => return Ok(f),
@@ -529,7 +579,7 @@ impl LockDir {
 
     /// Whether `name` still is the file `file` has open: a lock taken on a
     /// file that was deleted or replaced excludes no one.
-    fn still_linked(&self, name: &str, file: &File) -> bool {
+    pub(crate) fn still_linked(&self, name: &str, file: &File) -> bool {
         match (
             fstat(file.as_fd()),
             fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW),
@@ -557,12 +607,16 @@ impl LockDir {
             // created the file: the sticky bit lets its owner delete it)
             // still holds its record locked: its lease counts, and the new
             // lock file just locked excludes no one from it.
-            if self.read_holder(uuid).is_some() {
+            // Shares hold shared locks the exclusive one just taken would
+            // exclude, unless they are on a deleted lock file: their live
+            // records count the same way.
+            if self.read_holder(uuid).is_some() || !self.live_share_records(uuid).is_empty() {
                 return Ok(None);
             }
             let record = self.write_record(uuid, holder);
             return Ok(Some(Lease {
                 uuid: uuid.to_string(),
+                reserved: None,
                 lock,
                 record,
             }));
@@ -570,24 +624,36 @@ impl LockDir {
         Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))
     }
 
+    /// Writes `json` into the record `name` of `uid`'s (created 0644 when
+    /// missing) and returns it locked exclusively, for its writer to hold for
+    /// as long as the record is true. `EPERM`: a file of another user's is
+    /// there (planted under `uid`'s name); `EWOULDBLOCK`: someone holds it.
+    pub(crate) fn write_locked(
+        &self,
+        name: &str,
+        uid: u32,
+        json: &[u8],
+    ) -> Result<Flock<File>, Errno> {
+        let file = self.open_file(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
+        // Planted by another user under our uid's name: not ours to use.
+        if fstat(file.as_fd())?.st_uid != uid {
+            return Err(Errno::EPERM);
+        }
+        let mut lock = lock_exclusive(file)?.map_err(|_held| Errno::EWOULDBLOCK)?;
+        nix::unistd::ftruncate(lock.as_fd(), 0)?;
+        let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
+        lock.write_all(json)
+            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+        Ok(lock)
+    }
+
     /// Writes the holder record. Failing to is not fatal: the lease holds
     /// all the same, `list` just cannot say by whom.
     fn write_record(&self, uuid: &str, holder: &Holder) -> Option<Flock<File>> {
         let name = format!("{}.{}.holder", key(uuid), holder.uid);
-        let result = (|| {
-            let file = self.open_file(&name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
-            // Planted by another user under our uid's name: not ours to use.
-            if fstat(file.as_fd())?.st_uid != holder.uid {
-                return Err(Errno::EPERM);
-            }
-            let mut lock = lock_exclusive(file)?.map_err(|_held| Errno::EWOULDBLOCK)?;
-            nix::unistd::ftruncate(lock.as_fd(), 0)?;
-            let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
-            let json = serde_json::to_vec(holder).map_err(|_| Errno::EINVAL)?;
-            lock.write_all(&json)
-                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
-            Ok::<_, Errno>(lock)
-        })();
+        let result = serde_json::to_vec(holder)
+            .map_err(|_| Errno::EINVAL)
+            .and_then(|json| self.write_locked(&name, holder.uid, &json));
         match result {
             Ok(lock) => Some(lock),
             Err(e) => {
@@ -621,7 +687,11 @@ impl LockDir {
                 // Let go at once: a probe must stay an instant, whatever is
                 // looked at next (a job waits out probes for ~80 ms at most).
                 drop(shared);
-                if let Some(pid) = self.shared_blocker(&st) {
+                // Shares hold shared locks for good: their holders are not
+                // blockers. Any other shared lock that outlives a probe is.
+                let shares = self.checked_shares(uuid, &st);
+                let sharers: Vec<u32> = shares.iter().map(|s| s.holder.pid).collect();
+                if let Some(pid) = self.shared_blocker(&st, &sharers) {
                     let who = holder_from_kernel(pid)
                         .map(|h| format!(" ({})", h.user))
                         .unwrap_or_default();
@@ -629,6 +699,9 @@ impl LockDir {
                         "pid {pid}{who} holds a shared lock on its lock file {}, which keeps every job out",
                         self.path.join(&name).display()
                     )));
+                }
+                if !shares.is_empty() {
+                    return Ok(LeaseState::Shared(shares));
                 }
                 Ok(self.live_record_state(uuid))
             }
@@ -663,19 +736,13 @@ impl LockDir {
 
     /// A process other than this one holding a shared lock on the lock file
     /// `st` for longer than a probe lasts (`list` and `serve` probe for
-    /// microseconds): looked at twice, 100 ms apart.
-    fn shared_blocker(&self, st: &FileStat) -> Option<u32> {
+    /// microseconds) and not one of the `sharers` (the holders of live
+    /// shares): looked at twice, 100 ms apart.
+    fn shared_blocker(&self, st: &FileStat, sharers: &[u32]) -> Option<u32> {
         let me = std::process::id();
-        // Each look reads the table three times: a read can skip a line
-        // while other locks come and go.
         let look = || -> Vec<u32> {
-            let mut pids: Vec<u32> = (0..3)
-                .flat_map(|_| kernel_flocks(st))
-                .filter(|l| !l.exclusive && l.pid != me)
-                .map(|l| l.pid)
-                .collect();
-            pids.sort_unstable();
-            pids.dedup();
+            let mut pids = shared_lockers(st);
+            pids.retain(|pid| *pid != me && !sharers.contains(pid));
             pids
         };
         let first = look();
@@ -689,7 +756,7 @@ impl LockDir {
 
     /// The trusted, live holder record of `uuid`, if any (the newest, should
     /// there be several).
-    fn read_holder(&self, uuid: &str) -> Option<Holder> {
+    pub(crate) fn read_holder(&self, uuid: &str) -> Option<Holder> {
         let prefix = format!("{}.", key(uuid));
         let entries = std::fs::read_dir(&self.path).ok()?;
         entries

@@ -81,6 +81,7 @@ mod request;
 pub mod sanitize;
 mod select;
 mod selector;
+mod share;
 mod size;
 mod strategy;
 #[cfg(feature = "testing")]
@@ -102,7 +103,7 @@ pub use device::{Device, DeviceLabel};
 pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_min};
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
 pub use groups::{ChildGroup, kill_child_groups};
-pub use holder::{Holder, LeaseStatus};
+pub use holder::{Holder, LeaseStatus, Share};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use model::{
     Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
@@ -119,6 +120,7 @@ pub use select::{
     select, select_leased,
 };
 pub use selector::{CANCEL_CHECK, MAX_PROVIDER_FAILURES, Progress, Selector};
+pub use share::ShareWithoutMemory;
 pub use size::{
     MemoryAmount, MemoryAmountError, PercentError, PowerError, SizeError, format_bytes,
     format_power, parse_percent, parse_power, parse_size,

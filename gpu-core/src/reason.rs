@@ -103,6 +103,24 @@ pub enum Reason {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Shared by jobs that asked to share it: an exclusive job cannot take it.
+    Shared {
+        /// Shares on it.
+        shares: usize,
+        /// Bytes they reserved, in all.
+        reserved: u64,
+    },
+    /// A share does not fit beside the device's other shares.
+    SharesFull {
+        /// Free bytes, as the driver reports them.
+        free: u64,
+        /// Bytes of it the other shares reserved and have not allocated yet.
+        outstanding: u64,
+        /// Other shares on the device.
+        shares: usize,
+        /// Bytes asked for.
+        required: u64,
+    },
     /// The site's configuration bans it.
     Banned {
         /// Where the ban comes from (a config file, an environment variable).
@@ -176,6 +194,29 @@ impl fmt::Display for Reason {
             }
             Reason::LeaseUnavailable { message } => write!(f, "cannot be leased: {message}"),
             Reason::Banned { source } => write!(f, "banned by the site configuration ({source})"),
+            Reason::Shared { shares, reserved } => {
+                let s = if *shares == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "shared by {shares} job{s} ({} reserved), which an exclusive lease cannot join (a share, --share --mem, can)",
+                    format_bytes(*reserved)
+                )
+            }
+            Reason::SharesFull {
+                free,
+                outstanding,
+                shares,
+                required,
+            } => {
+                let s = if *shares == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "{} free, {} of it reserved by {shares} share{s} < {} needed",
+                    format_bytes(*free),
+                    format_bytes(*outstanding),
+                    format_bytes(*required)
+                )
+            }
         }
     }
 }

@@ -203,6 +203,10 @@ pub struct Request {
     pub predicates: Vec<Predicate>,
     /// Devices the site bans, whatever else is asked.
     pub banned: Vec<Ban>,
+    /// Share the devices with other sharers, reserving `min_free_memory` on
+    /// each, instead of leasing them exclusively (see
+    /// [`LockDir`](crate::LockDir) and `gpusel --share`).
+    pub share: bool,
 }
 
 impl Request {
@@ -283,6 +287,13 @@ impl Request {
             label: label.into(),
             test: Arc::new(test),
         });
+        self
+    }
+
+    /// Shares the devices instead of leasing them exclusively, reserving
+    /// [`min_free_memory`](Self::min_free_memory) on each.
+    pub fn share(mut self, share: bool) -> Self {
+        self.share = share;
         self
     }
 

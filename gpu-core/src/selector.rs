@@ -260,6 +260,17 @@ impl Selector {
         self
     }
 
+    /// Shares the devices with other sharers instead of leasing them
+    /// exclusively: each share reserves the request's minimum free memory
+    /// ([`min_free_memory`](Selector::min_free_memory), required), and is
+    /// admitted only while that fits beside the live shares' outstanding
+    /// reservations. A device holds one exclusive lease or any number of
+    /// shares, never both.
+    pub fn share(mut self, share: bool) -> Self {
+        self.request.share = share;
+        self
+    }
+
     /// Only devices whose name contains `pattern` (case-insensitive).
     pub fn name(mut self, pattern: impl Into<String>) -> Self {
         self.request.name = Some(pattern.into());
@@ -534,7 +545,10 @@ impl Selector {
         warned: &mut bool,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
-        let snapshot = block_on(provider.snapshot())?;
+        let mut snapshot = block_on(provider.snapshot())?;
+        if let Some(leaser) = leaser {
+            leaser.dir.add_shares(&mut snapshot);
+        }
         tracing::debug!(
             provider = provider.name(),
             gpus = snapshot.gpus.len(),
