@@ -293,6 +293,8 @@ struct GpuFamilies {
     process_memory: Series,
     mig_mode: Series,
     leased: Series,
+    shares: Series,
+    reserved: Series,
 }
 
 impl GpuFamilies {
@@ -362,6 +364,18 @@ impl GpuFamilies {
                 "1 when a gpusel job leases the GPU or one of its MIG devices",
                 None,
             ),
+            shares: gauge(
+                r,
+                "gpu_shares",
+                "gpusel jobs sharing the GPU (--share)",
+                None,
+            ),
+            reserved: gauge(
+                r,
+                "gpu_memory_reserved",
+                "GPU memory the GPU's shares reserved and have not allocated yet",
+                Some(Unit::Bytes),
+            ),
         }
     }
 
@@ -419,6 +433,10 @@ impl GpuFamilies {
         if leases_known {
             let any = gpu.lease.is_some() || gpu.mig_devices.iter().any(|m| m.lease.is_some());
             set(&self.leased, Some(f64::from(u8::from(any))));
+            let shares = gpu.lease.as_ref().map_or(0, |l| l.shares.len());
+            set(&self.shares, Some(shares as f64));
+            let outstanding = gpu.lease.as_ref().map_or(0, |l| l.outstanding());
+            set(&self.reserved, Some(outstanding as f64));
         }
     }
 }
