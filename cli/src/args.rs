@@ -97,6 +97,11 @@ pub enum Sub {
     Status(StatusArgs),
     /// Show the effective configuration and where each value comes from.
     Config,
+    /// Show gpusel's waiters (`--wait`) in queue order: first come, first
+    /// served. An older waiter has first claim on every GPU its request could
+    /// use; a younger one takes only what no older one could. Jobs started
+    /// without gpusel are not in the queue.
+    Queue,
     /// Serve the GPUs over HTTP: a dashboard (/), JSON (/api/v1/snapshot),
     /// Prometheus metrics (/metrics) and /healthz. Read-only.
     #[command(long_about = SERVE_ABOUT)]

@@ -10,27 +10,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use common::nvml::{fixture, nvml_std};
+use common::nvml::idle_a100s;
 use common::users::{OTHER, as_other, can_be_other};
 use common::*;
 
-/// Two idle A100-80GB (79.5 GiB free each) from the `idle-8xa100` fixture,
-/// written into `dir`.
+/// Two idle A100-80GB (79.5 GiB free each).
 fn two_idle(dir: &tempfile::TempDir) -> PathBuf {
-    let text = std::fs::read_to_string(fixture("idle-8xa100")).unwrap();
-    let mut scenario: serde_json::Value = serde_json::from_str(&text).unwrap();
-    scenario["devices"].as_array_mut().unwrap().truncate(2);
-    let path = dir.path().join("two-idle.json");
-    std::fs::write(&path, scenario.to_string()).unwrap();
-    path
+    idle_a100s(dir, 2)
 }
 
-/// gpusel on NVML serving `scenario`, with the lock directory `locks`.
-fn on(scenario: &Path, locks: &Path) -> std::process::Command {
-    let mut cmd = nvml_std(scenario);
-    cmd.env("GPUSEL_LOCK_DIR", locks);
-    cmd
-}
+use common::nvml::nvml_locked as on;
 
 fn run(mut cmd: std::process::Command) -> Out {
     cmd.output().expect("gpusel can be started").into()

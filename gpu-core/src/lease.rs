@@ -18,7 +18,7 @@ use crate::holder::{Holder, LeaseStatus, Share};
 pub const DEFAULT_LOCK_DIR: &str = "/run/lock";
 
 /// Largest holder record read; a bigger file is not a record gpusel wrote.
-pub(crate) const MAX_RECORD: u64 = 64 * 1024;
+const MAX_RECORD: u64 = 64 * 1024;
 
 /// How often, at most, an exclusive lock waits out readers that probe the
 /// file with a shared lock for an instant (`list`, `serve` every interval).
@@ -520,6 +520,11 @@ impl LockDir {
         &self.path
     }
 
+    /// The directory's descriptor, to open and rename files relative to.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     pub(crate) fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
         LeaseError::LockFile {
             path: self.path.join(name),
@@ -774,20 +779,29 @@ impl LockDir {
     }
 
     fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
+        let (text, _) = self.read_live(name, uid)??;
+        crate::holder::parse_record(&text, uid)
+    }
+
+    /// A record file `name` of `uid`'s (holder record, share record, queue
+    /// ticket): `None` when it is no file of `uid`'s; `Some(None)` when
+    /// nobody holds it (left over by a writer that is gone); its text and
+    /// status when its writer still holds it locked, which means it is
+    /// current.
+    pub(crate) fn read_live(&self, name: &str, uid: u32) -> Option<Option<(Vec<u8>, FileStat)>> {
         let file = self.open_file(name, OFlag::O_RDONLY, 0).ok()?;
-        if fstat(file.as_fd()).ok()?.st_uid != uid {
+        let st = fstat(file.as_fd()).ok()?;
+        if st.st_uid != uid {
             return None;
         }
-        // Locked by its writer means written by the current holder; a record
-        // we can lock is left over from an earlier one.
         let mut file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => return None,
+            Ok(_) => return Some(None),
             Err((file, Errno::EWOULDBLOCK)) => file,
             Err(_) => return None,
         };
         let mut text = Vec::new();
         (&mut file).take(MAX_RECORD).read_to_end(&mut text).ok()?;
-        crate::holder::parse_record(&text, uid)
+        Some(Some((text, st)))
     }
 }
 

@@ -75,6 +75,7 @@ mod model;
 mod occupancy;
 mod procfs;
 mod provider;
+mod queue;
 mod reason;
 mod registry;
 mod request;
@@ -111,6 +112,7 @@ pub use model::{
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
 pub use provider::{BoxedError, GpuInfoProvider, ProviderError};
+pub use queue::{Claim, Ticket, Waiter, Wanted};
 pub use rand;
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderFallback, ProviderRegistry, ProviderSpec};

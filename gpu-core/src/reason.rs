@@ -121,6 +121,13 @@ pub enum Reason {
         /// Bytes asked for.
         required: u64,
     },
+    /// An older waiter in the queue has first claim on it.
+    Claimed {
+        /// The older waiter.
+        by: Holder,
+        /// How many devices it asks for, as written.
+        count: String,
+    },
     /// The site's configuration bans it.
     Banned {
         /// Where the ban comes from (a config file, an environment variable).
@@ -194,6 +201,12 @@ impl fmt::Display for Reason {
             }
             Reason::LeaseUnavailable { message } => write!(f, "cannot be leased: {message}"),
             Reason::Banned { source } => write!(f, "banned by the site configuration ({source})"),
+            Reason::Claimed { by, count } => {
+                write!(
+                    f,
+                    "first claimed by an older waiter, {by} (asks for {count})"
+                )
+            }
             Reason::Shared { shares, reserved } => {
                 let s = if *shares == 1 { "" } else { "s" };
                 write!(

@@ -207,6 +207,10 @@ pub struct Request {
     /// each, instead of leasing them exclusively (see
     /// [`LockDir`](crate::LockDir) and `gpusel --share`).
     pub share: bool,
+    /// Devices that older waiters in the queue have first claim on (the
+    /// [`Selector`](crate::Selector) fills it in at every try from the lock
+    /// directory's tickets): a claimed device is not taken.
+    pub claimed: Vec<crate::Claim>,
 }
 
 impl Request {

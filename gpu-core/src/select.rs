@@ -354,6 +354,7 @@ pub(crate) fn pipeline(
             visible_count += 1;
             reasons.extend(request.evaluate(device));
             crate::share::explain(&request, device, &mut reasons);
+            crate::queue::explain(&request, device, &mut reasons);
             if device.is_mig() && several {
                 reasons.push(if request.count.is_exact() {
                     Reason::MigNeedsSingleDevice { count }

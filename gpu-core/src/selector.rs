@@ -13,6 +13,7 @@ use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
+use crate::queue::{Ticket, Wanted};
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -492,8 +493,18 @@ impl Selector {
         let start = Instant::now();
         let mut warned = false;
         let mut failures = 0;
+        // Taken when the first try fails and the selection waits; dropped
+        // (leaving the queue) when it returns.
+        let mut ticket: Option<Ticket> = None;
         loop {
-            let error = match self.try_once(provider, &request, leaser.as_ref(), &mut warned) {
+            let tried = self.try_once(
+                provider,
+                &request,
+                leaser.as_ref(),
+                ticket.as_ref(),
+                &mut warned,
+            );
+            let error = match tried {
                 Ok(found) => return Ok(found),
                 Err(e) => e,
             };
@@ -513,6 +524,9 @@ impl Selector {
                     timeout,
                     last: Box::new(error),
                 });
+            }
+            if let (None, Some(leaser), SelectError::NoMatch { .. }) = (&ticket, &leaser, &error) {
+                ticket = self.take_ticket(leaser, &request);
             }
             let interval = self.interval;
             match &error {
@@ -536,18 +550,70 @@ impl Selector {
         }
     }
 
+    /// A place in the queue for this waiting selection; `None` (it waits
+    /// unordered, as before queues) when the ticket cannot be written.
+    fn take_ticket(&self, leaser: &Leaser, request: &Request) -> Option<Ticket> {
+        let mut wanted = request.clone();
+        self.strategy.apply_defaults(&mut wanted);
+        let visible = match &self.visible {
+            VisibleFrom::Env => std::env::var(crate::cvd::CUDA_VISIBLE_DEVICES).ok(),
+            VisibleFrom::Value(v) => v.clone(),
+        };
+        match leaser
+            .dir
+            .take_ticket(&leaser.holder, &Wanted::of(&wanted, visible))
+        {
+            Ok(ticket) => Some(ticket),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take a place in the queue; waiting without one");
+                None
+            }
+        }
+    }
+
+    /// The pipeline for `request`, passing over the devices `claimed` by
+    /// older waiters.
+    fn claimed_pipeline(
+        &mut self,
+        snapshot: &Snapshot,
+        request: &Request,
+        visible: &Visible,
+        leaser: Option<&Leaser>,
+        claimed: &mut Vec<crate::Claim>,
+    ) -> Result<Selection, SelectError> {
+        let request = if claimed.is_empty() {
+            std::borrow::Cow::Borrowed(request)
+        } else {
+            let mut with = request.clone();
+            with.claimed = std::mem::take(claimed);
+            std::borrow::Cow::Owned(with)
+        };
+        pipeline(
+            snapshot,
+            &request,
+            self.strategy.as_ref(),
+            visible,
+            self.write,
+            &mut self.rng,
+            leaser,
+        )
+    }
+
     /// One try: a snapshot, then the pipeline on it.
     fn try_once(
         &mut self,
         provider: &dyn GpuInfoProvider,
         request: &Request,
         leaser: Option<&Leaser>,
+        ticket: Option<&Ticket>,
         warned: &mut bool,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
         let mut snapshot = block_on(provider.snapshot())?;
+        let mut claimed = Vec::new();
         if let Some(leaser) = leaser {
             leaser.dir.add_shares(&mut snapshot);
+            claimed = leaser.dir.claims(&snapshot, ticket, &[]);
         }
         tracing::debug!(
             provider = provider.name(),
@@ -559,15 +625,25 @@ impl Selector {
             (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
             (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
         };
-        let result = pipeline(
-            &snapshot,
-            request,
-            self.strategy.as_ref(),
-            &visible,
-            self.write,
-            &mut self.rng,
-            leaser,
-        );
+        let mut result = self.claimed_pipeline(&snapshot, request, &visible, leaser, &mut claimed);
+        // A device that freed between reading the queue and leasing it may
+        // be an older waiter's: asked again with the leases held (counted
+        // as free), and handed back, to lease around it, when it is.
+        for _ in 0..3 {
+            let (Ok(selection), Some(leaser)) = (&result, leaser) else {
+                break;
+            };
+            let held: Vec<&str> = selection.leases().iter().map(|l| l.uuid()).collect();
+            let again = leaser.dir.claims(&snapshot, ticket, &held);
+            if !again.iter().any(|c| held.contains(&c.uuid.as_str())) {
+                break;
+            }
+            claimed = again;
+            // Released before leasing again: our own lease would be in the way.
+            drop(std::mem::replace(&mut result, Err(SelectError::Cancelled)));
+            result =
+                self.claimed_pipeline(&snapshot, request, &visible, Some(leaser), &mut claimed);
+        }
         // When nothing is visible the error itself explains the variable.
         let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
         if visible.warning().is_some() && !explained && !*warned {

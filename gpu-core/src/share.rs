@@ -22,20 +22,18 @@
 //! the lock file blocked.
 
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::{FileStat, fstat};
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::stat::FileStat;
 use serde::{Deserialize, Serialize};
 
 use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
-use crate::lease::{LeaseError, LockDir, MAX_RECORD, holder_from_kernel, key, shared_lockers};
+use crate::lease::{LeaseError, LockDir, holder_from_kernel, key, shared_lockers};
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
 use crate::request::Request;
@@ -220,17 +218,9 @@ impl LockDir {
     /// `Some(None)` when it is one left over, `None` when it is no record of
     /// `uid`'s at all (planted by another user, unreadable, not JSON).
     fn live_record(&self, name: &str, uid: u32) -> Option<Option<Record>> {
-        let file = self.open_file(name, OFlag::O_RDONLY, 0).ok()?;
-        if fstat(file.as_fd()).ok()?.st_uid != uid {
-            return None;
-        }
-        let mut file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => return Some(None),
-            Err((file, Errno::EWOULDBLOCK)) => file,
-            Err(_) => return None,
+        let Some((text, _)) = self.read_live(name, uid)? else {
+            return Some(None);
         };
-        let mut text = Vec::new();
-        (&mut file).take(MAX_RECORD).read_to_end(&mut text).ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
         (record.holder.uid == uid).then_some(Some(record))
     }
