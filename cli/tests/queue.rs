@@ -239,6 +239,18 @@ fn another_user_can_neither_delete_nor_forge_a_ticket() {
         .args(["--", "sleep", "60"])
         .spawn()
         .unwrap();
+    eventually("the holder to lease the GPU", || {
+        let out: Out = with_locks(gpusel_std_on(&snapshot))
+            .args(["list", "--json"])
+            .output()
+            .unwrap()
+            .into();
+        let json: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+        let lease = &json["gpus"][0]["lease"];
+        (!lease.is_null())
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
     let mut waiter = with_locks(gpusel_std_on(&snapshot))
         .args(["--wait", "--interval", "100ms", "--", "true"])
         .stderr(Stdio::null())
@@ -300,6 +312,70 @@ fn another_user_can_neither_delete_nor_forge_a_ticket() {
     assert_eq!(q[0]["holder"]["pid"], waiter.id(), "{q:?}");
     forger.kill().unwrap();
     forger.wait().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(waiter.wait().unwrap().success());
+}
+
+#[test]
+fn a_request_over_the_sites_per_user_limit_waits_or_fails_saying_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = idle(&tmp, 4);
+    let locks = fresh_lock_dir();
+    let config = write_file(
+        &tmp,
+        "site.toml",
+        "[limits]\ngpus_per_user = 2\nshare_memory_per_user = \"10GiB\"\n",
+    );
+    let site = |mut cmd: std::process::Command| {
+        cmd.env("GPUSEL_SYSTEM_CONFIG", &config);
+        cmd
+    };
+    let run = |args: &[&str]| -> Out {
+        site(on(&scenario, &locks))
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let mut holder = site(on(&scenario, &locks))
+        .args(["--", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    eventually("the first GPU to be held", || {
+        let out = run(&["list", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+        let held = json["gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| !g["lease"].is_null())
+            .count();
+        (held == 1).then_some(()).ok_or(format!("{held} held"))
+    });
+    run(&["-n", "2", "--", "true"])
+        .code(125)
+        .stderr_has("the site allows 2 GPUs per user (limits.gpus_per_user); you hold 1 GPU and ask for 2 GPUs more");
+    run(&["-n", "2"]).code(3).stderr_has("limits.gpus_per_user");
+    run(&["-n", "1", "--", "true"]).ok();
+    run(&["--share", "--mem", "12GiB", "--", "true"])
+        .code(125)
+        .stderr_has("the site allows 10 GiB per user (limits.share_memory_per_user); you hold 0 B and ask for 12 GiB more");
+    let shown = run(&["config"]).ok().to_string();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("limits.gpus_per_user") && l.contains(" 2 ")),
+        "{shown}"
+    );
+    // With --wait, it waits until the user's own job ends.
+    let mut waiter = site(on(&scenario, &locks))
+        .args(["-n", "2", "--wait", "--interval", "100ms", "--", "true"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(waiter.try_wait().unwrap().is_none(), "it waits");
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(waiter.wait().unwrap().success());

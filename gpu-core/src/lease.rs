@@ -520,6 +520,20 @@ impl LockDir {
         &self.path
     }
 
+    /// The names in the directory (those that are UTF-8: every name gpusel
+    /// writes is); none when it cannot be read.
+    pub(crate) fn names(&self) -> Vec<String> {
+        std::fs::read_dir(&self.path).map_or_else(
+            |_| Vec::new(),
+            |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            },
+        )
+    }
+
     /// The directory's descriptor, to open and rename files relative to.
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
@@ -778,7 +792,7 @@ impl LockDir {
             .max_by_key(|h| h.since)
     }
 
-    fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
+    pub(crate) fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
         let (text, _) = self.read_live(name, uid)??;
         crate::holder::parse_record(&text, uid)
     }

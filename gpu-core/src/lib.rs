@@ -71,6 +71,7 @@ mod file_provider;
 mod groups;
 mod holder;
 mod lease;
+mod limits;
 mod model;
 mod occupancy;
 mod procfs;
@@ -95,7 +96,7 @@ pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 /// `#[gpusel_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
 pub use block_on::block_on;
-pub use config::{Config, ConfigError, Setting, Source};
+pub use config::{Config, ConfigError, Limits, Setting, Source};
 pub use count::{Count, CountError};
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
@@ -106,6 +107,7 @@ pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_sn
 pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus, Share};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
+pub use limits::OverLimit;
 pub use model::{
     Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
 };

@@ -242,13 +242,7 @@ impl LockDir {
 
     /// Removes `uid`'s tickets that nobody holds (left by killed waiters).
     fn clean_tickets(&self, uid: u32) {
-        let Ok(entries) = std::fs::read_dir(self.path()) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
+        for name in self.names() {
             if parse_name(&name).is_none_or(|(owner, _, _)| owner != uid) {
                 continue;
             }
@@ -265,13 +259,10 @@ impl LockDir {
 
     /// The live tickets, oldest first.
     fn tickets(&self) -> Vec<Found> {
-        let Ok(entries) = std::fs::read_dir(self.path()) else {
-            return Vec::new();
-        };
-        let mut found: Vec<Found> = entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
+        let mut found: Vec<Found> = self
+            .names()
+            .into_iter()
+            .filter_map(|name| {
                 let (uid, pid, n) = parse_name(&name)?;
                 self.live_ticket(name, uid, pid, n)
             })

@@ -164,6 +164,9 @@ pub enum SelectError {
     /// The strategy cannot work with the request.
     #[error(transparent)]
     Strategy(#[from] StrategyError),
+    /// The request would take its user past a site limit.
+    #[error(transparent)]
+    OverLimit(#[from] crate::limits::OverLimit),
     /// A share was asked for without the memory to reserve.
     #[error(transparent)]
     ShareWithoutMemory(#[from] crate::share::ShareWithoutMemory),

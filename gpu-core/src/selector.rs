@@ -111,6 +111,7 @@ enum VisibleFrom {
 pub struct Selector {
     request: Request,
     bans: Vec<Ban>,
+    limits: crate::config::Limits,
     strategy: Box<dyn SelectStrategy>,
     lease: bool,
     lock_dir: PathBuf,
@@ -150,6 +151,7 @@ impl Selector {
         Selector {
             request: Request::new(),
             bans: Vec::new(),
+            limits: crate::config::Limits::default(),
             strategy: Box::new(strategy),
             lease: true,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
@@ -178,6 +180,7 @@ impl Selector {
             s.wait = Some(s.default_timeout);
         }
         s.bans = config.bans.clone();
+        s.limits = config.limits.clone();
         s.request.min_free_memory = f.mem.as_ref().map(|v| v.value);
         s.request.max_utilization = f.max_util.as_ref().map(|v| v.value);
         s.request.max_memory_utilization = f.max_mem_util.as_ref().map(|v| v.value);
@@ -612,6 +615,7 @@ impl Selector {
         let mut snapshot = block_on(provider.snapshot())?;
         let mut claimed = Vec::new();
         if let Some(leaser) = leaser {
+            crate::limits::check(&self.limits, &leaser.dir, leaser.holder.uid, request)?;
             leaser.dir.add_shares(&mut snapshot);
             claimed = leaser.dir.claims(&snapshot, ticket, &[]);
         }
@@ -657,7 +661,14 @@ impl Selector {
 /// Whether waiting can help: not when more devices are asked for than are
 /// visible at all, nor for a request that is wrong in itself.
 fn worth_waiting(error: &SelectError) -> bool {
-    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
+    match error {
+        SelectError::NoMatch {
+            requested, visible, ..
+        } => requested <= visible,
+        // Until the user's own jobs end.
+        SelectError::OverLimit(over) => over.may_fit(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

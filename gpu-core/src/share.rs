@@ -191,13 +191,9 @@ impl LockDir {
     /// Every share record in the directory, live or left over, of the device
     /// keys `keep` accepts.
     fn share_records(&self, keep: impl Fn(&str) -> bool) -> Vec<Found> {
-        let Ok(entries) = std::fs::read_dir(self.path()) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
+        self.names()
+            .into_iter()
+            .filter_map(|name| {
                 let (key, uid) = parse_name(&name)?;
                 if !keep(key) {
                     return None;
@@ -223,6 +219,29 @@ impl LockDir {
         };
         let record: Record = serde_json::from_slice(&text).ok()?;
         (record.holder.uid == uid).then_some(Some(record))
+    }
+
+    /// The devices `uid` holds, by their file key, from its live holder
+    /// records (`None`) and share records (the bytes reserved).
+    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>)> {
+        self.names()
+            .into_iter()
+            .filter_map(|name| {
+                if let Some((key, owner)) = parse_name(&name) {
+                    if owner != uid {
+                        return None;
+                    }
+                    let record = self.live_record(&name, uid)??;
+                    return Some((key.to_string(), Some(record.reserved)));
+                }
+                let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
+                if owner.parse() != Ok(uid) {
+                    return None;
+                }
+                self.trusted_record(&name, uid)?;
+                Some((key.to_string(), None))
+            })
+            .collect()
     }
 
     /// The live share records of device `uuid`, whoever wrote them: what
