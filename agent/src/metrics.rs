@@ -151,6 +151,7 @@ pub fn render(round: &Round<'_>) -> String {
 pub(crate) struct SnapshotFamilies {
     timestamp: Series,
     info: Series,
+    waiters: Series,
     gpus: GpuFamilies,
     migs: MigFamilies,
 }
@@ -168,6 +169,12 @@ impl SnapshotFamilies {
                 registry,
                 "gpu_info",
                 "Always 1; labels carry the GPU's PCI bus id, driver and provider",
+                None,
+            ),
+            waiters: gauge(
+                registry,
+                "waiters",
+                "gpusel jobs waiting (--wait) in the node's queue",
                 None,
             ),
             gpus: GpuFamilies::register(registry),
@@ -199,6 +206,12 @@ impl SnapshotFamilies {
             &with_node(vec![("host", host.to_string())]),
             since_epoch.as_secs_f64(),
         );
+        if leases_known {
+            self.waiters.set(
+                &with_node(vec![("host", host.to_string())]),
+                snapshot.waiters.len() as f64,
+            );
+        }
         for gpu in &snapshot.gpus {
             for mig in &gpu.mig_devices {
                 self.migs

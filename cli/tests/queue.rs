@@ -193,6 +193,20 @@ fn a_killed_waiter_leaves_the_queue_at_once_and_the_queue_is_shown_in_order() {
             .then_some(())
             .ok_or(format!("{q:?}"))
     });
+    // `list --json` carries the queue too.
+    let out: Out = on(&scenario, &locks)
+        .args(["list", "--json"])
+        .output()
+        .unwrap()
+        .into();
+    let listed: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let pids: Vec<u64> = listed["waiters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["holder"]["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids, [older_pid, younger_pid]);
     let out: Out = on(&scenario, &locks).arg("queue").output().unwrap().into();
     let table = out.ok();
     let lines: Vec<&str> = table.lines().collect();

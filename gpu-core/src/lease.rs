@@ -411,6 +411,7 @@ fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder>
 pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(), LeaseError> {
     let dir = LockDir::open(lock_dir)?;
     let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
+    snapshot.waiters = dir.queue();
     for gpu in &mut snapshot.gpus {
         gpu.lease = state(&gpu.uuid);
         crate::share::add_usage(&mut gpu.lease, gpu.processes.as_deref());
