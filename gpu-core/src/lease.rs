@@ -317,28 +317,50 @@ fn kernel_flocks(st: &FileStat) -> Vec<KernelFlock> {
 }
 
 fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    table
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
-            if f.get(1) != Some(&"FLOCK") {
-                return None;
-            }
-            let exclusive = match *f.get(3)? {
-                "WRITE" => true,
-                "READ" => false,
-                _ => return None,
-            };
-            let pid: u32 = f.get(4)?.parse().ok()?;
-            let mut id = f.get(5)?.split(':');
-            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-            let min = u64::from_str_radix(id.next()?, 16).ok()?;
-            let node: u64 = id.next()?.parse().ok()?;
-            (maj == major && min == minor && node == ino).then_some(KernelFlock { pid, exclusive })
+    let id = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev), ino);
+    every_flock(table)
+        .filter(|(file, _)| *file == id)
+        .map(|(_, lock)| lock)
+        .collect()
+}
+
+/// The files (device major, minor, inode) that some process holds an
+/// exclusive `flock` on, from two reads of `/proc/locks` (a read can skip a
+/// line while other locks change): which lock files are leased, learnt
+/// without probing any of them (a probe is a shared lock a job about to
+/// lease must wait out).
+pub(crate) fn exclusively_locked() -> std::collections::HashSet<(u64, u64, u64)> {
+    (0..2)
+        .filter_map(|_| std::fs::read_to_string("/proc/locks").ok())
+        .flat_map(|table| {
+            every_flock(&table)
+                .filter(|(_, lock)| lock.exclusive)
+                .map(|(file, _)| file)
+                .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Every granted `flock` in the lock table `table`, with its file.
+fn every_flock(table: &str) -> impl Iterator<Item = ((u64, u64, u64), KernelFlock)> + '_ {
+    table.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let exclusive = match *f.get(3)? {
+            "WRITE" => true,
+            "READ" => false,
+            _ => return None,
+        };
+        let pid: u32 = f.get(4)?.parse().ok()?;
+        let mut id = f.get(5)?.split(':');
+        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+        let min = u64::from_str_radix(id.next()?, 16).ok()?;
+        let node: u64 = id.next()?.parse().ok()?;
+        Some(((maj, min, node), KernelFlock { pid, exclusive }))
+    })
 }
 
 /// The processes holding a shared `flock` on the file `st` describes. The

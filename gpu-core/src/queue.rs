@@ -30,7 +30,6 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::fstat;
 use serde::{Deserialize, Serialize};
@@ -318,9 +317,10 @@ impl LockDir {
         }
         let devices = Device::all(&snapshot.gpus);
         // Devices nobody holds now, in index order.
+        let locked = crate::lease::exclusively_locked();
         let mut open: Vec<&Device<'_>> = devices
             .iter()
-            .filter(|d| held.contains(&d.uuid()) || self.unleased(d.uuid()))
+            .filter(|d| held.contains(&d.uuid()) || !self.leased(d.uuid(), &locked))
             .collect();
         let mut claims = Vec::new();
         for ticket in older {
@@ -357,14 +357,23 @@ impl LockDir {
         claims
     }
 
-    /// Whether nobody holds `uuid`'s lock file exclusively (a probe: a
-    /// shared lock for an instant).
-    fn unleased(&self, uuid: &str) -> bool {
+    /// Whether `uuid`'s lock file is one of the `locked` files (see
+    /// [`exclusively_locked`](crate::lease::exclusively_locked)).
+    fn leased(&self, uuid: &str, locked: &std::collections::HashSet<(u64, u64, u64)>) -> bool {
         let name = format!("{}.lock", key(uuid));
-        match self.open_file(&name, OFlag::O_RDONLY, 0) {
-            Ok(file) => Flock::lock(file, FlockArg::LockSharedNonblock).is_ok(),
-            Err(e) => e == Errno::ENOENT,
-        }
+        nix::sys::stat::fstatat(
+            self.fd(),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|st| {
+            let dev = st.st_dev;
+            locked.contains(&(
+                nix::sys::stat::major(dev),
+                nix::sys::stat::minor(dev),
+                st.st_ino,
+            ))
+        })
     }
 }
 

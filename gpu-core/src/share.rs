@@ -433,9 +433,18 @@ impl LockDir {
         let mut last = Errno::EPERM;
         for _ in 0..8 {
             let n = NEXT_SHARE.fetch_add(1, Ordering::Relaxed);
-            let name = format!("{}.{}.{}-{n}.share", key(uuid), holder.uid, holder.pid);
-            // Planted by another user, or held: try another name.
-            match self.write_locked(&name, holder.uid, &json) {
+            let base = format!("{}.{}.{}-{n}", key(uuid), holder.uid, holder.pid);
+            let (new, name) = (format!("{base}.new"), format!("{base}.share"));
+            // Written and locked under a name no reader looks at, then put in
+            // place: a reader never finds it unlocked (nor probes it while
+            // its writer locks it). Planted by another user, or held: try
+            // another name.
+            let placed = self.write_locked(&new, holder.uid, &json).and_then(|lock| {
+                nix::fcntl::renameat(self.fd(), new.as_str(), self.fd(), name.as_str())
+                    .map(|()| lock)
+                    .inspect_err(|_| self.unlink(&new))
+            });
+            match placed {
                 Ok(lock) => return Ok(lock),
                 Err(e @ (Errno::EPERM | Errno::EWOULDBLOCK)) => last = e,
                 Err(e) => {
