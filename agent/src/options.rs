@@ -30,6 +30,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The idle rules the dashboard's marks, the nvgpu `is_available` and
+    /// the master's idle count apply (the site's, as `gpusel list`'s).
+    pub idle: gpusel_core::IdleRules,
 }
 
 impl ServeOptions {
@@ -45,6 +48,7 @@ impl ServeOptions {
             request_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(5),
+            idle: gpusel_core::IdleRules::default(),
         }
     }
 }

@@ -82,7 +82,11 @@ pub(crate) struct Proc {
 
 /// Renders the dashboard. The page reloads itself every snapshot interval
 /// (at least every 2 s): a meta refresh, no script.
-pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama::Error> {
+pub fn dashboard(
+    round: &Published,
+    interval: Duration,
+    idle: &gpusel_core::IdleRules,
+) -> Result<String, askama::Error> {
     let now = SystemTime::now();
     let header = round.snapshot.as_deref().map(|s| {
         let mut facts = vec![format!("{} GPUs", s.gpus.len())];
@@ -101,7 +105,11 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
             stale: !round.status.up,
         }
     });
-    let (rows, leased) = round.snapshot.as_deref().map(rows).unwrap_or_default();
+    let (rows, leased) = round
+        .snapshot
+        .as_deref()
+        .map(|s| rows(s, idle))
+        .unwrap_or_default();
     let problem = match (&round.snapshot, &round.status.last_error) {
         (_, Some(e)) => Some(format!(
             "The last attempt to read the GPUs failed ({}): {}",
@@ -130,16 +138,19 @@ pub fn dashboard(round: &Published, interval: Duration) -> Result<String, askama
 
 /// The table rows of `snapshot`, and whether any device is leased (the
 /// lease column is shown only then).
-pub(crate) fn rows(snapshot: &gpusel_core::Snapshot) -> (Vec<Row>, bool) {
+pub(crate) fn rows(
+    snapshot: &gpusel_core::Snapshot,
+    idle: &gpusel_core::IdleRules,
+) -> (Vec<Row>, bool) {
     let now = SystemTime::now();
     let mut rows = Vec::new();
     let mut leased = false;
     for gpu in &snapshot.gpus {
         leased |= gpu.lease.is_some();
-        rows.push(gpu_row(gpu, now));
+        rows.push(gpu_row(gpu, now, idle));
         for mig in &gpu.mig_devices {
             leased |= mig.lease.is_some();
-            rows.push(mig_row(gpu, mig, now));
+            rows.push(mig_row(gpu, mig, now, idle));
         }
     }
     (rows, leased)
@@ -173,6 +184,7 @@ fn mark(o: Occupancy) -> (&'static str, &'static str) {
         Occupancy::InUse => "busy",
         Occupancy::Leased => "leased",
         Occupancy::Unknown => "unknown",
+        Occupancy::Unusable => "unusable",
     };
     (o.mark(), class)
 }
@@ -215,13 +227,13 @@ fn lease(status: Option<&LeaseStatus>) -> Lease {
     }
 }
 
-fn gpu_row(gpu: &Gpu, now: SystemTime) -> Row {
+fn gpu_row(gpu: &Gpu, now: SystemTime, idle: &gpusel_core::IdleRules) -> Row {
     let power = match (gpu.power_draw, gpu.power_limit) {
         (Some(d), Some(l)) => format!("{} / {}", format_power(d), format_power(l)),
         (Some(d), None) => format_power(d),
         _ => "–".into(),
     };
-    let (mark, mark_class) = mark(gpu.occupancy());
+    let (mark, mark_class) = mark(gpu.occupancy_with(idle));
     Row {
         id: gpu.index.to_string(),
         mark,
@@ -245,8 +257,8 @@ fn gpu_row(gpu: &Gpu, now: SystemTime) -> Row {
     }
 }
 
-fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime) -> Row {
-    let (mark, mark_class) = mark(mig.occupancy());
+fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, idle: &gpusel_core::IdleRules) -> Row {
+    let (mark, mark_class) = mark(gpu.mig_occupancy(mig, idle));
     let first = mig
         .processes
         .iter()

@@ -123,7 +123,8 @@ pub async fn gpu_status(Shared(state): Shared<Arc<State>>) -> Response {
     let round = state.current();
     match &round.snapshot {
         Some(s) => {
-            let status = gpusel_http::nvgpu::status(s, std::time::SystemTime::now());
+            let status =
+                gpusel_http::nvgpu::status(s, std::time::SystemTime::now(), state.idle_rules());
             match serde_json::to_vec(&status) {
                 Ok(body) => ([(header::CONTENT_TYPE, JSON)], body).into_response(),
                 Err(_) => json_error(
@@ -186,7 +187,7 @@ async fn healthz(Shared(state): Shared<Arc<State>>) -> Response {
 
 async fn dashboard(Shared(state): Shared<Arc<State>>) -> Response {
     let round = state.current();
-    match page::dashboard(&round, state.interval()) {
+    match page::dashboard(&round, state.interval(), state.idle_rules()) {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the dashboard");

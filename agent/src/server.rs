@@ -120,11 +120,14 @@ impl Local {
         provider: Box<dyn GpuInfoProvider>,
         options: &ServeOptions,
     ) -> Result<Self, AgentError> {
-        let state = Arc::new(State::new(
-            Published::starting(options.interval, options.expose_cmdline),
-            options.token.clone(),
-            options.interval,
-        ));
+        let state = Arc::new(
+            State::new(
+                Published::starting(options.interval, options.expose_cmdline),
+                options.token.clone(),
+                options.interval,
+            )
+            .with_idle_rules(options.idle),
+        );
         let provider_name = provider.name().to_string();
         let (first_tx, first) = tokio::sync::oneshot::channel();
         let poller = poller::spawn(

@@ -106,6 +106,7 @@ pub struct State {
     attempt: Mutex<Option<Instant>>,
     token: Option<Token>,
     interval: Duration,
+    idle: gpusel_core::IdleRules,
 }
 
 impl State {
@@ -116,7 +117,19 @@ impl State {
             attempt: Mutex::new(None),
             token,
             interval,
+            idle: gpusel_core::IdleRules::default(),
         }
+    }
+
+    /// The same, judging idleness by `rules`.
+    pub fn with_idle_rules(mut self, rules: gpusel_core::IdleRules) -> Self {
+        self.idle = rules;
+        self
+    }
+
+    /// The idle rules the marks and `is_available` apply.
+    pub fn idle_rules(&self) -> &gpusel_core::IdleRules {
+        &self.idle
     }
 
     /// The latest round. The lock is held only to clone the pointer.

@@ -48,6 +48,8 @@ Environment:
   GPUSEL_HTTP_TOKEN_FILE file holding the bearer token of an http:// agent
   GPUSEL_HTTP_TIMEOUT    limit on one request to an http:// agent (default 10s)
   GPUSEL_PLUGIN_TIMEOUT  limit on one run of a plugin gpusel-provider-NAME (default 10s)
+  GPUSEL_IDLE_WINDOW     default for --idle-window
+  GPUSEL_UNACCOUNTED_MEMORY  memory no listed process holds that an idle GPU may show (256MiB, 1%)
   GPUSEL_BAN             GPUs never to give out, added to the config's bans (0,GPU-5f2c)
   GPUSEL_SYSTEM_CONFIG   the site config file to read instead of /etc/gpusel/config.toml
   XDG_CONFIG_HOME        where the user's gpusel/config.toml is (default ~/.config)
@@ -102,6 +104,10 @@ pub enum Sub {
     /// use; a younger one takes only what no older one could. Jobs started
     /// without gpusel are not in the queue.
     Queue,
+    /// Show how the GPUs are connected (NVLink, PCIe, NUMA), as
+    /// `nvidia-smi topo -m` does.
+    #[command(long_about = TOPO_ABOUT)]
+    Topo,
     /// Serve the GPUs over HTTP: a dashboard (/), JSON (/api/v1/snapshot),
     /// Prometheus metrics (/metrics) and /healthz. Read-only.
     #[command(long_about = SERVE_ABOUT)]
@@ -114,6 +120,9 @@ pub enum Sub {
     #[command(long_about = MAN_ABOUT)]
     Man(ManArgs),
 }
+
+const TOPO_ABOUT: &str = "\
+Show how the GPUs are connected, as `nvidia-smi topo -m` does: one row and column a GPU, each cell what joins the two (NV# for # bonded NVLinks, PIX one PCIe switch, PXB several, PHB a host bridge, NODE one NUMA node, SYS across NUMA nodes, N/A unknown), then each GPU's CPU and NUMA affinity and the legend. `-n 2` and more prefer GPUs joined in that order. --json prints the same matrix. Works with any provider that reads topology: nvml, a snapshot file written by `gpusel list --json`, or an agent (http://HOST:PORT).";
 
 const COMPLETIONS_ABOUT: &str = "\
 Print the shell completion script for SHELL, generated from the same definition as --help. The Debian package installs bash's, zsh's and fish's already. By hand, for one user:
@@ -272,6 +281,14 @@ pub struct GlobalArgs {
     /// Print JSON (the versioned schema shared by every mode) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// How far back idleness looks: with NVML, a GPU is idle only if no
+    /// utilization sample the driver kept over this window exceeds the
+    /// limit (a job paused for data loading reads 0% at one instant). 0
+    /// reads the instant value only. Default: 10s (or the config's
+    /// idle.window, or GPUSEL_IDLE_WINDOW).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_window: Option<std::time::Duration>,
 
     /// Log more to stderr: -v info, -vv debug, -vvv trace. RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

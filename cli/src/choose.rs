@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use gpusel_core::{GpuInfoProvider, Progress, SelectError, Selection, Selector, Verdict};
+use gpusel_core::{GpuInfoProvider, Progress, SelectError, Selection, Selector};
 
 use crate::args::SelectArgs;
 use crate::config::{Config, Source};
@@ -184,7 +184,7 @@ pub fn run(
     // without close-on-exec).
     drop(provider);
     if args.explain {
-        explain(&selection.verdicts, &selection.strategy);
+        explain(&selection);
     }
     match mode {
         Mode::Print | Mode::Env if json => out::print_json(&selection),
@@ -194,40 +194,49 @@ pub fn run(
     }
 }
 
-fn explain(verdicts: &[Verdict], strategy: &str) {
+fn explain(selection: &Selection) {
+    let verdicts = &selection.verdicts;
     let qualify = verdicts.iter().filter(|v| v.reasons.is_empty()).count();
     let mut text = format!(
-        "{} devices, {qualify} qualify, strategy {strategy}",
-        verdicts.len()
+        "{} devices, {qualify} qualify, strategy {}",
+        verdicts.len(),
+        selection.strategy
     );
     for v in verdicts {
         text.push_str(&format!("\n  {v}"));
     }
+    if let Some(line) = link_line(selection) {
+        text.push_str(&format!("\n{line}"));
+    }
     out::eprint_line("", &text);
+}
+
+/// What joins the chosen GPUs: `GPUs 2,3: joined by NVLink (NV12)`; `None`
+/// for one device, or without topology.
+pub fn link_line(selection: &Selection) -> Option<String> {
+    let link = selection.link?;
+    let gpus: Vec<String> = selection
+        .devices
+        .iter()
+        .map(|d| d.index.to_string())
+        .collect();
+    Some(match &selection.link_code {
+        Some(code) => format!("GPUs {}: {link} ({code})", gpus.join(",")),
+        None => format!("GPUs {}: {link}", gpus.join(",")),
+    })
 }
 
 fn no_match(error: SelectError, explain_all: bool) -> Failure {
     match error {
-        SelectError::NoMatch {
-            ref verdicts,
-            strategy_defaults,
-            ..
-        } => {
+        SelectError::NoMatch { ref verdicts, .. } => {
             let mut details: Vec<String> = verdicts
                 .iter()
-                .filter(|v| {
-                    explain_all
-                        || !(v.reasons.is_empty()
-                            || v.reasons == [gpusel_core::Reason::HiddenByCudaVisibleDevices])
-                })
+                .filter(|v| explain_all || v.explains_a_failure())
                 .map(ToString::to_string)
                 .collect();
             // Hint only where it helps: a GPU that the strategy's own
             // defaults (idle-random's "no load") alone keep out.
-            let by_defaults = verdicts.iter().any(|v| {
-                !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r))
-            });
-            if by_defaults {
+            if error.only_strategy_defaults_keep_out() {
                 details.push(
                     "hint: idle-random takes only idle GPUs; allow some load with --max-util/--max-mem-util/--max-processes (still a random pick among the GPUs that pass), or take the least used now with --strategy least-used"
                         .into(),

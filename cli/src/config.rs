@@ -12,6 +12,9 @@ pub fn load(global: &GlobalArgs) -> Result<Config, Failure> {
     if let Some(dir) = &global.lock_dir {
         config.lock_dir = Setting::new(dir.clone(), Source::Flag("--lock-dir"));
     }
+    if let Some(w) = global.idle_window {
+        config.idle_window = Setting::new(w, Source::Flag("--idle-window"));
+    }
     if let Some(p) = &global.provider {
         config.provider = Setting::new(p.clone(), Source::Flag("--provider"));
     }

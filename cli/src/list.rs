@@ -23,6 +23,7 @@ pub fn add_leases(snapshot: &mut Snapshot, lock_dir: &Path) {
 pub fn show(
     args: &ListArgs,
     bans: &[gpusel_core::Ban],
+    idle: &gpusel_core::IdleRules,
     mut take: impl FnMut() -> Result<Snapshot, Failure>,
 ) -> Result<(), Failure> {
     let tty = term::stdout_is_tty();
@@ -32,6 +33,7 @@ pub fn show(
         full_cmd: args.full_cmd,
         wide: args.wide,
         bans: bans.to_vec(),
+        idle: *idle,
     };
     let Some(interval) = args.watch else {
         return out::print(&table::render(&take()?, &look(term::output_width())));

@@ -21,6 +21,7 @@ mod stall;
 mod status;
 mod table;
 mod term;
+mod topo;
 mod wait;
 mod watch;
 
@@ -68,7 +69,9 @@ fn main() -> ExitCode {
         && !running
         && matches!(
             cli.sub,
-            None | Some(Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config)
+            None | Some(
+                Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config | Sub::Topo | Sub::Queue
+            )
         );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,7 +140,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 return out::print_json(&take()?);
             }
-            list::show(&args, &config.bans, take)
+            list::show(&args, &config.bans, &config.idle_rules(), take)
         }
         Some(Sub::Status(args)) => {
             let mut snapshot = gpusel_core::block_on(provider.snapshot())?;
@@ -152,6 +155,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out::print_json(&snapshot)
             } else {
                 out::print(&status::render(&snapshot))
+            }
+        }
+        Some(Sub::Topo) => {
+            let snapshot = gpusel_core::block_on(provider.snapshot())?;
+            if !topo::known(&snapshot) {
+                let hint = if snapshot.provider == "nvml" {
+                    ""
+                } else {
+                    " (NVML reads it: --provider nvml)"
+                };
+                out::eprint_line(
+                    "warning: ",
+                    &format!(
+                        "the {} provider reports no topology for these GPUs: every link reads N/A{hint}",
+                        snapshot.provider
+                    ),
+                );
+            }
+            let matrix = topo::matrix(&snapshot);
+            if cli.global.json {
+                out::print_json(&matrix)
+            } else {
+                out::print(&topo::render(&matrix))
             }
         }
         Some(Sub::Env(args)) => {

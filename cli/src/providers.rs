@@ -32,6 +32,21 @@ pub fn watched(provider: Box<dyn GpuInfoProvider>) -> Box<dyn GpuInfoProvider> {
 
 struct Watched(Box<dyn GpuInfoProvider>);
 
+impl Watched {
+    /// Says on stderr, should the read take long, what it waits on.
+    fn watch(&self) -> stall::Watchdog {
+        let hint = if self.0.is_remote() {
+            stall::REMOTE_HINT
+        } else {
+            stall::DRIVER_HINT
+        };
+        stall::watch(
+            format!("provider '{}' to read the GPUs", self.0.name()),
+            hint,
+        )
+    }
+}
+
 #[gpusel_core::async_trait]
 impl GpuInfoProvider for Watched {
     fn name(&self) -> &str {
@@ -39,16 +54,13 @@ impl GpuInfoProvider for Watched {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let hint = if self.0.is_remote() {
-            stall::REMOTE_HINT
-        } else {
-            stall::DRIVER_HINT
-        };
-        let _watch = stall::watch(
-            format!("provider '{}' to read the GPUs", self.0.name()),
-            hint,
-        );
+        let _watch = self.watch();
         self.0.snapshot().await
+    }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        let _watch = self.watch();
+        self.0.snapshot_without_topology().await
     }
 
     fn is_remote(&self) -> bool {

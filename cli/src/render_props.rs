@@ -169,7 +169,7 @@ proptest! {
     #[test]
     fn status_list_and_explain_never_panic(snapshot in snapshot(), width in opt(0usize..300), wide in any::<bool>(), color in any::<bool>(), full_cmd in any::<bool>()) {
         let _ = crate::status::render(&snapshot);
-        let look = Look { width, color, full_cmd, wide, bans: Vec::new() };
+        let look = Look { width, color, full_cmd, wide, bans: Vec::new(), idle: Default::default() };
         let _ = crate::table::render(&snapshot, &look);
         // The explain lines: a verdict per device, as `--explain` and a
         // failed selection print them.

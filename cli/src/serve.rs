@@ -29,6 +29,7 @@ pub fn run(args: &ServeArgs, config: &Config) -> Result<(), Failure> {
     options.lock_dir = config.lock_dir.value.clone();
     options.expose_cmdline = args.expose_cmdline;
     options.max_connections = args.max_connections as usize;
+    options.idle = config.idle_rules();
     if let Some(path) = &args.token_file {
         options.token =
             Some(gpusel_agent::Token::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?);

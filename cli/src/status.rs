@@ -88,8 +88,10 @@ fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
+/// Compute clients, as gpuselect counts them and `--max-processes` does: a
+/// graphics-only client (the X server) is not one.
 fn count(list: Option<&[gpusel_core::GpuProcess]>) -> String {
-    or_dash(list.map(<[_]>::len))
+    or_dash(list.map(|l| l.iter().filter(|p| p.is_compute()).count()))
 }
 
 fn gpu_row(gpu: &Gpu) -> Vec<String> {

@@ -29,6 +29,8 @@ pub struct Look {
     pub wide: bool,
     /// The site's bans: a banned device is marked `[x]`, never `[ ]`.
     pub bans: Vec<gpusel_core::Ban>,
+    /// The site's idle rules (the unaccounted-memory tolerance).
+    pub idle: gpusel_core::IdleRules,
 }
 
 /// Cells of the memory bar.
@@ -102,7 +104,8 @@ enum Mark {
     Leased,
     /// [`Occupancy::Unknown`].
     Unusable,
-    /// Banned by the site's config: never given out, whatever its state.
+    /// Banned by the site's config, or [`Occupancy::Unusable`] (compute
+    /// mode `Prohibited`): never given out, whatever its state.
     Banned,
 }
 
@@ -117,12 +120,12 @@ impl Mark {
         }
     }
 
-    fn of_gpu(gpu: &Gpu) -> Self {
-        gpu.occupancy().into()
+    fn of_gpu(gpu: &Gpu, idle: &gpusel_core::IdleRules) -> Self {
+        gpu.occupancy_with(idle).into()
     }
 
-    fn of_mig(mig: &MigDevice) -> Self {
-        mig.occupancy().into()
+    fn of_mig(gpu: &Gpu, mig: &MigDevice, idle: &gpusel_core::IdleRules) -> Self {
+        gpu.mig_occupancy(mig, idle).into()
     }
 }
 
@@ -133,6 +136,7 @@ impl From<Occupancy> for Mark {
             Occupancy::InUse => Mark::InUse,
             Occupancy::Leased => Mark::Leased,
             Occupancy::Unknown => Mark::Unusable,
+            Occupancy::Unusable => Mark::Banned,
         }
     }
 }
@@ -151,12 +155,13 @@ enum Col {
     Power,
     Sm,
     Perf,
+    Mode,
     Bus,
     Uuid,
 }
 
 impl Col {
-    const ALL: [Col; 13] = [
+    const ALL: [Col; 14] = [
         Col::Index,
         Col::Mark,
         Col::Name,
@@ -168,6 +173,7 @@ impl Col {
         Col::Power,
         Col::Sm,
         Col::Perf,
+        Col::Mode,
         Col::Bus,
         Col::Uuid,
     ];
@@ -189,6 +195,7 @@ impl Col {
             Col::Power => "POWER",
             Col::Sm => "SM CLOCK",
             Col::Perf => "PERF",
+            Col::Mode => "COMPUTE M.",
             Col::Bus => "BUS",
             Col::Uuid => "UUID",
         }
@@ -202,7 +209,7 @@ impl Col {
     }
 
     fn wide_only(self) -> bool {
-        matches!(self, Col::Perf | Col::Bus | Col::Uuid)
+        matches!(self, Col::Perf | Col::Mode | Col::Bus | Col::Uuid)
     }
 }
 
@@ -503,7 +510,7 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
     let mark = if ban.is_some() {
         Mark::Banned
     } else {
-        Mark::of_gpu(gpu)
+        Mark::of_gpu(gpu, &look.idle)
     };
     let (mark, mark_style) = mark.text();
     let (util, util_style) = percent(gpu.utilization_gpu);
@@ -538,6 +545,11 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
             Style::Plain,
         ),
         (
+            Col::Mode,
+            gpu.compute_mode.map_or("-", compute_mode).into(),
+            Style::Plain,
+        ),
+        (
             Col::Bus,
             gpu.pci_bus_id.as_deref().map_or("-".into(), clean),
             Style::Plain,
@@ -545,8 +557,18 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
         (Col::Uuid, clean(&gpu.uuid), Style::Dim),
     ];
     let mut below = Vec::new();
+    if gpu.compute_mode == Some(gpusel_core::ComputeMode::Prohibited) {
+        below.push(Below::Text(
+            format!("[x] {}", gpusel_core::Reason::ComputeProhibited),
+            Style::Red,
+        ));
+    }
+    if let Some(note) = gpusel_core::peak_note(gpu) {
+        below.push(Below::Text(note, Style::Yellow));
+    }
     if !gpu.mig_enabled() {
-        below = processes_below(gpu.processes.as_deref(), now, look);
+        below.extend(processes_below(gpu.processes.as_deref(), now, look));
+        below.extend(ghost_below(gpusel_core::Device::whole(gpu), look));
     } else if gpu.mig_devices.is_empty() {
         below.push(Below::Text(
             "[!] MIG mode: its MIG devices are not listed (the nvml provider lists them)".into(),
@@ -557,6 +579,28 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
     below.extend(lease_below(gpu.lease.as_ref()));
     below.extend(share_lines(gpu.lease.as_ref()));
     Row { cells, below }
+}
+
+/// Memory no listed process holds, when it is over the idle tolerance.
+fn ghost_below(device: gpusel_core::Device<'_>, look: &Look) -> Option<Below> {
+    let ghost = look.idle.ghost(&device)?;
+    Some(Below::Text(
+        format!(
+            "[!] {} in use by no process visible here",
+            format_bytes(ghost.unaccounted)
+        ),
+        Style::Red,
+    ))
+}
+
+/// nvidia-smi's name for a compute mode in its table.
+fn compute_mode(mode: gpusel_core::ComputeMode) -> &'static str {
+    match mode {
+        gpusel_core::ComputeMode::Default => "Default",
+        gpusel_core::ComputeMode::ExclusiveThread => "E. Thread",
+        gpusel_core::ComputeMode::Prohibited => "Prohibited",
+        gpusel_core::ComputeMode::ExclusiveProcess => "E. Process",
+    }
 }
 
 /// The ban that keeps `device` from every job, if one does.
@@ -585,7 +629,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
     let mark = if ban.is_some() {
         Mark::Banned
     } else {
-        Mark::of_mig(mig)
+        Mark::of_mig(gpu, mig, &look.idle)
     };
     let (mark, mark_style) = mark.text();
     let bar_ = bar(fraction);
@@ -607,6 +651,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
         (Col::Uuid, clean(&mig.uuid), Style::Dim),
     ];
     let mut below = processes_below(mig.processes.as_deref(), now, look);
+    below.extend(ghost_below(gpusel_core::Device::mig(gpu, mig), look));
     below.extend(ban.map(ban_below));
     below.extend(lease_below(mig.lease.as_ref()));
     below.extend(share_lines(mig.lease.as_ref()));
@@ -626,7 +671,9 @@ fn processes_below(list: Option<&[GpuProcess]>, now: SystemTime, look: &Look) ->
 }
 
 fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
-    let hidden = p.visible == Some(false);
+    // A hidden compute client makes the GPU's state unknown; a hidden
+    // graphics client (the X server in another namespace) does not.
+    let hidden = p.visible == Some(false) && p.is_compute();
     let name = p.name.as_deref().map(clean).or_else(|| {
         p.command_line
             .as_ref()
@@ -637,7 +684,7 @@ fn process_cells(p: &GpuProcess, now: SystemTime, look: &Look) -> ProcessCells {
         (Some(args), true) => args.iter().map(|a| clean(a)).collect::<Vec<_>>().join(" "),
         _ => name.unwrap_or_else(|| "?".into()),
     };
-    if hidden {
+    if p.visible == Some(false) {
         command.push_str("  (not visible in /proc here)");
     }
     ProcessCells {
@@ -806,6 +853,7 @@ mod tests {
             full_cmd: false,
             wide: false,
             bans: Vec::new(),
+            idle: Default::default(),
         }
     }
 

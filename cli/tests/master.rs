@@ -586,6 +586,8 @@ fn the_master_page_counts_idle_gpus_as_list_marks_them_free() {
         serde_json::from_str(&std::fs::read_to_string(common::MIG).unwrap()).unwrap();
     for mig in json["gpus"][0]["mig_devices"].as_array_mut().unwrap() {
         mig["processes"] = serde_json::json!([]);
+        // Without its process, its memory would be no listed process's.
+        mig["memory_used"] = serde_json::json!(0);
     }
     let taken = std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 60);
     json["time"] = gpusel_core::timefmt::format(taken).into();

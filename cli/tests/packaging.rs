@@ -92,6 +92,7 @@ fn every_shell_gets_a_script_that_names_every_subcommand_and_option() {
         for word in [
             "list",
             "status",
+            "topo",
             "serve",
             "completions",
             "man",
@@ -165,6 +166,7 @@ fn man_dir_writes_a_page_per_subcommand_and_says_where() {
         "gpusel-list",
         "gpusel-status",
         "gpusel-config",
+        "gpusel-topo",
         "gpusel-serve",
         "gpusel-completions",
         "gpusel-man",

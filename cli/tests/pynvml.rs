@@ -188,7 +188,7 @@ fn py_gpu(g: &Value) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut gpu = json!({
         "index": g["index"], "uuid": g["uuid"], "name": g["name"], "pci_bus_id": g["pci_bus_id"],
         "memory_total": g["memory"]["total"], "memory_used": g["memory"]["used"], "memory_free": g["memory"]["free"],
         "utilization_gpu": g["utilization_gpu"], "utilization_memory": g["utilization_memory"],
@@ -196,7 +196,38 @@ fn py_gpu(g: &Value) -> Value {
         "performance_state": g["performance_state"], "sm_clock": g["sm_clock"], "mig_mode": g["mig_mode"],
         "processes": py_processes(&g["processes"]),
         "mig_devices": migs,
-    })
+    });
+    // Fields gpusel leaves out when the driver does not report them.
+    for (ours, theirs) in [
+        ("memory_reserved", &g["memory"]["reserved"]),
+        ("compute_mode", &g["compute_mode"]),
+        ("utilization_window", &g["utilization_window"]),
+    ] {
+        if !theirs.is_null() {
+            gpu[ours] = theirs.clone();
+        }
+    }
+    // Topology fields are absent, not null, where the driver gives none.
+    if let (Some(gpu), Some(topology)) = (gpu.as_object_mut(), g["topology"].as_object()) {
+        gpu.extend(topology.clone());
+    }
+    gpu
+}
+
+/// The window's sample ages, taken out of `gpu` (they depend on when each
+/// reader looked, so they are compared apart, within a margin).
+fn take_ages(gpu: &mut Value) -> Vec<u64> {
+    let mut ages = Vec::new();
+    for key in ["gpu", "memory"] {
+        if let Some(peak) = gpu["utilization_window"]
+            .get_mut(key)
+            .and_then(Value::as_object_mut)
+            && let Some(age) = peak.remove("age_ms")
+        {
+            ages.push(age.as_u64().expect("an age in ms"));
+        }
+    }
+    ages
 }
 
 fn gpusel_gpu(g: &Value) -> Value {
@@ -245,8 +276,17 @@ fn agree_on(name: &str) {
         .collect();
     assert!(!py_gpus.is_empty(), "{name}: pynvml saw no GPU");
     assert_eq!(our_gpus.len(), py_gpus.len(), "{name}");
-    for (o, p) in our_gpus.iter().zip(&py_gpus) {
+    for (mut o, mut p) in our_gpus.into_iter().zip(py_gpus) {
+        let (our_ages, py_ages) = (take_ages(&mut o), take_ages(&mut p));
         assert_eq!(o, p, "{name}: gpusel (left) and pynvml (right) differ");
+        assert_eq!(our_ages.len(), py_ages.len(), "{name}");
+        for (a, b) in our_ages.iter().zip(&py_ages) {
+            // The two read the same samples seconds apart at most.
+            assert!(
+                a.abs_diff(*b) < 30_000,
+                "{name}: sample ages {a} and {b} ms"
+            );
+        }
     }
 }
 
@@ -268,6 +308,26 @@ fn pynvml_sees_the_mig_h100_as_gpusel_does() {
 #[test]
 fn pynvml_sees_the_idle_a100s_as_gpusel_does() {
     agree_on("idle-8xa100");
+}
+
+#[test]
+fn pynvml_sees_compute_modes_and_sample_buffers_as_gpusel_does() {
+    agree_on("idleness");
+}
+
+#[test]
+fn pynvml_sees_the_nvlink_pairs_as_gpusel_does() {
+    agree_on("nvlink-pairs-8xa100");
+}
+
+#[test]
+fn pynvml_sees_the_nvswitch_board_as_gpusel_does() {
+    agree_on("nvswitch-8xh100");
+}
+
+#[test]
+fn pynvml_sees_the_pcie_numa_box_as_gpusel_does() {
+    agree_on("pcie-numa-4xl40s");
 }
 
 /// The exception pynvml raises for `call` (Python, after `import pynvml as
@@ -331,4 +391,63 @@ fn pynvml_reads_the_faults_as_the_real_errors() {
         pynvml_raises("mig-h100", &format!("{init}{util}")),
         "NVMLError_NotSupported"
     );
+    // The sample buffer: none kept (a scenario without it), none newer than
+    // asked for, and a buffer read whole.
+    let samples = |gpu: u32, since: &str| {
+        format!(
+            "{init}n.nvmlDeviceGetSamples(n.nvmlDeviceGetHandleByIndex({gpu}), n.NVML_GPU_UTILIZATION_SAMPLES, {since})"
+        )
+    };
+    assert_eq!(
+        pynvml_raises("lab-8xa100", &samples(0, "0")),
+        "NVMLError_NotSupported"
+    );
+    assert_eq!(
+        pynvml_raises(
+            "idleness",
+            &samples(1, "int((__import__('time').time() + 3600) * 1e6)")
+        ),
+        "NVMLError_NotFound"
+    );
+    assert_eq!(pynvml_raises("idleness", &samples(1, "0")), "ok");
+}
+
+#[test]
+fn pynvml_reads_missing_nvlinks_as_real_drivers_answer() {
+    let state = |gpu: u32, link: u32| {
+        format!(
+            "n.nvmlInit(); n.nvmlDeviceGetNvLinkState(n.nvmlDeviceGetHandleByIndex({gpu}), {link})"
+        )
+    };
+    let pairs = "nvlink-pairs-8xa100";
+    assert_eq!(pynvml_raises(pairs, &state(0, 11)), "ok");
+    // Past the GPU's links, and past NVML_NVLINK_MAX_LINKS.
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 12)),
+        "NVMLError_InvalidArgument"
+    );
+    assert_eq!(
+        pynvml_raises(pairs, &state(0, 18)),
+        "NVMLError_InvalidArgument"
+    );
+    // A GPU without NVLink, and one whose driver reads no topology.
+    assert_eq!(
+        pynvml_raises("pcie-numa-4xl40s", &state(0, 0)),
+        "NVMLError_NotSupported"
+    );
+    let ancestor = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; n.nvmlDeviceGetTopologyCommonAncestor(h(0), h(1))";
+    assert_eq!(
+        pynvml_raises("lab-8xa100", ancestor),
+        "NVMLError_NotSupported"
+    );
+    assert_eq!(pynvml_raises(pairs, ancestor), "ok");
+    // P2P over NVLink: what an NVSwitch board answers, and a PCIe-only box.
+    let p2p = |a: u32, b: u32| {
+        format!(
+            "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h({a}), h({b}), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_OK, s"
+        )
+    };
+    assert_eq!(pynvml_raises("nvswitch-8xh100", &p2p(0, 7)), "ok");
+    let not = "n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex; s = n.nvmlDeviceGetP2PStatus(h(0), h(1), n.NVML_P2P_CAPS_INDEX_NVLINK); assert s == n.NVML_P2P_STATUS_NOT_SUPPORTED, s";
+    assert_eq!(pynvml_raises("pcie-numa-4xl40s", not), "ok");
 }

@@ -97,6 +97,24 @@ pub struct ProcessInfo {
 }
 
 /// The text `nvmlErrorString` gives for `ret`, NUL-terminated.
+/// `nvmlSample_t`: a CPU timestamp in microseconds and an 8-byte
+/// `nvmlValue_t` union, of which utilization samples use `uiVal`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Sample {
+    /// Microseconds since the epoch.
+    pub time_stamp: u64,
+    /// `nvmlValue_t`; the low 4 bytes are `uiVal` on little-endian.
+    pub value: u64,
+}
+
+/// `NVML_VALUE_TYPE_UNSIGNED_INT`.
+pub const VALUE_TYPE_UNSIGNED_INT: u32 = 1;
+/// `NVML_GPU_UTILIZATION_SAMPLES`.
+pub const GPU_UTILIZATION_SAMPLES: u32 = 1;
+/// `NVML_MEMORY_UTILIZATION_SAMPLES`.
+pub const MEMORY_UTILIZATION_SAMPLES: u32 = 2;
+
 pub fn error_string(ret: Ret) -> &'static [u8] {
     match ret {
         SUCCESS => b"Success\0",
@@ -134,5 +152,6 @@ mod tests {
         assert_eq!(size_of::<ProcessInfoV1>(), 16);
         assert_eq!(size_of::<ProcessInfo>(), 24);
         assert_eq!(offset_of!(ProcessInfo, gpu_instance_id), 16);
+        assert_eq!(size_of::<Sample>(), 16);
     }
 }

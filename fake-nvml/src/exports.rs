@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::abi::{self, Ret};
 use crate::handle::{self, Handle, Target};
-use crate::scenario::{self, HandleError, InitError, LoadError, Process, Scenario};
+use crate::scenario::{self, ComputeMode, HandleError, InitError, LoadError, Process, Scenario};
 
 /// Open `nvmlInit` calls not yet matched by `nvmlShutdown`; NVML refuses
 /// queries while it is zero, and so does the fake, so a caller that forgets
@@ -48,7 +48,7 @@ fn close_driver_fd() {
 /// Runs `body` against the current scenario, as the entry point `name`:
 /// answers `FUNCTION_NOT_FOUND` when the scenario lists `name` as missing and
 /// `UNKNOWN` when `body` panics, so no panic crosses the C boundary.
-fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
+pub(crate) fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if INITIALIZED.load(Ordering::SeqCst) == 0 {
             return Err(abi::UNINITIALIZED);
@@ -67,7 +67,11 @@ fn call(name: &str, body: impl FnOnce(&Scenario) -> Result<(), Ret>) -> Ret {
 }
 
 /// [`call`] for an entry point that takes a device handle.
-fn on_device(name: &str, device: Handle, body: impl FnOnce(Target<'_>) -> Result<(), Ret>) -> Ret {
+pub(crate) fn on_device(
+    name: &str,
+    device: Handle,
+    body: impl FnOnce(Target<'_>) -> Result<(), Ret>,
+) -> Ret {
     call(name, |s| body(handle::resolve(s, device)?))
 }
 
@@ -88,12 +92,12 @@ pub fn handle_error_code(e: HandleError) -> Ret {
     }
 }
 
-fn supported<T>(value: Option<T>) -> Result<T, Ret> {
+pub(crate) fn supported<T>(value: Option<T>) -> Result<T, Ret> {
     value.ok_or(abi::NOT_SUPPORTED)
 }
 
 /// Writes `value` through `out`, refusing a null pointer.
-unsafe fn put<T>(out: *mut T, value: T) -> Result<(), Ret> {
+pub(crate) unsafe fn put<T>(out: *mut T, value: T) -> Result<(), Ret> {
     if out.is_null() {
         return Err(abi::INVALID_ARGUMENT);
     }
@@ -297,7 +301,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
 
 /// `(domain, bus, device)` of a bus id in either NVML form
 /// (`0000:07:00.0` or `00000000:07:00.0`).
-fn parse_bus_id(text: &str) -> Option<(u32, u32, u32)> {
+pub(crate) fn parse_bus_id(text: &str) -> Option<(u32, u32, u32)> {
     let (domain, rest) = text.trim().split_once(':')?;
     let (bus, rest) = rest.split_once(':')?;
     let (device, _function) = rest.split_once('.')?;
@@ -385,23 +389,28 @@ fn pci_info(name: &str, device: Handle, out: *mut abi::PciInfo) -> Ret {
             return Err(abi::NOT_SUPPORTED);
         };
         let bus_id = supported(d.pci_bus_id.as_deref())?;
-        let (domain, bus, dev) = parse_bus_id(bus_id).ok_or(abi::UNKNOWN)?;
-        let mut info = abi::PciInfo {
-            bus_id_legacy: [0; 16],
-            domain,
-            bus,
-            device: dev,
-            pci_device_id: d.pci_device_id.unwrap_or(0),
-            pci_sub_system_id: d.pci_sub_system_id.unwrap_or(0),
-            bus_id: [0; 32],
-        };
-        let legacy = format!("{domain:04X}:{bus:02X}:{dev:02X}.0");
-        unsafe {
-            put_str(info.bus_id_legacy.as_mut_ptr(), 16, &legacy)?;
-            put_str(info.bus_id.as_mut_ptr(), 32, bus_id)?;
-            put(out, info)
-        }
+        unsafe { put(out, pci_struct(bus_id, d)?) }
     })
+}
+
+/// `nvmlPciInfo_t` for the device `d` at `bus_id`.
+pub(crate) fn pci_struct(bus_id: &str, d: &scenario::Device) -> Result<abi::PciInfo, Ret> {
+    let (domain, bus, dev) = parse_bus_id(bus_id).ok_or(abi::UNKNOWN)?;
+    let mut info = abi::PciInfo {
+        bus_id_legacy: [0; 16],
+        domain,
+        bus,
+        device: dev,
+        pci_device_id: d.pci_device_id.unwrap_or(0),
+        pci_sub_system_id: d.pci_sub_system_id.unwrap_or(0),
+        bus_id: [0; 32],
+    };
+    let legacy = format!("{domain:04X}:{bus:02X}:{dev:02X}.0");
+    unsafe {
+        put_str(info.bus_id_legacy.as_mut_ptr(), 16, &legacy)?;
+        put_str(info.bus_id.as_mut_ptr(), 32, bus_id)?;
+    }
+    Ok(info)
 }
 
 #[unsafe(no_mangle)]
@@ -853,6 +862,84 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(device: Handle, id: *mut
     on_device("nvmlDeviceGetComputeInstanceId", device, |t| match t {
         Target::Mig(_, m) => unsafe { put(id, supported(m.compute_instance_id)?) },
         Target::Gpu(..) => Err(abi::INVALID_ARGUMENT),
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetComputeMode(device: Handle, mode: *mut c_uint) -> Ret {
+    call("nvmlDeviceGetComputeMode", |s| {
+        let d = match handle::resolve(s, device)? {
+            Target::Gpu(_, d) => d,
+            // A MIG device answers for its GPU.
+            Target::Mig(gpu, _) => s.devices.get(gpu).ok_or(abi::INVALID_ARGUMENT)?,
+        };
+        let value = match supported(d.compute_mode)? {
+            ComputeMode::Default => 0,
+            ComputeMode::ExclusiveThread => 1,
+            ComputeMode::Prohibited => 2,
+            ComputeMode::ExclusiveProcess => 3,
+        };
+        unsafe { put(mode, value) }
+    })
+}
+
+/// `nvmlDeviceGetSamples`: the samples newer than `last_seen` (microseconds
+/// since the epoch, 0 for all), oldest first. With a null `samples` it
+/// answers how many there are; with a buffer, it fills up to
+/// `*sample_count` of them and says how many it wrote. No sample newer than
+/// `last_seen` is `NOT_FOUND`, as the driver answers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetSamples(
+    device: Handle,
+    kind: c_uint,
+    last_seen: u64,
+    value_type: *mut c_uint,
+    sample_count: *mut c_uint,
+    samples: *mut abi::Sample,
+) -> Ret {
+    on_device("nvmlDeviceGetSamples", device, |t| {
+        let d = gpu_only(t)?;
+        if d.mig_mode.is_some_and(|m| m.current) {
+            return Err(abi::NOT_SUPPORTED);
+        }
+        let buffer = supported(d.samples.as_ref())?;
+        let series = match kind {
+            abi::GPU_UTILIZATION_SAMPLES => &buffer.gpu,
+            abi::MEMORY_UTILIZATION_SAMPLES => &buffer.memory,
+            _ => return Err(abi::NOT_SUPPORTED),
+        };
+        if sample_count.is_null() || value_type.is_null() {
+            return Err(abi::INVALID_ARGUMENT);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| abi::UNKNOWN)?
+            .as_micros() as u64;
+        let mut newer: Vec<abi::Sample> = series
+            .iter()
+            .map(|s| abi::Sample {
+                time_stamp: now.saturating_sub(s.age_ms.saturating_mul(1000)),
+                value: u64::from(s.value),
+            })
+            .filter(|s| s.time_stamp > last_seen)
+            .collect();
+        newer.sort_by_key(|s| s.time_stamp);
+        if newer.is_empty() {
+            return Err(abi::NOT_FOUND);
+        }
+        unsafe { put(value_type, abi::VALUE_TYPE_UNSIGNED_INT)? };
+        let count = c_uint::try_from(newer.len()).map_err(|_| abi::UNKNOWN)?;
+        if samples.is_null() {
+            return unsafe { put(sample_count, count) };
+        }
+        // SAFETY: non-null, checked above.
+        let room = unsafe { *sample_count } as usize;
+        let n = newer.len().min(room);
+        for (i, sample) in newer.into_iter().take(n).enumerate() {
+            // SAFETY: the caller's buffer holds `room` samples and i < room.
+            unsafe { samples.add(i).write(sample) };
+        }
+        unsafe { put(sample_count, n as c_uint) }
     })
 }
 

@@ -18,3 +18,4 @@ mod abi;
 mod exports;
 mod handle;
 mod scenario;
+mod topology;

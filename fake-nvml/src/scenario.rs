@@ -129,6 +129,97 @@ pub struct Device {
     /// MIG devices, by MIG index.
     #[serde(default)]
     pub mig_devices: Vec<MigDevice>,
+    /// `nvmlDeviceGetComputeMode`; absent answers `NOT_SUPPORTED`.
+    #[serde(default)]
+    pub compute_mode: Option<ComputeMode>,
+    /// The driver's sample buffer (`nvmlDeviceGetSamples`); absent answers
+    /// `NOT_SUPPORTED`, as on a driver that keeps none for the device.
+    #[serde(default)]
+    pub samples: Option<Samples>,
+    /// Where the GPU sits: NUMA node, CPUs, PCIe switches, NVLinks. Absent:
+    /// every topology call answers `NVML_ERROR_NOT_SUPPORTED`.
+    #[serde(default)]
+    pub topology: Option<Topology>,
+}
+
+/// `nvmlComputeMode_t`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeMode {
+    /// `NVML_COMPUTEMODE_DEFAULT` (0).
+    Default,
+    /// `NVML_COMPUTEMODE_EXCLUSIVE_THREAD` (1).
+    ExclusiveThread,
+    /// `NVML_COMPUTEMODE_PROHIBITED` (2).
+    Prohibited,
+    /// `NVML_COMPUTEMODE_EXCLUSIVE_PROCESS` (3).
+    ExclusiveProcess,
+}
+
+/// Utilization samples by kind, each as old as the scenario says at the
+/// moment of the query (so a scenario stays true however long a test runs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Samples {
+    /// `NVML_GPU_UTILIZATION_SAMPLES`.
+    #[serde(default)]
+    pub gpu: Vec<Sample>,
+    /// `NVML_MEMORY_UTILIZATION_SAMPLES`.
+    #[serde(default)]
+    pub memory: Vec<Sample>,
+}
+
+/// One sample: its value and its age.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// How long before the query it was taken, in milliseconds.
+    pub age_ms: u64,
+    /// Percent.
+    pub value: u32,
+}
+
+/// Where one GPU sits in the machine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The NUMA node nearest the GPU (`nvmlDeviceGetMemoryAffinity`).
+    #[serde(default)]
+    pub numa_node: Option<u32>,
+    /// The CPUs nearest the GPU as ranges, `0-15,32-47`
+    /// (`nvmlDeviceGetCpuAffinity`).
+    #[serde(default)]
+    pub cpus: Option<String>,
+    /// Names of the PCIe switches above the GPU, the host bridge's first.
+    /// Two GPUs whose nearest switch is the same meet at
+    /// `NVML_TOPOLOGY_SINGLE`; sharing a farther one, at `..._MULTIPLE`.
+    #[serde(default)]
+    pub pcie_switches: Vec<String>,
+    /// Name of the host bridge above the switches: GPUs sharing it (and no
+    /// switch) meet at `NVML_TOPOLOGY_HOSTBRIDGE`; on one NUMA node, at
+    /// `..._NODE`; else at `..._SYSTEM`.
+    #[serde(default)]
+    pub host_bridge: Option<String>,
+    /// The GPU's NVLinks, by link index; absent on a GPU without NVLink
+    /// (`NVML_ERROR_NOT_SUPPORTED`). An index past the list answers
+    /// `NVML_ERROR_INVALID_ARGUMENT`, as a link the GPU does not have.
+    #[serde(default)]
+    pub nvlinks: Option<Vec<NvLink>>,
+}
+
+/// One NVLink of a GPU.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvLink {
+    /// `nvmlDeviceGetNvLinkState`: whether the link is up.
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// `nvmlDeviceGetNvLinkRemotePciInfo_v2`: the bus id at the other end.
+    pub remote_pci_bus_id: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One MIG device.

@@ -47,6 +47,12 @@ pub const ENV_HTTP_TIMEOUT: &str = "GPUSEL_HTTP_TIMEOUT";
 pub const ENV_HTTP_CONNECT_TIMEOUT: &str = "GPUSEL_HTTP_CONNECT_TIMEOUT";
 /// Environment variable holding the limit on a plugin provider's answer.
 pub const ENV_PLUGIN_TIMEOUT: &str = "GPUSEL_PLUGIN_TIMEOUT";
+/// Overrides `idle.window` (and the built-in 10 s).
+pub const ENV_IDLE_WINDOW: &str = "GPUSEL_IDLE_WINDOW";
+/// Overrides `idle.unaccounted_memory`.
+pub const ENV_UNACCOUNTED_MEMORY: &str = "GPUSEL_UNACCOUNTED_MEMORY";
+/// How far back idleness looks into the driver's utilization samples.
+pub const DEFAULT_IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Where a value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +199,13 @@ pub struct Config {
     pub http_connect_timeout: Setting<Duration>,
     /// The limit on a plugin provider's answer.
     pub plugin_timeout: Setting<Duration>,
+    /// How far back the NVML provider reads the driver's utilization
+    /// samples (`idle.window`, `--idle-window`); zero reads only the
+    /// instant value.
+    pub idle_window: Setting<Duration>,
+    /// Memory no listed process holds that a device may show and still be
+    /// idle (`idle.unaccounted_memory`); unset: the built-in tolerance.
+    pub unaccounted_memory: Option<Setting<crate::MemoryAmount>>,
 }
 
 impl Default for Config {
@@ -213,6 +226,8 @@ impl Default for Config {
             http_timeout: Setting::new(DEFAULT_HTTP_TIMEOUT, Source::Default),
             http_connect_timeout: Setting::new(DEFAULT_HTTP_CONNECT_TIMEOUT, Source::Default),
             plugin_timeout: Setting::new(DEFAULT_PLUGIN_TIMEOUT, Source::Default),
+            idle_window: Setting::new(DEFAULT_IDLE_WINDOW, Source::Default),
+            unaccounted_memory: None,
         }
     }
 }
@@ -236,6 +251,15 @@ struct File {
     http: FileHttp,
     #[serde(default)]
     plugin: FilePlugin,
+    #[serde(default)]
+    idle: FileIdle,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdle {
+    window: Option<toml::Spanned<String>>,
+    unaccounted_memory: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +364,13 @@ fn interval(value: &str) -> Result<Duration, DurationError> {
 }
 
 impl Config {
+    /// The idle rules these settings make (the unaccounted-memory
+    /// tolerance), as [`Occupancy`](crate::Occupancy) and the selection
+    /// apply them.
+    pub fn idle_rules(&self) -> crate::IdleRules {
+        crate::IdleRules::with_unaccounted_memory(self.unaccounted_memory.as_ref().map(|s| s.value))
+    }
+
     /// Reads the site's file, the user's file and the `GPUSEL_*` variables,
     /// as the `gpusel` command does before it applies its flags.
     pub fn load() -> Result<Self, ConfigError> {
@@ -466,6 +497,16 @@ impl Config {
             })?;
             lower(&mut self.limits.share_memory_per_user, bytes, src());
         }
+        if let Some(w) = &file.idle.window {
+            let d = crate::parse_duration(w.get_ref())
+                .map_err(|e| bad_value(path, text, w, format!("idle.window: {e}")))?;
+            self.idle_window = Setting::new(d, src());
+        }
+        if let Some(m) = &file.idle.unaccounted_memory {
+            let amount = crate::MemoryAmount::parse(m.get_ref())
+                .map_err(|e| bad_value(path, text, m, format!("idle.unaccounted_memory: {e}")))?;
+            self.unaccounted_memory = Some(Setting::new(amount, src()));
+        }
         if let Some(t) = file.http.token_file {
             // Relative to the config file, as a site's paths are meant.
             let t = path.parent().map_or(t.clone(), |dir| dir.join(&t));
@@ -542,6 +583,21 @@ impl Config {
                 *slot = Setting::new(d, Source::Env(var));
             }
         }
+        if let Some(w) = env(ENV_IDLE_WINDOW) {
+            let d = crate::parse_duration(&w).map_err(|e| ConfigError::Env {
+                var: ENV_IDLE_WINDOW,
+                message: e.to_string(),
+            })?;
+            self.idle_window = Setting::new(d, Source::Env(ENV_IDLE_WINDOW));
+        }
+        if let Some(m) = env(ENV_UNACCOUNTED_MEMORY) {
+            let amount = crate::MemoryAmount::parse(&m).map_err(|e| ConfigError::Env {
+                var: ENV_UNACCOUNTED_MEMORY,
+                message: e.to_string(),
+            })?;
+            self.unaccounted_memory =
+                Some(Setting::new(amount, Source::Env(ENV_UNACCOUNTED_MEMORY)));
+        }
         if let Some(list) = env("GPUSEL_BAN") {
             let specs = DeviceSpec::parse_list(&list).map_err(|e| ConfigError::Env {
                 var: "GPUSEL_BAN",
@@ -597,6 +653,12 @@ impl Config {
             row("http.timeout", &self.http_timeout, duration),
             row("http.connect_timeout", &self.http_connect_timeout, duration),
             row("plugin.timeout", &self.plugin_timeout, duration),
+            row("idle.window", &self.idle_window, duration),
+            opt(
+                "idle.unaccounted_memory",
+                &self.unaccounted_memory,
+                ToString::to_string,
+            ),
         ];
         if let Some(n) = &self.limits.gpus_per_user {
             rows.push(row("limits.gpus_per_user", n, usize::to_string));

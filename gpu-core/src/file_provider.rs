@@ -238,7 +238,8 @@ mod tests {
                 if let (Some(t), Some(u), Some(f)) =
                     (gpu.memory_total, gpu.memory_used, gpu.memory_free)
                 {
-                    assert_eq!(t, u + f, "GPU {} memory adds up", gpu.index);
+                    let reserved = gpu.memory_reserved.unwrap_or(0);
+                    assert_eq!(t, u + f + reserved, "GPU {} memory adds up", gpu.index);
                 }
             }
         }

@@ -70,6 +70,7 @@ mod duration;
 mod file_provider;
 mod groups;
 mod holder;
+mod idle;
 mod lease;
 mod limits;
 mod model;
@@ -89,6 +90,7 @@ mod strategy;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timefmt;
+mod topology;
 
 pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 /// The attribute for implementing [`GpuInfoProvider`], re-exported so that
@@ -106,10 +108,15 @@ pub use duration::{DurationError, MAX_DURATION, parse_duration, parse_duration_m
 pub use file_provider::{FileProvider, MAX_SNAPSHOT_FILE, parse_snapshot, read_snapshot_file};
 pub use groups::{ChildGroup, kill_child_groups};
 pub use holder::{Holder, LeaseStatus, Share};
+pub use idle::{
+    BASE_TOLERANCE, Ghost, IdleRules, Load, ModeBlock, V1_ALLOWANCE_PERCENT, mode_block, peak_note,
+    unaccounted_memory,
+};
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
 pub use limits::OverLimit;
 pub use model::{
-    Gpu, GpuProcess, MigDevice, ProcessKind, SCHEMA_VERSION, Snapshot, SnapshotError, host_name,
+    ComputeMode, Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, Peak, ProcessKind, SCHEMA_VERSION,
+    Snapshot, SnapshotError, UtilizationWindow, host_name,
 };
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
@@ -130,6 +137,7 @@ pub use size::{
     format_power, parse_percent, parse_power, parse_size,
 };
 pub use strategy::{SelectStrategy, StrategyError};
+pub use topology::{PairLink, SetLink, choose as choose_set, has_topology, pair_link, set_link};
 
 /// The private parsers, for the fuzz targets in `fuzz/`. Not part of the
 /// API: it may change at any time.

@@ -64,6 +64,13 @@ pub struct Gpu {
     /// Free memory in bytes.
     #[serde(default)]
     pub memory_free: Option<u64>,
+    /// Memory the driver keeps for itself, in bytes, when the provider
+    /// reports it apart (NVML's v2 memory call). `None` when it does not:
+    /// then `memory_used` may include it (NVML's v1 call since R510), which
+    /// the unaccounted-memory rule allows for (see
+    /// [`IdleRules`](crate::IdleRules)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserved: Option<u64>,
     /// Percent of the last sample period in which a kernel ran.
     #[serde(default)]
     pub utilization_gpu: Option<u8>,
@@ -88,6 +95,15 @@ pub struct Gpu {
     /// Whether MIG mode is on (`None` on GPUs without MIG support).
     #[serde(default)]
     pub mig_mode: Option<bool>,
+    /// Who may create CUDA contexts on it (`nvidia-smi -c`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_mode: Option<ComputeMode>,
+    /// The highest GPU and memory utilization in the driver's sample buffer
+    /// over the last seconds (`--idle-window`), when the provider read it:
+    /// a job paused for data loading reads 0% at the instant of a sample,
+    /// not over a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_window: Option<UtilizationWindow>,
     /// Processes using the GPU; `None` when the provider could not list them.
     #[serde(default)]
     pub processes: Option<Vec<GpuProcess>>,
@@ -98,6 +114,81 @@ pub struct Gpu {
     /// providers; absent in older snapshot files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
+    /// The NUMA node nearest the GPU (the first of its memory affinity set,
+    /// nvidia-smi's "NUMA Affinity"); `None` when the provider cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
+    /// The CPUs nearest the GPU, as a list of ranges (`0-15,32-47`,
+    /// nvidia-smi's "CPU Affinity"); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_affinity: Option<String>,
+    /// How the GPU reaches each other GPU of the snapshot, one entry a peer;
+    /// empty when the provider reads no topology (see [`GpuLink`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<GpuLink>,
+}
+
+/// How one GPU reaches one peer: NVLink lanes, and the PCIe path between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GpuLink {
+    /// UUID of the peer GPU.
+    pub peer: String,
+    /// Active NVLinks that join the two (nvidia-smi's `NV#`); 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nvlinks: u32,
+    /// The closest point of the PCIe tree the two share, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcie: Option<PcieLevel>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Where two GPUs' PCIe paths meet, nearest first: NVML's
+/// `nvmlGpuTopologyLevel_t`, as `nvidia-smi topo -m` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcieLevel {
+    /// On one board (a dual-GPU card such as a K80): `NVML_TOPOLOGY_INTERNAL`.
+    Internal,
+    /// Behind one PCIe switch (`PIX`): `NVML_TOPOLOGY_SINGLE`.
+    Single,
+    /// Behind several PCIe switches, without crossing a host bridge (`PXB`):
+    /// `NVML_TOPOLOGY_MULTIPLE`.
+    Multiple,
+    /// Through one PCIe host bridge (`PHB`): `NVML_TOPOLOGY_HOSTBRIDGE`.
+    HostBridge,
+    /// Between host bridges of one NUMA node (`NODE`): `NVML_TOPOLOGY_NODE`.
+    Node,
+    /// Across NUMA nodes, over the CPUs' interconnect (`SYS`):
+    /// `NVML_TOPOLOGY_SYSTEM`.
+    System,
+}
+
+impl PcieLevel {
+    /// The name `nvidia-smi topo -m` prints for it.
+    pub fn code(self) -> &'static str {
+        match self {
+            PcieLevel::Internal | PcieLevel::Single => "PIX",
+            PcieLevel::Multiple => "PXB",
+            PcieLevel::HostBridge => "PHB",
+            PcieLevel::Node => "NODE",
+            PcieLevel::System => "SYS",
+        }
+    }
+}
+
+impl GpuLink {
+    /// A link to `peer` with no NVLink and no known PCIe path.
+    pub fn new(peer: impl Into<String>) -> Self {
+        GpuLink {
+            peer: peer.into(),
+            nvlinks: 0,
+            pcie: None,
+        }
+    }
 }
 
 /// One MIG (Multi-Instance GPU) device carved out of a [`Gpu`].
@@ -132,6 +223,121 @@ pub struct MigDevice {
     /// Who leases it, when someone does (see [`Gpu::lease`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
+}
+
+/// Who may create CUDA contexts on a GPU: NVML's `nvmlComputeMode_t`, as
+/// `nvidia-smi --compute-mode` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeMode {
+    /// Any number of processes, any number of contexts.
+    Default,
+    /// One context, used by one thread at a time (deprecated by NVIDIA).
+    ExclusiveThread,
+    /// No CUDA context at all: no job can run.
+    Prohibited,
+    /// One process at a time: a GPU with a compute client takes no other.
+    ExclusiveProcess,
+}
+
+impl ComputeMode {
+    /// The name `nvidia-smi` prints (`Exclusive_Process`).
+    pub fn smi_name(self) -> &'static str {
+        match self {
+            ComputeMode::Default => "Default",
+            ComputeMode::ExclusiveThread => "Exclusive_Thread",
+            ComputeMode::Prohibited => "Prohibited",
+            ComputeMode::ExclusiveProcess => "Exclusive_Process",
+        }
+    }
+
+    /// Reads `nvidia-smi`'s name (any case, `_` or space), or `None`.
+    pub fn from_smi_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().replace(' ', "_").as_str() {
+            "default" => Some(ComputeMode::Default),
+            "exclusive_thread" => Some(ComputeMode::ExclusiveThread),
+            "prohibited" => Some(ComputeMode::Prohibited),
+            "exclusive_process" => Some(ComputeMode::ExclusiveProcess),
+            _ => None,
+        }
+    }
+}
+
+/// The peaks of the driver's utilization samples over a window ending at
+/// the snapshot's time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UtilizationWindow {
+    /// How far back the window reaches, in milliseconds.
+    pub window_ms: u64,
+    /// The highest GPU utilization sample in the window; `None` when the
+    /// buffer held no GPU sample in it.
+    #[serde(default)]
+    pub gpu: Option<Peak>,
+    /// The highest memory utilization sample in the window; `None` when
+    /// the buffer held no memory sample in it.
+    #[serde(default)]
+    pub memory: Option<Peak>,
+}
+
+/// The highest sample of a series, and when it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Peak {
+    /// The value, percent.
+    pub percent: u8,
+    /// How long before the snapshot's time it was sampled, in milliseconds
+    /// (the latest sample of that value).
+    pub age_ms: u64,
+    /// How many samples the window held.
+    pub samples: u32,
+}
+
+impl Peak {
+    /// The peak of `(age_ms, percent)` samples, `None` when there are none.
+    /// Percentages over 100 read as 100; among equal peaks the most recent
+    /// one is kept.
+    pub fn of(samples: impl IntoIterator<Item = (u64, u32)>) -> Option<Peak> {
+        let mut peak: Option<Peak> = None;
+        let mut count = 0u32;
+        for (age_ms, value) in samples {
+            count = count.saturating_add(1);
+            let percent = u8::try_from(value.min(100)).unwrap_or(100);
+            let better = peak
+                .is_none_or(|p| percent > p.percent || (percent == p.percent && age_ms < p.age_ms));
+            if better {
+                peak = Some(Peak {
+                    percent,
+                    age_ms,
+                    samples: 0,
+                });
+            }
+        }
+        peak.map(|p| Peak {
+            samples: count,
+            ..p
+        })
+    }
+
+    /// A peak with its sample count, for providers and tests.
+    pub fn new(percent: u8, age_ms: u64, samples: u32) -> Self {
+        Peak {
+            percent,
+            age_ms,
+            samples,
+        }
+    }
+}
+
+impl UtilizationWindow {
+    /// A window of `window_ms` with the given peaks.
+    pub fn new(window_ms: u64, gpu: Option<Peak>, memory: Option<Peak>) -> Self {
+        UtilizationWindow {
+            window_ms,
+            gpu,
+            memory,
+        }
+    }
 }
 
 /// Whether a process uses the GPU for compute, graphics or both.
@@ -190,6 +396,7 @@ impl Gpu {
             memory_total: None,
             memory_used: None,
             memory_free: None,
+            memory_reserved: None,
             utilization_gpu: None,
             utilization_memory: None,
             temperature: None,
@@ -198,10 +405,22 @@ impl Gpu {
             performance_state: None,
             sm_clock: None,
             mig_mode: None,
+            compute_mode: None,
+            utilization_window: None,
             processes: None,
             mig_devices: Vec::new(),
             lease: None,
+            numa_node: None,
+            cpu_affinity: None,
+            links: Vec::new(),
         }
+    }
+
+    /// How this GPU reaches `peer` (a UUID), when the provider said.
+    pub fn link_to(&self, peer: &str) -> Option<&GpuLink> {
+        self.links
+            .iter()
+            .find(|l| l.peer.eq_ignore_ascii_case(peer))
     }
 
     /// True when MIG mode is on: CUDA then sees only the MIG devices, never the whole GPU.

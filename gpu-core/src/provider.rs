@@ -211,6 +211,14 @@ pub trait GpuInfoProvider: Send + Sync {
     /// `None`; only a failure to read anything at all is an error.
     async fn snapshot(&self) -> Result<Snapshot, ProviderError>;
 
+    /// [`snapshot`](Self::snapshot) for a pick of one device, which has no
+    /// use for topology ([`Gpu::links`](crate::Gpu::links), NUMA node, CPU
+    /// affinity): a provider for which reading it costs may leave it out.
+    /// Default: the whole snapshot.
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        self.snapshot().await
+    }
+
     /// Whether the GPUs are another machine's (an agent reached over the
     /// network). Their leases live in that machine's lock directory and
     /// this machine's `CUDA_VISIBLE_DEVICES` says nothing about them, so

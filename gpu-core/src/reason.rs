@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::holder::Holder;
+use crate::idle::format_ms;
 use crate::size::{format_bytes, format_power};
 
 /// One reason a device cannot be given to the job.
@@ -128,6 +129,47 @@ pub enum Reason {
         /// How many devices it asks for, as written.
         count: String,
     },
+    /// Memory in use that no listed process holds, above what an idle
+    /// device shows: a job gpusel cannot see (another container or PID
+    /// namespace).
+    UnaccountedMemory {
+        /// Bytes in use by no listed process.
+        unaccounted: u64,
+        /// The most an idle device may show.
+        tolerance: u64,
+    },
+    /// The driver's sample buffer shows GPU utilization over the limit
+    /// within the idle window, though the instant reading does not.
+    UtilizationPeak {
+        /// The peak, percent.
+        value: u8,
+        /// The limit, percent.
+        max: u8,
+        /// How long before the snapshot the peak was sampled, ms.
+        age_ms: u64,
+        /// The window's length, ms.
+        window_ms: u64,
+    },
+    /// The same, for memory-bandwidth utilization.
+    MemoryUtilizationPeak {
+        /// The peak, percent.
+        value: u8,
+        /// The limit, percent.
+        max: u8,
+        /// How long before the snapshot the peak was sampled, ms.
+        age_ms: u64,
+        /// The window's length, ms.
+        window_ms: u64,
+    },
+    /// Compute mode `Prohibited`: the driver lets no process create a CUDA
+    /// context on the GPU.
+    ComputeProhibited,
+    /// Compute mode `Exclusive_Process` (or `Exclusive_Thread`) and a
+    /// compute client holds the GPU: the driver refuses a second context.
+    ComputeExclusive {
+        /// The client's pid.
+        pid: u32,
+    },
     /// The site's configuration bans it.
     Banned {
         /// Where the ban comes from (a config file, an environment variable).
@@ -200,6 +242,45 @@ impl fmt::Display for Reason {
                 write!(f, "leased by another job (it left no record of who)")
             }
             Reason::LeaseUnavailable { message } => write!(f, "cannot be leased: {message}"),
+            Reason::UnaccountedMemory {
+                unaccounted,
+                tolerance,
+            } => write!(
+                f,
+                "{} in use by no process visible here (an idle GPU shows at most {}): a job in another container or PID namespace?",
+                format_bytes(*unaccounted),
+                format_bytes(*tolerance)
+            ),
+            Reason::UtilizationPeak {
+                value,
+                max,
+                age_ms,
+                window_ms,
+            } => write!(
+                f,
+                "utilization peaked at {value}% {} ago (> {max}% allowed over the last {})",
+                format_ms(*age_ms),
+                format_ms(*window_ms)
+            ),
+            Reason::MemoryUtilizationPeak {
+                value,
+                max,
+                age_ms,
+                window_ms,
+            } => write!(
+                f,
+                "memory utilization peaked at {value}% {} ago (> {max}% allowed over the last {})",
+                format_ms(*age_ms),
+                format_ms(*window_ms)
+            ),
+            Reason::ComputeProhibited => write!(
+                f,
+                "compute mode is Prohibited: the driver lets no process create a CUDA context on it"
+            ),
+            Reason::ComputeExclusive { pid } => write!(
+                f,
+                "compute mode is Exclusive_Process and process {pid} holds it: the driver refuses a second context"
+            ),
             Reason::Banned { source } => write!(f, "banned by the site configuration ({source})"),
             Reason::Claimed { by, count } => {
                 write!(

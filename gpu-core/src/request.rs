@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::count::Count;
 use crate::device::Device;
+use crate::idle::Load;
 use crate::reason::Reason;
 
 /// A device named on the command line: an NVML index (`3`), a MIG device
@@ -187,7 +188,11 @@ pub struct Request {
     /// the default idle rule does not lock out a provider without memory
     /// utilization; a user's explicit maximum leaves it `false`.
     pub idle_memory_utilization_may_be_unknown: bool,
-    /// Maximum number of processes already on the device.
+    /// Maximum number of compute clients already on the device (as
+    /// gpuselect counts: a graphics-only client such as the X server does
+    /// not count). A device with no compute client listed but memory in use
+    /// beyond the idle tolerance ([`idle`](Self::idle)) counts as having
+    /// one: a process gpusel cannot see.
     pub max_processes: Option<usize>,
     /// Maximum power draw, mW.
     pub max_power: Option<u32>,
@@ -211,6 +216,9 @@ pub struct Request {
     /// [`Selector`](crate::Selector) fills it in at every try from the lock
     /// directory's tickets): a claimed device is not taken.
     pub claimed: Vec<crate::Claim>,
+    /// The idle rules: how much memory no listed process holds a device
+    /// may show (see [`IdleRules`](crate::IdleRules)).
+    pub idle: crate::IdleRules,
 }
 
 impl Request {
@@ -339,34 +347,68 @@ impl Request {
                 None => reasons.push(unknown("free memory")),
             }
         }
+        match crate::mode_block(device) {
+            Some(crate::ModeBlock::Prohibited) => reasons.push(Reason::ComputeProhibited),
+            Some(crate::ModeBlock::ExclusiveProcess { pid }) => {
+                reasons.push(Reason::ComputeExclusive { pid })
+            }
+            None => {}
+        }
         if !device.is_mig() {
             if let Some(max) = self.max_utilization {
-                match device.utilization_gpu() {
-                    Some(value) if value > max => reasons.push(Reason::Utilization { value, max }),
-                    Some(_) => {}
-                    None if max >= 100 => {}
-                    None => reasons.push(unknown("utilization")),
+                match over(Load::gpu(device.gpu), max) {
+                    Some(Over::Instant(value)) => reasons.push(Reason::Utilization { value, max }),
+                    Some(Over::Peak(value, age_ms, window_ms)) => {
+                        reasons.push(Reason::UtilizationPeak {
+                            value,
+                            max,
+                            age_ms,
+                            window_ms,
+                        })
+                    }
+                    Some(Over::Unknown) => reasons.push(unknown("utilization")),
+                    None => {}
                 }
             }
             if let Some(max) = self.max_memory_utilization {
-                match device.utilization_memory() {
-                    Some(value) if value > max => {
+                match over(Load::memory(device.gpu), max) {
+                    Some(Over::Instant(value)) => {
                         reasons.push(Reason::MemoryUtilization { value, max })
                     }
-                    Some(_) => {}
-                    None if max >= 100 => {}
-                    None if self.idle_memory_utilization_may_be_unknown && proven_idle(device) => {}
-                    None => reasons.push(unknown("memory utilization")),
+                    Some(Over::Peak(value, age_ms, window_ms)) => {
+                        reasons.push(Reason::MemoryUtilizationPeak {
+                            value,
+                            max,
+                            age_ms,
+                            window_ms,
+                        })
+                    }
+                    Some(Over::Unknown)
+                        if self.idle_memory_utilization_may_be_unknown && proven_idle(device) => {}
+                    Some(Over::Unknown) => reasons.push(unknown("memory utilization")),
+                    None => {}
                 }
             }
         }
         if let Some(max) = self.max_processes {
+            // Only compute clients count (a display server does not); with
+            // none listed, memory that no listed process holds counts as
+            // one: a job in another container is a process all the same.
             match device.processes() {
-                Some(p) if p.len() > max => reasons.push(Reason::Processes {
-                    count: p.len(),
-                    max,
-                }),
-                Some(_) => {}
+                Some(p) => {
+                    let count = p.iter().filter(|p| p.is_compute()).count();
+                    if count > max {
+                        reasons.push(Reason::Processes { count, max });
+                    } else if count == 0
+                        && max == 0
+                        && let Some(ghost) = self.idle.ghost(device)
+                    {
+                        reasons.push(Reason::UnaccountedMemory {
+                            unaccounted: ghost.unaccounted,
+                            tolerance: ghost.tolerance,
+                        });
+                    }
+                }
                 None => reasons.push(unknown("process list")),
             }
         }
@@ -402,8 +444,37 @@ impl Request {
 
 /// No kernel ran in the last sample and no process holds a context: what
 /// makes an unreported memory utilization no reason to doubt idleness.
+/// How a load fails its limit: over it now, over it at the window's peak
+/// (value, age, window), or not reported (a limit of 100 allows that).
+enum Over {
+    Instant(u8),
+    Peak(u8, u64, u64),
+    Unknown,
+}
+
+fn over(load: Load, max: u8) -> Option<Over> {
+    match load {
+        Load {
+            percent: Some(value),
+            peak: Some((age, window)),
+        } if value > max => Some(Over::Peak(value, age, window)),
+        Load {
+            percent: Some(value),
+            ..
+        } if value > max => Some(Over::Instant(value)),
+        Load {
+            percent: Some(_), ..
+        } => None,
+        _ if max >= 100 => None,
+        _ => Some(Over::Unknown),
+    }
+}
+
 fn proven_idle(device: &Device<'_>) -> bool {
-    device.utilization_gpu() == Some(0) && device.processes().is_some_and(<[_]>::is_empty)
+    crate::Load::gpu(device.gpu).percent == Some(0)
+        && device
+            .processes()
+            .is_some_and(|p| !p.iter().any(crate::GpuProcess::is_compute))
 }
 
 fn unknown(what: &str) -> Reason {

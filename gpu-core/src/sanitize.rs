@@ -81,7 +81,8 @@ fn clean_opt(text: &mut Option<String>) {
 }
 
 /// Every text of `snapshot` [`clean`]ed in place: its host, provider and
-/// driver versions, and each device's UUID, name, bus id, MIG profile,
+/// driver versions, and each device's UUID, name, bus id, CPU affinity,
+/// link peers, MIG profile,
 /// processes (name, user, command line) and lease holder. For a snapshot
 /// from elsewhere (a remote agent), before it is shown anywhere.
 pub fn clean_snapshot(snapshot: &mut Snapshot) {
@@ -98,6 +99,10 @@ fn clean_gpu(gpu: &mut Gpu) {
     clean_in_place(&mut gpu.uuid);
     clean_in_place(&mut gpu.name);
     clean_opt(&mut gpu.pci_bus_id);
+    clean_opt(&mut gpu.cpu_affinity);
+    for link in &mut gpu.links {
+        clean_in_place(&mut link.peer);
+    }
     clean_processes(gpu.processes.as_deref_mut());
     clean_lease(gpu.lease.as_mut());
     for mig in &mut gpu.mig_devices {
@@ -156,6 +161,8 @@ mod tests {
         let mut s = Snapshot::new(evil, evil);
         s.driver_version = Some(evil.into());
         let mut gpu = Gpu::new(0, evil, evil);
+        gpu.cpu_affinity = Some(evil.into());
+        gpu.links.push(crate::GpuLink::new(evil));
         gpu.processes = Some(vec![GpuProcess {
             name: Some(evil.into()),
             user: Some(evil.into()),
@@ -174,6 +181,11 @@ mod tests {
             "{json}"
         );
         assert_eq!(s.gpus[0].name, clean(evil));
+        assert_eq!(
+            s.gpus[0].cpu_affinity.as_deref(),
+            Some(clean(evil).as_str())
+        );
+        assert_eq!(s.gpus[0].links[0].peer, clean(evil));
     }
 
     proptest! {

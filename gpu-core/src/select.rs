@@ -15,6 +15,7 @@ use crate::provider::ProviderError;
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
 use crate::strategy::{SelectStrategy, StrategyError};
+use crate::topology::SetLink;
 
 /// How the selection is written into `CUDA_VISIBLE_DEVICES`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +37,15 @@ pub struct Verdict {
     pub selected: bool,
     /// Why it cannot be used; empty for a device that qualifies.
     pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    /// Whether someone asking why the selection failed needs to see it: the
+    /// device does not qualify, for more than `CUDA_VISIBLE_DEVICES` hiding
+    /// it (which the headline already says).
+    pub fn explains_a_failure(&self) -> bool {
+        !(self.reasons.is_empty() || self.reasons == [Reason::HiddenByCudaVisibleDevices])
+    }
 }
 
 /// One chosen device.
@@ -72,6 +82,14 @@ pub struct Selection {
     /// Value for `CUDA_DEVICE_ORDER`, set when indices are written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_device_order: Option<String>,
+    /// What joins every pair of the chosen GPUs (its weakest pair), when
+    /// several are chosen and the provider reads topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<SetLink>,
+    /// The weakest pair's link as `nvidia-smi topo -m` prints it (`NV4`,
+    /// `PIX`, `PXB`, `PHB`, `NODE`, `SYS`), alongside [`link`](Self::link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_code: Option<String>,
     /// The verdict on every device.
     pub verdicts: Vec<Verdict>,
     /// Held for as long as the selection lives.
@@ -131,9 +149,11 @@ impl StrategyDefaults {
     /// Whether `reason` comes from a filter the strategy filled in.
     pub fn explains(&self, reason: &Reason) -> bool {
         match reason {
-            Reason::Utilization { .. } => self.utilization,
-            Reason::MemoryUtilization { .. } => self.memory_utilization,
-            Reason::Processes { .. } => self.processes,
+            Reason::Utilization { .. } | Reason::UtilizationPeak { .. } => self.utilization,
+            Reason::MemoryUtilization { .. } | Reason::MemoryUtilizationPeak { .. } => {
+                self.memory_utilization
+            }
+            Reason::Processes { .. } | Reason::UnaccountedMemory { .. } => self.processes,
             _ => false,
         }
     }
@@ -198,6 +218,27 @@ pub enum SelectError {
         /// The filters the strategy filled in.
         strategy_defaults: StrategyDefaults,
     },
+}
+
+impl SelectError {
+    /// For a [`NoMatch`](Self::NoMatch) (or a wait that timed out on one):
+    /// whether some device is kept out by nothing but the filters the
+    /// strategy filled in (idle-random's "no load, no process"), so that
+    /// loosening them, or another strategy, would help. Callers phrase the
+    /// hint for their users.
+    pub fn only_strategy_defaults_keep_out(&self) -> bool {
+        match self {
+            SelectError::NoMatch {
+                verdicts,
+                strategy_defaults,
+                ..
+            } => verdicts.iter().any(|v| {
+                !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r))
+            }),
+            SelectError::TimedOut { last, .. } => last.only_strategy_defaults_keep_out(),
+            _ => false,
+        }
+    }
 }
 
 fn no_match_headline(
@@ -435,13 +476,14 @@ pub(crate) fn pipeline(
     let mut seen = HashSet::new();
     // A well-behaved strategy returns a permutation; a third-party one that
     // does not is padded in candidate order rather than trusted.
-    for pos in order.into_iter().chain(0..candidates.len()) {
-        if taken.len() == most {
-            break;
-        }
-        if pos >= candidates.len() || !seen.insert(pos) {
-            continue;
-        }
+    let order: Vec<usize> = order
+        .into_iter()
+        .chain(0..candidates.len())
+        .filter(|&pos| pos < candidates.len() && seen.insert(pos))
+        .collect();
+    // For several devices, the best-joined set first (see `topology`).
+    let mut picker = crate::topology::Picker::new(&candidates, order, count, most);
+    while let Some(pos) = picker.next() {
         let device = candidates[pos];
         let Some(leaser) = leaser else {
             taken.push(device);
@@ -465,6 +507,16 @@ pub(crate) fn pipeline(
                 message: e.to_string(),
             },
         };
+        // The set is chosen again without it; what the new set leaves out is let go.
+        for dropped in picker.failed(pos) {
+            if let Some(i) = taken
+                .iter()
+                .position(|d: &Device<'_>| d.uuid() == candidates[dropped].uuid())
+            {
+                taken.remove(i);
+                leases.remove(i);
+            }
+        }
         passed_over += 1;
         tracing::debug!(device = %device.label(), reason = %reason, "passed over");
         if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
@@ -511,6 +563,11 @@ pub(crate) fn pipeline(
         c.token
             .starts_with(|ch: char| ch.is_ascii_digit() || ch == '+')
     });
+    let link = crate::topology::set_link(taken.iter().map(|d| d.gpu));
+    if let Some(link) = &link {
+        let labels: Vec<String> = taken.iter().map(|d| d.label().to_string()).collect();
+        tracing::info!("GPUs {}: {} ({})", labels.join(","), link.link, link.code);
+    }
     Ok(Selection {
         schema_version: SCHEMA_VERSION,
         host: snapshot.host.clone(),
@@ -518,6 +575,8 @@ pub(crate) fn pipeline(
         devices: chosen,
         cuda_visible_devices,
         cuda_device_order: writes_ordinals.then(|| PCI_BUS_ID.to_string()),
+        link: link.as_ref().map(|l| l.link),
+        link_code: link.map(|l| l.code),
         verdicts,
         leases,
     })

@@ -187,6 +187,7 @@ impl Selector {
         s.request.max_processes = f.max_processes.as_ref().map(|v| v.value);
         s.request.max_power = f.max_power.as_ref().map(|v| v.value);
         s.request.max_memory_used = f.max_mem_used.as_ref().map(|v| v.value);
+        s.request.idle = config.idle_rules();
         s
     }
 
@@ -272,6 +273,15 @@ impl Selector {
     /// shares, never both.
     pub fn share(mut self, share: bool) -> Self {
         self.request.share = share;
+        self
+    }
+
+    /// Memory no listed process holds that a device may show and still be
+    /// idle, as a size or a share of the board (see
+    /// [`IdleRules`](crate::IdleRules); the default is the built-in
+    /// tolerance, or the config's `idle.unaccounted_memory`).
+    pub fn unaccounted_memory(mut self, amount: crate::MemoryAmount) -> Self {
+        self.request.idle = crate::IdleRules::with_unaccounted_memory(Some(amount));
         self
     }
 
@@ -612,7 +622,12 @@ impl Selector {
         warned: &mut bool,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
-        let mut snapshot = block_on(provider.snapshot())?;
+        // Only a pick of several devices looks at how they are joined.
+        let mut snapshot = if request.count.may_take_several() {
+            block_on(provider.snapshot())?
+        } else {
+            block_on(provider.snapshot_without_topology())?
+        };
         let mut claimed = Vec::new();
         if let Some(leaser) = leaser {
             crate::limits::check(&self.limits, &leaser.dir, leaser.holder.uid, request)?;

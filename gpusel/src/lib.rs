@@ -107,13 +107,16 @@ pub fn registry(config: &Config) -> ProviderRegistry {
     let mut registry = ProviderRegistry::with_builtin();
     registry.set_fallback(plugin_fallback(config.plugin_timeout.value));
     #[cfg(feature = "nvml")]
+    let idle_window = config.idle_window.value;
+    #[cfg(feature = "nvml")]
     registry.register(
         gpusel_nvml::NAME,
         "nvml[:LIBRARY]",
         "NVIDIA's management library (the default); LIBRARY or $GPUSEL_NVML_LIB overrides libnvidia-ml.so.1",
         true,
-        |spec| {
-            let provider = gpusel_nvml::open_spec(spec.argument.as_deref())?;
+        move |spec| {
+            let provider =
+                gpusel_nvml::open_spec(spec.argument.as_deref())?.with_idle_window(idle_window);
             Ok(Box::new(provider))
         },
     );

@@ -83,14 +83,14 @@ pub struct Memory {
 }
 
 /// nvgpu's answer for `snapshot`, with "since" counted up to `now`.
-pub fn status(snapshot: &Snapshot, now: SystemTime) -> Status {
+pub fn status(snapshot: &Snapshot, now: SystemTime, idle: &gpusel_core::IdleRules) -> Status {
     Status {
         hostname: snapshot.host.clone(),
-        gpus: snapshot.gpus.iter().map(|g| gpu(g, now)).collect(),
+        gpus: snapshot.gpus.iter().map(|g| gpu(g, now, idle)).collect(),
     }
 }
 
-fn gpu(g: &Gpu, now: SystemTime) -> NvGpu {
+fn gpu(g: &Gpu, now: SystemTime, idle: &gpusel_core::IdleRules) -> NvGpu {
     let procs: Vec<&GpuProcess> = g.all_processes().collect();
     let join = |f: &dyn Fn(&GpuProcess) -> String| {
         procs.iter().map(|p| f(p)).collect::<Vec<_>>().join(",")
@@ -105,7 +105,7 @@ fn gpu(g: &Gpu, now: SystemTime) -> NvGpu {
     };
     NvGpu {
         kind: g.name.clone(),
-        is_available: g.occupancy() == Occupancy::Free,
+        is_available: g.occupancy_with(idle) == Occupancy::Free,
         pids: join(&|p| p.pid.to_string()),
         users: join(&|p| match (&p.user, p.visible) {
             (_, Some(false)) | (None, _) => "?".into(),
@@ -283,13 +283,17 @@ mod tests {
     #[test]
     fn a_snapshot_goes_there_and_back() {
         let s = snapshot(ANSWER.as_bytes(), URL, "node02").unwrap();
-        let out = status(&s, SystemTime::now());
+        let out = status(&s, SystemTime::now(), &Default::default());
         assert_eq!(out.gpus[1].pids, "4242,4243");
         assert_eq!(out.gpus[1].users, "alice,?");
         assert!(out.gpus[0].is_available);
         assert!(!out.gpus[1].is_available);
         let back = serde_json::to_vec(&out).unwrap();
-        let again = status(&snapshot(&back, URL, "node02").unwrap(), SystemTime::now());
+        let again = status(
+            &snapshot(&back, URL, "node02").unwrap(),
+            SystemTime::now(),
+            &Default::default(),
+        );
         assert_eq!(again.gpus, out.gpus);
     }
 

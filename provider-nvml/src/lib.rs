@@ -21,9 +21,11 @@ mod error;
 mod processes;
 mod raw;
 mod read;
+mod topology;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use gpusel_core::{GpuInfoProvider, ProviderError, Snapshot};
@@ -47,7 +49,9 @@ pub const NAME: &str = "nvml";
 pub struct NvmlProvider {
     nvml: Nvml,
     raw: raw::RawCalls,
+    topology: topology::Cache,
     library: PathBuf,
+    idle_window: Duration,
 }
 
 impl std::fmt::Debug for NvmlProvider {
@@ -76,7 +80,21 @@ impl NvmlProvider {
             .map_err(|e| InitError::from_nvml(&library, e))?;
         let raw = raw::RawCalls::new(&library);
         tracing::debug!(library = %library.display(), "NVML initialised");
-        Ok(NvmlProvider { nvml, raw, library })
+        Ok(NvmlProvider {
+            nvml,
+            raw,
+            topology: topology::Cache::default(),
+            library,
+            idle_window: gpusel_core::config::DEFAULT_IDLE_WINDOW,
+        })
+    }
+
+    /// Reads the driver's utilization samples over the last `window`
+    /// (`Duration::ZERO`: the instant reading only), for the idle rule; the
+    /// default is [`DEFAULT_IDLE_WINDOW`](gpusel_core::config::DEFAULT_IDLE_WINDOW).
+    pub fn with_idle_window(mut self, window: Duration) -> Self {
+        self.idle_window = window;
+        self
     }
 
     /// The library this provider loaded.
@@ -88,7 +106,16 @@ impl NvmlProvider {
     /// a warning when a whole GPU cannot be read; only a failure to count
     /// the GPUs is an error.
     pub fn read(&self) -> Result<Snapshot, ScanError> {
-        read::snapshot(&self.nvml, &self.raw)
+        let mut snapshot = read::snapshot(&self.nvml, &self.raw, self.idle_window)?;
+        self.topology.fill(&self.nvml, &mut snapshot.gpus);
+        Ok(snapshot)
+    }
+
+    /// [`read`](Self::read) without the topology (NUMA node, CPU affinity,
+    /// NVLinks, PCIe paths), whose first read costs a call per GPU pair and
+    /// per NVLink: what a pick of one GPU needs.
+    pub fn read_without_topology(&self) -> Result<Snapshot, ScanError> {
+        read::snapshot(&self.nvml, &self.raw, self.idle_window)
     }
 }
 
@@ -99,11 +126,17 @@ impl GpuInfoProvider for NvmlProvider {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
-        let snapshot = self
-            .read()
-            .map_err(|e| ProviderError::failed_because(NAME, e))?;
-        snapshot.validated(NAME)
+        validated(self.read())
     }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        validated(self.read_without_topology())
+    }
+}
+
+fn validated(read: Result<Snapshot, ScanError>) -> Result<Snapshot, ProviderError> {
+    read.map_err(|e| ProviderError::failed_because(NAME, e))?
+        .validated(NAME)
 }
 
 /// Opens the provider for a `--provider nvml` or `nvml:PATH` spec: the

@@ -1,7 +1,10 @@
 //! One snapshot: every GPU, every field by its own call.
 
-use gpusel_core::{Gpu, MigDevice, ProcReader, Snapshot};
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gpusel_core::{Gpu, MigDevice, Peak, ProcReader, Snapshot, UtilizationWindow};
+use nvml_wrapper::enum_wrappers::device::{Clock, ComputeMode, Sampling, TemperatureSensor};
+use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
@@ -23,7 +26,11 @@ pub(crate) fn field<T>(what: &str, result: Result<T, NvmlError>) -> Option<T> {
     }
 }
 
-pub(crate) fn snapshot(nvml: &Nvml, raw: &RawCalls) -> Result<Snapshot, ScanError> {
+pub(crate) fn snapshot(
+    nvml: &Nvml,
+    raw: &RawCalls,
+    window: Duration,
+) -> Result<Snapshot, ScanError> {
     let count = nvml.device_count().map_err(ScanError::Count)?;
     let mut snapshot = Snapshot::local(crate::NAME);
     snapshot.driver_version = field("driver version", nvml.sys_driver_version());
@@ -31,7 +38,7 @@ pub(crate) fn snapshot(nvml: &Nvml, raw: &RawCalls) -> Result<Snapshot, ScanErro
         field("CUDA driver version", nvml.sys_cuda_driver_version()).map(cuda_version);
     let mut procs = ProcReader::default();
     for i in 0..count {
-        if let Some(gpu) = gpu(nvml, raw, &mut procs, i) {
+        if let Some(gpu) = gpu(nvml, raw, &mut procs, i, window) {
             snapshot.gpus.push(gpu);
         }
     }
@@ -40,7 +47,13 @@ pub(crate) fn snapshot(nvml: &Nvml, raw: &RawCalls) -> Result<Snapshot, ScanErro
 
 /// GPU `i`, or `None` (with a warning: the user loses a GPU from view) when
 /// it cannot be identified.
-fn gpu(nvml: &Nvml, raw: &RawCalls, procs: &mut ProcReader, i: u32) -> Option<Gpu> {
+fn gpu(
+    nvml: &Nvml,
+    raw: &RawCalls,
+    procs: &mut ProcReader,
+    i: u32,
+    window: Duration,
+) -> Option<Gpu> {
     let device = nvml
         .device_by_index(i)
         .map_err(|e| tracing::warn!("GPU {i} is left out: NVML cannot reach it ({e})"))
@@ -54,10 +67,11 @@ fn gpu(nvml: &Nvml, raw: &RawCalls, procs: &mut ProcReader, i: u32) -> Option<Gp
     let name = field(&what("name"), device.name()).unwrap_or_else(|| "unknown".into());
     let mut gpu = Gpu::new(index, uuid, name);
     gpu.pci_bus_id = field(&what("PCI info"), device.pci_info()).map(|p| p.bus_id);
-    if let Some(m) = memory(raw, &device, &what("memory")) {
+    if let Some((m, reserved)) = memory(raw, &device, &what("memory")) {
         gpu.memory_total = Some(m.total);
         gpu.memory_used = Some(m.used);
         gpu.memory_free = Some(m.free);
+        gpu.memory_reserved = reserved;
     }
     if let Some(u) = field(&what("utilization"), device.utilization_rates()) {
         gpu.utilization_gpu = u8::try_from(u.gpu).ok();
@@ -75,6 +89,10 @@ fn gpu(nvml: &Nvml, raw: &RawCalls, procs: &mut ProcReader, i: u32) -> Option<Gp
         .filter(|p| *p <= 15);
     gpu.sm_clock = field(&what("SM clock"), device.clock_info(Clock::SM));
     gpu.mig_mode = field(&what("MIG mode"), device.mig_mode()).map(|m| m.current == MIG_ENABLED);
+    gpu.compute_mode = field(&what("compute mode"), device.compute_mode()).map(compute_mode);
+    if gpu.mig_mode != Some(true) && !window.is_zero() {
+        gpu.utilization_window = utilization_window(&device, i, window);
+    }
     gpu.processes = processes::list(nvml, &device, procs, &what("processes"));
     if gpu.mig_mode == Some(true) {
         gpu.mig_devices = mig_devices(nvml, raw, procs, &device, i);
@@ -112,7 +130,7 @@ fn mig_devices(
             continue;
         };
         let (gpu_instance_id, compute_instance_id) = raw.instance_ids(&device);
-        let memory = memory(raw, &device, &what("memory"));
+        let memory = memory(raw, &device, &what("memory")).map(|(m, _)| m);
         let mut mig = MigDevice::new(slot, uuid);
         mig.profile = field(&what("name"), device.name()).and_then(|n| profile(&n));
         mig.gpu_instance_id = gpu_instance_id;
@@ -130,16 +148,21 @@ fn mig_devices(
 /// Memory by the v2 call, whose `used` leaves out what the driver reserves;
 /// on a driver without it (before R510), by the v1 call, which there means
 /// the same.
-fn memory(raw: &RawCalls, device: &Device<'_>, what: &str) -> Option<MemoryV1> {
+/// The memory, and the driver's reservation when the v2 call reports it
+/// apart (the v1 fallback counts it as used).
+fn memory(raw: &RawCalls, device: &Device<'_>, what: &str) -> Option<(MemoryV1, Option<u64>)> {
     match device.memory_info() {
-        Ok(m) => Some(MemoryV1 {
-            total: m.total,
-            used: m.used,
-            free: m.free,
-        }),
+        Ok(m) => Some((
+            MemoryV1 {
+                total: m.total,
+                used: m.used,
+                free: m.free,
+            },
+            Some(m.reserved),
+        )),
         Err(NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound) => {
             tracing::debug!("NVML: no v2 memory call in this driver, using v1");
-            raw.memory_v1(device)
+            raw.memory_v1(device).map(|m| (m, None))
         }
         Err(e) => {
             tracing::debug!("NVML: {what} unavailable: {e}");
@@ -150,6 +173,71 @@ fn memory(raw: &RawCalls, device: &Device<'_>, what: &str) -> Option<MemoryV1> {
 
 /// The profile in a MIG device's name: `NVIDIA H100 80GB HBM3 MIG 1g.10gb`
 /// gives `1g.10gb`.
+fn compute_mode(mode: ComputeMode) -> gpusel_core::ComputeMode {
+    match mode {
+        ComputeMode::Default => gpusel_core::ComputeMode::Default,
+        ComputeMode::ExclusiveThread => gpusel_core::ComputeMode::ExclusiveThread,
+        ComputeMode::Prohibited => gpusel_core::ComputeMode::Prohibited,
+        ComputeMode::ExclusiveProcess => gpusel_core::ComputeMode::ExclusiveProcess,
+    }
+}
+
+/// The peaks of the driver's GPU and memory utilization samples over the
+/// last `window`: `None` (the instant reading decides, said at `-v`) when
+/// the driver keeps no samples for the GPU or has none that recent.
+fn utilization_window(device: &Device<'_>, i: u32, window: Duration) -> Option<UtilizationWindow> {
+    let now = SystemTime::now();
+    let since = now.checked_sub(window).unwrap_or(UNIX_EPOCH);
+    let since_us = since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let now_us = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let peak = |kind: Sampling, what: &str| -> Result<Option<Peak>, NvmlError> {
+        let samples = match device.samples(kind, since_us) {
+            Ok(s) => s,
+            // Nothing newer than the start of the window.
+            Err(NvmlError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let values = samples.iter().filter_map(|s| {
+            let value = match &s.value {
+                SampleValue::U32(v) => *v,
+                SampleValue::U64(v) => u32::try_from(*v).unwrap_or(u32::MAX),
+                other => {
+                    tracing::debug!("NVML: GPU {i} {what} sample of an unexpected type: {other:?}");
+                    return None;
+                }
+            };
+            Some((now_us.saturating_sub(s.timestamp) / 1000, value))
+        });
+        Ok(Peak::of(values))
+    };
+    let gpu = match peak(Sampling::GpuUtilization, "utilization") {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(
+                "GPU {i}: the driver keeps no utilization samples for it ({e}); idleness uses the instant reading"
+            );
+            return None;
+        }
+    };
+    let memory = peak(Sampling::MemoryUtilization, "memory utilization").unwrap_or_else(|e| {
+        tracing::debug!("NVML: GPU {i} memory utilization samples unavailable: {e}");
+        None
+    });
+    if gpu.is_none() && memory.is_none() {
+        tracing::info!(
+            "GPU {i}: no utilization sample in the last {}; idleness uses the instant reading",
+            humantime::format_duration(window)
+        );
+        return None;
+    }
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    Some(UtilizationWindow::new(window_ms, gpu, memory))
+}
+
 fn profile(name: &str) -> Option<String> {
     let (_, profile) = name.rsplit_once(" MIG ")?;
     let profile = profile.trim();

@@ -59,9 +59,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// What `/proc` adds, which differs from machine to machine.
+/// What `/proc` adds, which differs from machine to machine, and the
+/// driver's reservation, which NVML's v2 call reports and a snapshot file
+/// need not.
 fn without_proc_fields(mut s: Snapshot) -> Snapshot {
     for gpu in &mut s.gpus {
+        gpu.memory_reserved = None;
         let migs = gpu.mig_devices.iter_mut().map(|m| &mut m.processes);
         for list in std::iter::once(&mut gpu.processes).chain(migs).flatten() {
             for p in list {

@@ -9,6 +9,10 @@
 //!
 //! and joins the processes to the GPUs by UUID. Never the human table and
 //! never `-q -x`: both are slow and their format changes between drivers.
+//! A full snapshot also runs `nvidia-smi topo -m`, the connection matrix,
+//! at the same time (its tab-separated layout has been stable for a decade);
+//! [`read_without_topology`](SmiProvider::read_without_topology), for a pick
+//! of one GPU, does not.
 //! Users, start times and command lines come from `/proc`
 //! ([`ProcReader`]), as with every provider.
 //!
@@ -36,6 +40,7 @@
 mod csv;
 mod exec;
 mod parse;
+mod topo;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -135,11 +140,18 @@ impl From<SmiError> for ProviderError {
     }
 }
 
+/// What `topo -m` printed, and the UUIDs of the GPUs (in order) it was
+/// printed for.
+type TopoRead = (Vec<String>, String);
+
 /// Reads GPU state by running nvidia-smi.
 #[derive(Debug, Clone)]
 pub struct SmiProvider {
     binary: PathBuf,
     timeout: Duration,
+    /// `topo -m`'s output and the GPUs (UUIDs, in order) it was read for:
+    /// topology does not change while the machine runs, and the run is slow.
+    topology: std::sync::Arc<std::sync::Mutex<Option<TopoRead>>>,
 }
 
 impl SmiProvider {
@@ -149,6 +161,7 @@ impl SmiProvider {
         SmiProvider {
             binary: binary.into(),
             timeout: DEFAULT_TIMEOUT,
+            topology: Default::default(),
         }
     }
 
@@ -191,6 +204,17 @@ impl SmiProvider {
     /// Takes a snapshot. Blocks the calling thread for as long as nvidia-smi
     /// runs (at most the timeout).
     pub fn read(&self) -> Result<Snapshot, SmiError> {
+        self.read_with(true)
+    }
+
+    /// [`read`](Self::read) without `nvidia-smi topo -m`, a third run that
+    /// walks the whole fabric (over a second on an 8-GPU NVLink board):
+    /// what a pick of one GPU needs.
+    pub fn read_without_topology(&self) -> Result<Snapshot, SmiError> {
+        self.read_with(false)
+    }
+
+    fn read_with(&self, topology: bool) -> Result<Snapshot, SmiError> {
         let now = Instant::now();
         // A timeout too long to add is no timeout at all; a year will do.
         let deadline = now
@@ -205,6 +229,16 @@ impl SmiProvider {
         // nvidia-smi start-up, not two.
         let gpus_run = self.start(&gpu_query(&GPU_FIELDS))?;
         let apps_run = self.start(&query_apps)?;
+        let cached = self
+            .topology
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut topo_run = if topology && cached.is_none() {
+            Some(self.start(&TOPO.map(String::from))?)
+        } else {
+            None
+        };
         let mut fields = GPU_FIELDS.to_vec();
         let mut gpu_result = success(self.finish(gpus_run, deadline)?, "--query-gpu");
         if let Err(SmiError::Exit { message, .. }) = &gpu_result
@@ -251,6 +285,41 @@ impl SmiProvider {
             }
             Err(e) => tracing::warn!(error = %e, "GPU processes unknown"),
         }
+        // Topology is a nicety: without it, picks follow the strategy alone.
+        if topology {
+            let uuids: Vec<String> = snapshot.gpus.iter().map(|g| g.uuid.clone()).collect();
+            let text = match cached {
+                Some((seen, text)) if seen == uuids => Some(text),
+                // Other GPUs than those it was read for: read it again.
+                _ => {
+                    let run = match topo_run.take() {
+                        Some(run) => run,
+                        None => self.start(&TOPO.map(String::from))?,
+                    };
+                    match self
+                        .finish(run, deadline)
+                        .and_then(|run| success(run, "topo -m"))
+                    {
+                        Ok(text) => {
+                            *self
+                                .topology
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some((uuids, text.clone()));
+                            Some(text)
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "GPU topology unknown");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(text) = text {
+                let rows = topo::apply(&text, &mut snapshot.gpus);
+                tracing::debug!(rows, "nvidia-smi topo -m read");
+            }
+        }
         Ok(snapshot)
     }
 
@@ -277,6 +346,9 @@ impl SmiProvider {
 
 const FORMAT: &str = "--format=csv,noheader,nounits";
 
+/// `nvidia-smi topo -m`: the connection matrix.
+const TOPO: [&str; 2] = ["topo", "-m"];
+
 fn gpu_query(fields: &[&str]) -> [String; 2] {
     [
         format!("--query-gpu={}", fields.join(",")),
@@ -292,6 +364,10 @@ impl GpuInfoProvider for SmiProvider {
 
     async fn snapshot(&self) -> Result<Snapshot, ProviderError> {
         self.read()?.validated(NAME)
+    }
+
+    async fn snapshot_without_topology(&self) -> Result<Snapshot, ProviderError> {
+        self.read_without_topology()?.validated(NAME)
     }
 }
 

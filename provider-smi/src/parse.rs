@@ -8,7 +8,7 @@ use gpusel_core::{Gpu, GpuProcess};
 use crate::csv::split_row;
 
 /// The `--query-gpu` fields, in the order the row parser reads them.
-pub const GPU_FIELDS: [&str; 16] = [
+pub const GPU_FIELDS: [&str; 17] = [
     "index",
     "uuid",
     "name",
@@ -25,6 +25,7 @@ pub const GPU_FIELDS: [&str; 16] = [
     "clocks.sm",
     "mig.mode.current",
     "driver_version",
+    "compute_mode",
 ];
 /// Fields that drivers older than R450 reject (`Field "mig.mode.current" is
 /// not a valid field to query.`); the query is retried without them.
@@ -95,6 +96,7 @@ fn gpu_row(line: &str, fields: &[&str]) -> Option<(Gpu, Option<String>)> {
     gpu.sm_clock = field(13).and_then(|c| number(c).parse().ok());
     gpu.mig_mode = field(14).and_then(enabled);
     let driver = field(15).map(str::to_string);
+    gpu.compute_mode = field(16).and_then(gpusel_core::ComputeMode::from_smi_name);
     Some((gpu, driver))
 }
 
@@ -208,7 +210,7 @@ mod tests {
 
     /// GPU 0 of the recorded H100 capture (see tests/fixtures/smi/README.md),
     /// in GPU_FIELDS order.
-    const H100_ROW: &str = "0, GPU-00000000-0000-0000-0000-000000000000, NVIDIA H100 80GB HBM3, 00000000:00:09.0, 81559, 19818, 61263, 100, 11, 59, 631.95, 700.00, P0, 1980, Disabled, 590.48.01";
+    const H100_ROW: &str = "0, GPU-00000000-0000-0000-0000-000000000000, NVIDIA H100 80GB HBM3, 00000000:00:09.0, 81559, 19818, 61263, 100, 11, 59, 631.95, 700.00, P0, 1980, Disabled, 590.48.01, Exclusive_Process";
 
     #[test]
     fn a_recorded_row_fills_every_field_in_model_units() {
@@ -233,6 +235,10 @@ mod tests {
         assert_eq!(gpu.performance_state, Some(0));
         assert_eq!(gpu.sm_clock, Some(1980));
         assert_eq!(gpu.mig_mode, Some(false));
+        assert_eq!(
+            gpu.compute_mode,
+            Some(gpusel_core::ComputeMode::ExclusiveProcess)
+        );
         assert_eq!(gpu.processes, None, "processes come from the other query");
     }
 
@@ -250,7 +256,7 @@ mod tests {
         ] {
             assert_eq!(value(marker), None, "{marker:?}");
         }
-        let row = "1, GPU-1, NVIDIA GeForce GTX 1080, [N/A], [N/A], [Insufficient Permissions], [Unknown Error], [Not Supported], [Not Supported], N/A, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A]";
+        let row = "1, GPU-1, NVIDIA GeForce GTX 1080, [N/A], [N/A], [Insufficient Permissions], [Unknown Error], [Not Supported], [Not Supported], N/A, [N/A], [Not Supported], [N/A], [N/A], [N/A], [N/A], [N/A]";
         let rows = gpus(row, &GPU_FIELDS);
         let gpu = &rows.gpus[0];
         let mut expected = Gpu::new(1, "GPU-1", "NVIDIA GeForce GTX 1080");

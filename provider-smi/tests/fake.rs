@@ -157,3 +157,38 @@ fn hang_is_bounded_by_the_timeout() {
     let e = provider.read().unwrap_err();
     assert!(matches!(e, SmiError::Timeout { .. }), "{e}");
 }
+
+#[test]
+fn topo_m_is_read_once_and_only_for_snapshots_that_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    let path = dir.path().join("nvidia-smi");
+    let script = format!(
+        "#!/bin/sh\necho \"$1\" >> '{}'\nFAKE_SMI_SCENARIO=nvlink-pairs exec '{FIXTURES}/nvidia-smi' \"$@\"\n",
+        log.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let provider = SmiProvider::new(&path);
+    let topo_runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "topo")
+            .count()
+    };
+
+    let plain = provider.read_without_topology().unwrap();
+    assert!(plain.gpus.iter().all(|g| g.links.is_empty()));
+    assert_eq!(topo_runs(), 0);
+    for _ in 0..2 {
+        let full = provider.read().unwrap();
+        let gpu1 = &full.gpus[1];
+        assert_eq!(gpu1.numa_node, Some(0));
+        assert_eq!(gpu1.cpu_affinity.as_deref(), Some("0-31"));
+        let to3 = gpu1.link_to(&full.gpus[3].uuid).unwrap();
+        assert_eq!(to3.nvlinks, 12);
+        assert_eq!(gpu1.links.len(), 7);
+    }
+    assert_eq!(topo_runs(), 1, "topo -m is kept for the same GPUs");
+}

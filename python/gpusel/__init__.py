@@ -114,7 +114,8 @@ def _status(gpu: Dict[str, Any]) -> Dict[str, Any]:
         "name": gpu["name"],
         "utilization": gpu.get("utilization_gpu"),
         "mem_utilization": gpu.get("utilization_memory"),
-        "processes": None if processes is None else len(processes),
+        # Compute clients, as gpuselect counts (the X server does not).
+        "processes": None if processes is None else sum(p.get("kind") != "graphics" for p in processes),
         "performance_state": gpu.get("performance_state"),
         "power_usage": gpu.get("power_draw"),
         "temperature": gpu.get("temperature"),

@@ -244,6 +244,21 @@ class Device:
         return self._gpu.get("sm_clock")
 
     @property
+    def compute_mode(self) -> Optional[str]:
+        """Who may create CUDA contexts on it: ``"default"``,
+        ``"exclusive_process"``, ``"prohibited"`` or ``"exclusive_thread"``;
+        None when the driver does not say."""
+        return self._gpu.get("compute_mode")
+
+    @property
+    def utilization_peak(self) -> Optional[int]:
+        """The highest GPU utilization, percent, in the driver's samples over
+        the idle window; None where the driver keeps no samples (MIG,
+        nvidia-smi, old drivers)."""
+        peak = (self._gpu.get("utilization_window") or {}).get("gpu")
+        return None if peak is None else peak.get("percent")
+
+    @property
     def processes(self) -> Optional[List[Process]]:
         """The processes on it; None when the driver does not say."""
         raw = (self._mig or self._gpu).get("processes")

@@ -35,6 +35,8 @@ def select(
     lock_dir: Optional[str] = None,
     seed: Optional[int] = None,
     command: Optional[Sequence[str]] = None,
+    idle_window: Any = None,
+    unaccounted_memory: Any = None,
 ) -> Optional[NativeSelection]: ...
 def snapshot(
     provider: Any = None, lock_dir: Optional[str] = None

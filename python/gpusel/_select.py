@@ -220,6 +220,8 @@ def select(
     silent: bool = False,
     lock_dir: Optional[PathLike] = None,
     seed: Optional[int] = None,
+    idle_window: Optional[Duration] = None,
+    unaccounted_memory: Optional[Size] = None,
 ) -> Selection:
     """Chooses ``count`` GPUs (a number, ``"all"`` for every one that
     qualifies, or a range such as ``"2..4"``) that satisfy every filter, leases them for this
@@ -229,7 +231,10 @@ def select(
     Sizes are ``"20GiB"``/``"500MB"`` or bytes; durations ``"30s"``/``"1h30m"``
     or seconds; power ``"80W"`` or watts; ``max_util``/``max_mem_util`` are
     percentages; ``max_mem_used`` is a size or a percentage of each GPU's
-    memory (``"20%"``). ``devices``/``exclude`` take indices, UUIDs or MIG labels
+    memory (``"20%"``). ``idle_window`` is how far back the driver's
+    utilization samples must stay under the limit (``0``: the instant reading
+    only); ``unaccounted_memory`` is how much memory no listed process holds
+    an idle GPU may show (a size or ``"1%"``). ``devices``/``exclude`` take indices, UUIDs or MIG labels
     (``3``, ``"0,2"``, ``["GPU-5f2c", 4]``). ``where`` is a function of a
     :class:`Device` that returns whether it may be chosen. An argument left
     ``None`` takes the site's config (``/etc/gpusel/config.toml``,
@@ -292,5 +297,7 @@ def select(
         silent=silent,
         lock_dir=None if lock_dir is None else os.fspath(lock_dir),
         seed=seed,
+        idle_window=idle_window,
+        unaccounted_memory=unaccounted_memory,
     )
     return Selection(native, set_env=set_env)

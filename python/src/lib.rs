@@ -403,7 +403,7 @@ impl NativeSelection {
     max_power = None, max_mem_used = None, name = None, devices = None, exclude = None, filter = None,
     strategy = None, provider = None, wait = None, timeout = None, interval = None,
     uuid = false, lease = true, share = false, silent = false, lock_dir = None, seed = None,
-    command = None,
+    command = None, idle_window = None, unaccounted_memory = None,
 ))]
 fn select(
     py: Python<'_>,
@@ -430,6 +430,8 @@ fn select(
     lock_dir: Option<PathBuf>,
     seed: Option<u64>,
     command: Option<Vec<String>>,
+    idle_window: Option<&Bound<'_, PyAny>>,
+    unaccounted_memory: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<NativeSelection>> {
     let count = match count {
         None => gpusel::Count::default(),
@@ -458,13 +460,18 @@ fn select(
     let provider = text(provider, "provider")?;
     let timeout = duration(py, "timeout", timeout, Duration::ZERO)?;
     let interval = duration(py, "interval", interval, gpusel::config::MIN_INTERVAL)?;
+    let idle_window = duration(py, "idle_window", idle_window, Duration::ZERO)?;
+    let unaccounted_memory = memory_amount(py, "unaccounted_memory", unaccounted_memory)?;
     if let Some(f) = &filter
         && !f.bind(py).is_callable()
     {
         return Err(type_error("where", "a function of a Device", f.bind(py)));
     }
 
-    let config = load_config(py)?;
+    let mut config = load_config(py)?;
+    if let Some(window) = idle_window {
+        config.idle_window = gpusel::Setting::new(window, gpusel::Source::Flag("idle_window"));
+    }
     let strategy_name = strategy
         .clone()
         .unwrap_or_else(|| config.strategy.value.clone());
@@ -503,6 +510,9 @@ fn select(
     }
     if let Some(amount) = max_mem_used {
         selector = selector.max_memory_used(amount);
+    }
+    if let Some(amount) = unaccounted_memory {
+        selector = selector.unaccounted_memory(amount);
     }
     if let Some(name) = name {
         selector = selector.name(name);
@@ -770,25 +780,14 @@ fn lease_text(e: &gpusel::LeaseError) -> String {
 /// The message (headline, one line per device that does not qualify, and
 /// the hint the CLI gives) and the verdicts as JSON.
 fn no_match_text(e: &SelectError) -> (String, serde_json::Value) {
-    let SelectError::NoMatch {
-        verdicts,
-        strategy_defaults,
-        ..
-    } = e
-    else {
+    let SelectError::NoMatch { verdicts, .. } = e else {
         return (e.to_string(), serde_json::Value::Array(Vec::new()));
     };
     let mut text = e.to_string();
-    let shown = verdicts.iter().filter(|v: &&Verdict| {
-        !(v.reasons.is_empty() || v.reasons == [gpusel::Reason::HiddenByCudaVisibleDevices])
-    });
-    for v in shown {
+    for v in verdicts.iter().filter(|v| v.explains_a_failure()) {
         text.push_str(&format!("\n  {v}"));
     }
-    let by_defaults = verdicts
-        .iter()
-        .any(|v| !v.reasons.is_empty() && v.reasons.iter().all(|r| strategy_defaults.explains(r)));
-    if by_defaults {
+    if e.only_strategy_defaults_keep_out() {
         text.push_str(
             "\n  hint: idle-random takes only idle GPUs; allow some load with max_util=/max_mem_util=/max_processes= (still a random pick among the GPUs that pass), or take the least used now with strategy='least-used'",
         );

@@ -547,3 +547,27 @@ def test_strategies_lists_the_clis() -> None:
     names = gpusel.strategies()
     assert list(names)[:1] == ["idle-random"]
     assert {"best-fit", "worst-fit", "random", "least-used"} <= set(names)
+
+
+def test_idleness_the_driver_proves(machine: Machine) -> None:
+    # tests/fixtures/nvml/idleness.json: 0 holds 30 GiB no listed process
+    # holds, 1 is a job paused for data loading (72% two seconds ago), 2 has
+    # only the X server, 3 is Prohibited, 4 Exclusive_Process with a client.
+    machine.use("idleness")
+    with gpusel.select(count=2) as s:
+        assert s.cuda_visible_devices == "2,5"
+        assert [d.compute_mode for d in s.devices] == ["default", "default"]
+        assert [d.utilization_peak for d in s.devices] == [0, 0]
+    with pytest.raises(gpusel.NoGpuError) as failed:
+        gpusel.select(count=3)
+    reasons = failed.value.reasons
+    assert reasons["0"][0].startswith("30 GiB in use by no process visible here")
+    assert reasons["1"][0].startswith("utilization peaked at 72% 2 s ago")
+    assert reasons["3"] == ["compute mode is Prohibited: the driver lets no process create a CUDA context on it"]
+    exclusive = next(v for v in failed.value.verdicts if v.device == "4")
+    assert exclusive.details[0] == {"reason": "compute_exclusive", "pid": 1}
+    # The same arguments as the flags: a shorter window, a looser tolerance.
+    with gpusel.select(count=4, idle_window="1s", unaccounted_memory="40GiB") as s:
+        assert s.cuda_visible_devices == "0,1,2,5"
+    with pytest.raises(gpusel.UsageError, match="idle_window"):
+        gpusel.select(idle_window="soon")

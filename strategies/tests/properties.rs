@@ -15,8 +15,9 @@ use std::num::NonZeroUsize;
 use gpusel_core::rand::SeedableRng;
 use gpusel_core::rand::rngs::SmallRng;
 use gpusel_core::{
-    Count, Device, DeviceSpec, Gpu, GpuProcess, MemoryAmount, MigDevice, Occupancy, Reason,
-    Request, SelectError, Selection, Snapshot, Verdict, Visible, WriteOptions, select,
+    ComputeMode, Count, Device, DeviceSpec, Gpu, GpuProcess, IdleRules, MemoryAmount, MigDevice,
+    Occupancy, Peak, ProcessKind, Reason, Request, SelectError, Selection, Snapshot,
+    UtilizationWindow, Verdict, Visible, WriteOptions, select,
 };
 use gpusel_strategies::StrategyKind;
 use proptest::prelude::*;
@@ -71,9 +72,67 @@ fn percent() -> impl Strategy<Value = u8> {
     prop_oneof![Just(0u8), 0u8..=100]
 }
 
+/// A process of any kind (a display server's graphics context is common),
+/// with or without its memory, seen in `/proc` or not.
+fn process() -> impl Strategy<Value = GpuProcess> {
+    (
+        0u32..4,
+        prop_oneof![
+            2 => Just(Some(ProcessKind::Compute)),
+            2 => Just(Some(ProcessKind::Graphics)),
+            1 => Just(Some(ProcessKind::ComputeGraphics)),
+            1 => Just(None),
+        ],
+        maybe(0.8, size()),
+        prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
+    )
+        .prop_map(|(pid, kind, used, visible)| {
+            let mut p = GpuProcess::new(1000 + pid);
+            p.kind = kind;
+            p.used_memory = used.map(|u| u / 8);
+            p.visible = visible;
+            p
+        })
+}
+
 fn processes() -> impl Strategy<Value = Option<Vec<GpuProcess>>> {
-    maybe(0.92, prop_oneof![2 => Just(0usize), 1 => 1usize..4])
-        .prop_map(|n| n.map(|n| (0..n).map(|p| GpuProcess::new(1000 + p as u32)).collect()))
+    maybe(
+        0.92,
+        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(process(), 1..4)],
+    )
+}
+
+/// Memory in use: mostly none or a little (idle), sometimes a ghost.
+fn used() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        2 => Just(0u64),
+        2 => 0u64..=512 << 20,
+        1 => size(),
+    ]
+}
+
+/// The window's peaks, when the provider read them.
+fn window() -> impl Strategy<Value = Option<UtilizationWindow>> {
+    let peak = || {
+        maybe(
+            0.8,
+            (percent(), 0u64..10_000, 1u32..100).prop_map(|(p, age, n)| Peak::new(p, age, n)),
+        )
+    };
+    maybe(
+        0.5,
+        (peak(), peak()).prop_map(|(g, m)| UtilizationWindow::new(10_000, g, m)),
+    )
+}
+
+fn compute_mode() -> impl Strategy<Value = Option<ComputeMode>> {
+    prop_oneof![
+        6 => Just(None),
+        3 => Just(Some(ComputeMode::Default)),
+        1 => Just(Some(ComputeMode::Prohibited)),
+        1 => Just(Some(ComputeMode::ExclusiveProcess)),
+        1 => Just(Some(ComputeMode::ExclusiveThread)),
+    ]
 }
 
 /// A MIG device; its index and UUID are assigned by [`snapshot`].
@@ -85,16 +144,20 @@ fn mig_device() -> impl Strategy<Value = MigDevice> {
         ),
         maybe(0.92, size()),
         maybe(0.92, size()),
+        maybe(0.9, used()),
         processes(),
     )
-        .prop_map(|(profile, memory_total, memory_free, processes)| {
-            let mut mig = MigDevice::new(0, String::new());
-            mig.profile = profile.map(String::from);
-            mig.memory_total = memory_total;
-            mig.memory_free = memory_free;
-            mig.processes = processes;
-            mig
-        })
+        .prop_map(
+            |(profile, memory_total, memory_free, memory_used, processes)| {
+                let mut mig = MigDevice::new(0, String::new());
+                mig.profile = profile.map(String::from);
+                mig.memory_total = memory_total;
+                mig.memory_free = memory_free;
+                mig.memory_used = memory_used;
+                mig.processes = processes;
+                mig
+            },
+        )
 }
 
 /// A GPU whose `uuid` holds, for now, the two-letter tag [`snapshot`] builds
@@ -117,12 +180,23 @@ fn gpu() -> impl Strategy<Value = Gpu> {
         processes(),
         mig,
         any::<bool>(),
+        (
+            maybe(0.9, used()),
+            maybe(0.5, 0u64..=1 << 30),
+            window(),
+            compute_mode(),
+        ),
     )
         .prop_map(
-            |(tag, name, total, free, util, mem_util, power, processes, mig, mig_off)| {
+            |(tag, name, total, free, util, mem_util, power, processes, mig, mig_off, idle)| {
+                let (used, reserved, window, mode) = idle;
                 let mut g = Gpu::new(0, tag, name);
                 g.memory_total = total;
                 g.memory_free = free;
+                g.memory_used = used;
+                g.memory_reserved = reserved;
+                g.utilization_window = window;
+                g.compute_mode = mode;
                 g.utilization_gpu = util;
                 g.utilization_memory = mem_util;
                 g.power_draw = power;
@@ -786,12 +860,20 @@ proptest! {
     /// default strategy's rule: a device is marked free exactly when plain
     /// `gpusel -- CMD` would take it, and unknown values count for neither.
     #[test]
-    fn the_free_mark_is_what_the_default_strategy_takes((snapshot, _) in snapshot_and_cvd()) {
-        let request = defaulted(StrategyKind::IdleRandom, &Request::default());
+    fn the_free_mark_is_what_the_default_strategy_takes(
+        (snapshot, _) in snapshot_and_cvd(),
+        tolerance in maybe(0.5, prop_oneof![
+            size().prop_map(MemoryAmount::Bytes),
+            (0u8..=100).prop_map(MemoryAmount::Percent),
+        ]),
+    ) {
+        let rules = IdleRules::with_unaccounted_memory(tolerance);
+        let mut request = defaulted(StrategyKind::IdleRandom, &Request::default());
+        request.idle = rules;
         for d in Device::all(&snapshot.gpus) {
             let occupancy = match d.mig {
-                Some(mig) => mig.occupancy(),
-                None => d.gpu.occupancy(),
+                Some(mig) => d.gpu.mig_occupancy(mig, &rules),
+                None => d.gpu.occupancy_with(&rules),
             };
             prop_assert_eq!(
                 occupancy == Occupancy::Free,

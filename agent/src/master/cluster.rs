@@ -216,6 +216,8 @@ pub struct Cluster {
     pub timeout: Duration,
     /// This machine's host name, read once.
     pub master: String,
+    /// The idle rules its count of idle GPUs applies.
+    pub idle: gpusel_core::IdleRules,
     rounds: RwLock<Rounds>,
     metrics: Latest<MetricsText>,
 }
@@ -238,6 +240,7 @@ impl Cluster {
             interval,
             timeout,
             master: gpusel_core::host_name(),
+            idle: gpusel_core::IdleRules::default(),
             rounds: RwLock::new(Rounds::default()),
             metrics: Latest::default(),
         }

@@ -78,7 +78,9 @@ impl Server {
             }
         };
         let timeout = node_timeout(&agents, options.interval);
-        let cluster = Arc::new(Cluster::new(agents.nodes, options.interval, timeout));
+        let mut cluster = Cluster::new(agents.nodes, options.interval, timeout);
+        cluster.idle = options.idle;
+        let cluster = Arc::new(cluster);
         // Every node pending, until the first round is done.
         metrics::publish(&cluster);
         let client = Client::new(Settings {

@@ -79,7 +79,7 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
         // would read as today's.
         let show_table = state.status.answered();
         let (rows, leased) = match (show_table, snapshot) {
-            (true, Some(s)) => rows(s),
+            (true, Some(s)) => rows(s, &cluster.idle),
             _ => (Vec::new(), false),
         };
         if state.status.answered() {
@@ -90,7 +90,7 @@ pub fn render(cluster: &Cluster) -> Result<String, askama::Error> {
                 idle += s
                     .gpus
                     .iter()
-                    .filter(|g| g.occupancy() == Occupancy::Free)
+                    .filter(|g| g.occupancy_with(&cluster.idle) == Occupancy::Free)
                     .count();
             }
         }

@@ -53,7 +53,7 @@ pub const REPORT: [&str; 3] = [
 ];
 
 /// Variables the tests' own environment must not leak into gpusel.
-pub const CLEAN_ENV: [&str; 20] = [
+pub const CLEAN_ENV: [&str; 22] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "GPUSEL_PROVIDER",
@@ -74,6 +74,8 @@ pub const CLEAN_ENV: [&str; 20] = [
     "GPUSEL_PLUGIN_TIMEOUT",
     "GPUSEL_WAIT",
     "GPUSEL_TIMEOUT",
+    "GPUSEL_IDLE_WINDOW",
+    "GPUSEL_UNACCOUNTED_MEMORY",
 ];
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that
@@ -133,6 +135,13 @@ fn isolate<C: EnvCommand>(cmd: &mut C) {
     cmd.set("GPUSEL_SYSTEM_CONFIG", &format!("{NO_CONFIG}/system.toml"));
     cmd.set("XDG_CONFIG_HOME", NO_CONFIG);
     cmd.set("GPUSEL_LOCK_DIR", &fresh_lock_dir().display().to_string());
+}
+
+/// Gives a command other than gpusel (a script that runs gpusel) the clean
+/// environment [`gpusel_std`] has.
+pub fn isolated(mut cmd: std::process::Command) -> std::process::Command {
+    isolate(&mut cmd);
+    cmd
 }
 
 /// The two command types the tests build.
