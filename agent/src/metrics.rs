@@ -524,6 +524,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shares_and_waiters_are_counted() {
+        let mut s = Snapshot::new("node1", "test");
+        let mut gpu = Gpu::new(0, "GPU-0", "A100");
+        let share = |reserved: u64, used: Option<u64>| gpusel_core::Share {
+            holder: gpusel_core::Holder::current(vec!["job".into()]),
+            reserved,
+            used,
+        };
+        gpu.lease = Some(gpusel_core::LeaseStatus {
+            holder: None,
+            blocked: None,
+            shares: vec![share(30 << 30, Some(10 << 30)), share(1 << 30, None)],
+        });
+        s.gpus.push(gpu);
+        let waiter: gpusel_core::Waiter = serde_json::from_value(serde_json::json!({
+            "holder": gpusel_core::Holder::current(vec!["wait".into()]),
+            "wanted": {"count": "4"},
+        }))
+        .unwrap();
+        s.waiters = vec![waiter.clone(), waiter];
+        let text = render(&Round {
+            snapshot: Some(&s),
+            up: true,
+            duration: Duration::from_millis(3),
+            errors_total: 0,
+            leases_known: true,
+        });
+        let labels = r#"{gpu="0",uuid="GPU-0",name="A100",host="node1"}"#;
+        for line in [
+            format!("gpusel_gpu_shares{labels} 2.0"),
+            // 20 GiB still outstanding of the first, all 1 GiB of the second.
+            format!("gpusel_gpu_memory_reserved_bytes{labels} 22548578304.0"),
+            r#"gpusel_waiters{host="node1"} 2.0"#.to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn units_and_labels() {
         let mut s = Snapshot::new("node\"1", "test");
         let mut gpu = Gpu::new(3, "GPU-3", "NVIDIA A100\n\"evil\"");
