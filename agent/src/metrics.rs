@@ -151,6 +151,7 @@ pub fn render(round: &Round<'_>) -> String {
 pub(crate) struct SnapshotFamilies {
     timestamp: Series,
     info: Series,
+    waiters: Series,
     gpus: GpuFamilies,
     migs: MigFamilies,
 }
@@ -168,6 +169,12 @@ impl SnapshotFamilies {
                 registry,
                 "gpu_info",
                 "Always 1; labels carry the GPU's PCI bus id, driver and provider",
+                None,
+            ),
+            waiters: gauge(
+                registry,
+                "waiters",
+                "gpusel jobs waiting (--wait) in the node's queue",
                 None,
             ),
             gpus: GpuFamilies::register(registry),
@@ -199,6 +206,12 @@ impl SnapshotFamilies {
             &with_node(vec![("host", host.to_string())]),
             since_epoch.as_secs_f64(),
         );
+        if leases_known {
+            self.waiters.set(
+                &with_node(vec![("host", host.to_string())]),
+                snapshot.waiters.len() as f64,
+            );
+        }
         for gpu in &snapshot.gpus {
             for mig in &gpu.mig_devices {
                 self.migs
@@ -293,6 +306,8 @@ struct GpuFamilies {
     process_memory: Series,
     mig_mode: Series,
     leased: Series,
+    shares: Series,
+    reserved: Series,
 }
 
 impl GpuFamilies {
@@ -362,6 +377,18 @@ impl GpuFamilies {
                 "1 when a gpusel job leases the GPU or one of its MIG devices",
                 None,
             ),
+            shares: gauge(
+                r,
+                "gpu_shares",
+                "gpusel jobs sharing the GPU (--share)",
+                None,
+            ),
+            reserved: gauge(
+                r,
+                "gpu_memory_reserved",
+                "GPU memory the GPU's shares reserved and have not allocated yet",
+                Some(Unit::Bytes),
+            ),
         }
     }
 
@@ -419,6 +446,10 @@ impl GpuFamilies {
         if leases_known {
             let any = gpu.lease.is_some() || gpu.mig_devices.iter().any(|m| m.lease.is_some());
             set(&self.leased, Some(f64::from(u8::from(any))));
+            let shares = gpu.lease.as_ref().map_or(0, |l| l.shares.len());
+            set(&self.shares, Some(shares as f64));
+            let outstanding = gpu.lease.as_ref().map_or(0, |l| l.outstanding());
+            set(&self.reserved, Some(outstanding as f64));
         }
     }
 }
@@ -491,6 +522,45 @@ impl MigFamilies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_and_waiters_are_counted() {
+        let mut s = Snapshot::new("node1", "test");
+        let mut gpu = Gpu::new(0, "GPU-0", "A100");
+        let share = |reserved: u64, used: Option<u64>| gpusel_core::Share {
+            holder: gpusel_core::Holder::current(vec!["job".into()]),
+            reserved,
+            used,
+        };
+        gpu.lease = Some(gpusel_core::LeaseStatus {
+            holder: None,
+            blocked: None,
+            shares: vec![share(30 << 30, Some(10 << 30)), share(1 << 30, None)],
+        });
+        s.gpus.push(gpu);
+        let waiter: gpusel_core::Waiter = serde_json::from_value(serde_json::json!({
+            "holder": gpusel_core::Holder::current(vec!["wait".into()]),
+            "wanted": {"count": "4"},
+        }))
+        .unwrap();
+        s.waiters = vec![waiter.clone(), waiter];
+        let text = render(&Round {
+            snapshot: Some(&s),
+            up: true,
+            duration: Duration::from_millis(3),
+            errors_total: 0,
+            leases_known: true,
+        });
+        let labels = r#"{gpu="0",uuid="GPU-0",name="A100",host="node1"}"#;
+        for line in [
+            format!("gpusel_gpu_shares{labels} 2.0"),
+            // 20 GiB still outstanding of the first, all 1 GiB of the second.
+            format!("gpusel_gpu_memory_reserved_bytes{labels} 22548578304.0"),
+            r#"gpusel_waiters{host="node1"} 2.0"#.to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn units_and_labels() {

@@ -23,7 +23,7 @@ fn hide_processes(list: Option<&mut Vec<gpusel_core::GpuProcess>>) {
 }
 
 fn hide_lease(lease: Option<&mut LeaseStatus>) {
-    if let Some(holder) = lease.and_then(|l| l.holder.as_mut()) {
+    for holder in lease.into_iter().flat_map(LeaseStatus::holders_mut) {
         let program = holder
             .command
             .first()
@@ -50,6 +50,7 @@ mod tests {
         gpu.lease = Some(LeaseStatus {
             holder: Some(holder),
             blocked: None,
+            shares: Vec::new(),
         });
         s.gpus.push(gpu);
         hide_command_lines(&mut s);

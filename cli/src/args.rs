@@ -99,6 +99,11 @@ pub enum Sub {
     Status(StatusArgs),
     /// Show the effective configuration and where each value comes from.
     Config,
+    /// Show gpusel's waiters (`--wait`) in queue order: first come, first
+    /// served. An older waiter has first claim on every GPU its request could
+    /// use; a younger one takes only what no older one could. Jobs started
+    /// without gpusel are not in the queue.
+    Queue,
     /// Show how the GPUs are connected (NVLink, PCIe, NUMA), as
     /// `nvidia-smi topo -m` does.
     #[command(long_about = TOPO_ABOUT)]
@@ -368,6 +373,15 @@ pub struct SelectArgs {
     /// but hold theirs only until gpusel exits.
     #[arg(long)]
     pub no_lease: bool,
+
+    /// Share the GPU instead of leasing it whole: reserve --mem on it, beside
+    /// other sharers. A share is admitted only while the memory the driver
+    /// reports free, less what the GPU's other shares reserved and have not
+    /// allocated yet, still fits --mem; a GPU holds one exclusive job or any
+    /// number of shares, never both. Pair it with --strategy best-fit to pack
+    /// small jobs onto the fullest GPU that fits.
+    #[arg(long, requires = "mem", conflicts_with = "no_lease")]
+    pub share: bool,
 
     /// When no GPU fits, wait until one does, checking every --interval
     /// (for at most the config's timeout, if it sets one).

@@ -36,7 +36,8 @@ fn selector(
         .devices(args.devices.concat())
         .exclude(args.exclude.concat())
         .uuids(args.uuid)
-        .lease(!args.no_lease);
+        .lease(!args.no_lease)
+        .share(args.share);
     if let Some(bytes) = args.mem {
         s = s.min_free_memory(bytes);
     }

@@ -197,6 +197,9 @@ impl From<SelectError> for Failure {
         match e {
             SelectError::Strategy(e) => Failure::Usage(with_hint(e.to_string(), strategy_hint(&e))),
             SelectError::Lease(e) => e.into(),
+            SelectError::ShareWithoutMemory(e) => {
+                Failure::Usage(format!("{e}: add --mem SIZE (e.g. --share --mem 20GiB)"))
+            }
             SelectError::UnknownDevice { spec, known } => Failure::NoGpu {
                 message: format!(
                     "--devices {spec}: no such device on this machine (it has {known}); see `gpusel list`"

@@ -11,6 +11,7 @@ mod list;
 mod manual;
 mod out;
 mod providers;
+mod queue;
 #[cfg(test)]
 mod render_props;
 mod sanitize;
@@ -68,7 +69,9 @@ fn main() -> ExitCode {
         && !running
         && matches!(
             cli.sub,
-            None | Some(Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config | Sub::Topo)
+            None | Some(
+                Sub::Env(_) | Sub::List(_) | Sub::Status(_) | Sub::Config | Sub::Topo | Sub::Queue
+            )
         );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +105,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let config = config::load(&cli.global)?;
     if let Some(Sub::Config) = cli.sub {
         return config::render(&config, cli.global.json);
+    }
+    if let Some(Sub::Queue) = cli.sub {
+        return queue::show(&config.lock_dir.value, cli.global.json);
     }
     if let Some(Sub::Serve(args)) = &cli.sub {
         if cli.global.json {
@@ -177,7 +183,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(Sub::Env(args)) => {
             choose::run(provider, &args, &config, Mode::Env, cli.global.json, &[])
         }
-        Some(Sub::Config | Sub::Serve(_) | Sub::Completions(_) | Sub::Man(_)) => Ok(()),
+        Some(Sub::Config | Sub::Queue | Sub::Serve(_) | Sub::Completions(_) | Sub::Man(_)) => {
+            Ok(())
+        }
         None => {
             let mode = if cli.command.is_empty() {
                 Mode::Print

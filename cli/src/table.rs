@@ -577,6 +577,7 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, look: &Look) -> Row {
     }
     below.extend(ban.map(ban_below));
     below.extend(lease_below(gpu.lease.as_ref()));
+    below.extend(share_lines(gpu.lease.as_ref()));
     Row { cells, below }
 }
 
@@ -653,6 +654,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, look: &Look) -> Row {
     below.extend(ghost_below(gpusel_core::Device::mig(gpu, mig), look));
     below.extend(ban.map(ban_below));
     below.extend(lease_below(mig.lease.as_ref()));
+    below.extend(share_lines(mig.lease.as_ref()));
     Row { cells, below }
 }
 
@@ -715,6 +717,12 @@ fn lease_below(lease: Option<&LeaseStatus>) -> Option<Below> {
                 Style::Red,
             ));
         }
+        // Shared: one line per share (share_lines).
+        LeaseStatus {
+            holder: None,
+            shares,
+            ..
+        } if !shares.is_empty() => return None,
         LeaseStatus { holder: None, .. } => "leased (the holder left no record)".to_string(),
         LeaseStatus {
             holder: Some(h), ..
@@ -732,6 +740,37 @@ fn lease_below(lease: Option<&LeaseStatus>) -> Option<Below> {
         ),
     };
     Some(Below::Text(text, Style::Magenta))
+}
+
+/// One line per share of a shared device: who, what it reserved, what its
+/// processes use so far.
+fn share_lines(lease: Option<&LeaseStatus>) -> Vec<Below> {
+    let now = SystemTime::now();
+    lease
+        .map(|l| l.shares.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let h = &s.holder;
+            let used = s.used.map_or("-".into(), format_bytes);
+            Below::Text(
+                format!(
+                    "shared by {} (pid {}, {}) {}: {} reserved, {used} used: {}",
+                    clean(&h.user),
+                    h.pid,
+                    clean(&h.host),
+                    ago(h.since, now),
+                    format_bytes(s.reserved),
+                    h.command
+                        .iter()
+                        .map(|a| clean(a))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                Style::Magenta,
+            )
+        })
+        .collect()
 }
 
 /// Widths of the process line parts, shared by every process line.

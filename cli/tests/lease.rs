@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::users::{OTHER, as_other, is_root, other_user};
 use common::*;
 
 /// A 4-GPU snapshot, all idle, in `dir`.
@@ -333,67 +334,6 @@ fn a_missing_lock_dir_is_created_sticky_and_world_writable() {
 }
 
 // ---- a second user ----------------------------------------------------------------
-
-const OTHER: &str = "gpusel-test-other";
-
-fn is_root() -> bool {
-    let id = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("run id");
-    String::from_utf8_lossy(&id.stdout).trim() == "0"
-}
-
-/// Creates [`OTHER`] if missing; returns its uid.
-fn other_user() -> u32 {
-    let exists = std::process::Command::new("id")
-        .arg("-u")
-        .arg(OTHER)
-        .output()
-        .unwrap();
-    if !exists.status.success() {
-        let made = std::process::Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                OTHER,
-            ])
-            .output()
-            .expect("run useradd");
-        // Another test process may have created it meanwhile.
-        let again = std::process::Command::new("id")
-            .arg("-u")
-            .arg(OTHER)
-            .output()
-            .unwrap();
-        assert!(again.status.success(), "useradd {OTHER} failed: {made:?}");
-        return String::from_utf8_lossy(&again.stdout)
-            .trim()
-            .parse()
-            .unwrap();
-    }
-    String::from_utf8_lossy(&exists.stdout)
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Runs `program args` as [`OTHER`], with gpusel's variables cleared.
-fn as_other(program: &Path, args: &[&str]) -> Out {
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid", OTHER, "--regid", OTHER, "--clear-groups", "--"])
-        .arg(program)
-        .args(args)
-        .env_remove("CUDA_VISIBLE_DEVICES")
-        .env_remove("GPUSEL_PROVIDER")
-        .env_remove("GPUSEL_LOCK_DIR")
-        .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
-        .env("XDG_CONFIG_HOME", NO_CONFIG)
-        .current_dir("/");
-    cmd.output().expect("run setpriv").into()
-}
 
 #[test]
 fn another_user_sees_the_lease_and_can_neither_take_delete_nor_forge_it() {

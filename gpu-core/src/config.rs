@@ -121,6 +121,17 @@ pub struct Filters {
 /// Largest config file read: a site's settings take a few KiB.
 const MAX_CONFIG_FILE: u64 = 1 << 20;
 
+/// What one user may hold at once (`[limits]`): a request that would take
+/// them past it waits (with `--wait`) or fails saying so. A later file can
+/// only lower a limit, so a user's own config cannot lift the site's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Devices (leased or shared) per user.
+    pub gpus_per_user: Option<Setting<usize>>,
+    /// Memory reserved in shares per user, bytes.
+    pub share_memory_per_user: Option<Setting<u64>>,
+}
+
 /// A configuration that cannot be used. Each says which file or variable,
 /// and where in the file.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +192,8 @@ pub struct Config {
     pub bans: Vec<Ban>,
     /// Default filters.
     pub filters: Filters,
+    /// What one user may hold at once.
+    pub limits: Limits,
     /// The bearer token file for `http://` agents.
     pub http_token_file: Option<Setting<PathBuf>>,
     /// The limit on one request to an `http://` agent.
@@ -211,6 +224,7 @@ impl Default for Config {
             timeout: None,
             bans: Vec::new(),
             filters: Filters::default(),
+            limits: Limits::default(),
             http_token_file: None,
             http_timeout: Setting::new(DEFAULT_HTTP_TIMEOUT, Source::Default),
             http_connect_timeout: Setting::new(DEFAULT_HTTP_CONNECT_TIMEOUT, Source::Default),
@@ -235,6 +249,8 @@ struct File {
     #[serde(default)]
     filters: FileFilters,
     #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
     http: FileHttp,
     #[serde(default)]
     plugin: FilePlugin,
@@ -255,6 +271,20 @@ struct FileHttp {
     token_file: Option<PathBuf>,
     timeout: Option<toml::Spanned<String>>,
     connect_timeout: Option<toml::Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    gpus_per_user: Option<toml::Spanned<i64>>,
+    share_memory_per_user: Option<toml::Spanned<String>>,
+}
+
+/// Keeps the lower of two limits: a later file cannot lift an earlier one.
+fn lower<T: PartialOrd>(slot: &mut Option<Setting<T>>, value: T, source: Source) {
+    if slot.as_ref().is_none_or(|s| value < s.value) {
+        *slot = Some(Setting::new(value, source));
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -451,6 +481,25 @@ impl Config {
         if let Some(n) = f.max_processes {
             self.filters.max_processes = Some(Setting::new(n, src()));
         }
+        if let Some(n) = &file.limits.gpus_per_user {
+            let count = usize::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    let message = format!(
+                        "limits.gpus_per_user = {} is not a number of GPUs; write 1 or more",
+                        n.get_ref()
+                    );
+                    bad_value(path, text, n, message)
+                })?;
+            lower(&mut self.limits.gpus_per_user, count, src());
+        }
+        if let Some(m) = &file.limits.share_memory_per_user {
+            let bytes = crate::parse_size(m.get_ref()).map_err(|e| {
+                bad_value(path, text, m, format!("limits.share_memory_per_user: {e}"))
+            })?;
+            lower(&mut self.limits.share_memory_per_user, bytes, src());
+        }
         if let Some(w) = &file.idle.window {
             let d = crate::parse_duration(w.get_ref())
                 .map_err(|e| bad_value(path, text, w, format!("idle.window: {e}")))?;
@@ -614,6 +663,14 @@ impl Config {
                 ToString::to_string,
             ),
         ];
+        if let Some(n) = &self.limits.gpus_per_user {
+            rows.push(row("limits.gpus_per_user", n, usize::to_string));
+        }
+        if let Some(m) = &self.limits.share_memory_per_user {
+            rows.push(row("limits.share_memory_per_user", m, |b| {
+                crate::format_bytes(*b)
+            }));
+        }
         for ban in &self.bans {
             rows.push(("ban".into(), ban.rule.to_string(), ban.source.clone()));
         }

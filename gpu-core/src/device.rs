@@ -96,11 +96,28 @@ impl<'a> Device<'a> {
         }
     }
 
-    /// Free memory in bytes.
+    /// Free memory in bytes, less the outstanding reservations of the
+    /// device's shares (what they reserved and have not allocated yet), so
+    /// that `--mem`, best-fit and worst-fit count them as used.
     pub fn memory_free(&self) -> Option<u64> {
+        let outstanding = self.lease().map_or(0, crate::LeaseStatus::outstanding);
+        self.memory_free_reported()
+            .map(|free| free.saturating_sub(outstanding))
+    }
+
+    /// Free memory in bytes as the driver reports it.
+    pub fn memory_free_reported(&self) -> Option<u64> {
         match self.mig {
             Some(m) => m.memory_free,
             None => self.gpu.memory_free,
+        }
+    }
+
+    /// Who leases or shares the device, when the snapshot says.
+    pub fn lease(&self) -> Option<&'a crate::LeaseStatus> {
+        match self.mig {
+            Some(m) => m.lease.as_ref(),
+            None => self.gpu.lease.as_ref(),
         }
     }
 

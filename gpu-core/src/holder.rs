@@ -41,6 +41,49 @@ pub struct LeaseStatus {
     /// is shown unusable, never free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// The shares of a shared device (`--share --mem`), oldest first; empty
+    /// for an exclusive lease. A device holds either one exclusive lease or
+    /// shares, never both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<Share>,
+}
+
+/// One share of a device: a job that reserved memory on it with
+/// `--share --mem SIZE` (see [`LockDir`](crate::LockDir)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Who holds it, as the kernel's lock table confirms it.
+    pub holder: Holder,
+    /// Bytes it reserved.
+    pub reserved: u64,
+    /// Bytes its processes (the holder and its descendants) already use on
+    /// the device, as the snapshot lists them; `None` when the provider
+    /// lists no processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+}
+
+impl Share {
+    /// What it reserved and has not allocated yet: what a new share must
+    /// leave room for besides the memory the driver reports in use.
+    pub fn outstanding(&self) -> u64 {
+        self.reserved.saturating_sub(self.used.unwrap_or(0))
+    }
+}
+
+impl LeaseStatus {
+    /// The outstanding reservations of the device's shares, in all.
+    pub fn outstanding(&self) -> u64 {
+        self.shares.iter().map(Share::outstanding).sum()
+    }
+
+    /// The exclusive holder and every share's holder, to edit in place
+    /// (what a sanitizer or a redactor goes over).
+    pub fn holders_mut(&mut self) -> impl Iterator<Item = &mut Holder> {
+        self.holder
+            .iter_mut()
+            .chain(self.shares.iter_mut().map(|s| &mut s.holder))
+    }
 }
 
 impl Holder {

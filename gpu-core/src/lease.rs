@@ -12,7 +12,7 @@ use nix::fcntl::{AtFlags, FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl, open,
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 
 use crate::guardian::GuardError;
-use crate::holder::{Holder, LeaseStatus};
+use crate::holder::{Holder, LeaseStatus, Share};
 
 /// Where leases live unless configured otherwise: machine-wide, shared by
 /// every user and every systemd service (see [`LockDir`]).
@@ -307,6 +307,8 @@ pub struct LockDir {
 #[derive(Debug)]
 pub struct Lease {
     uuid: String,
+    /// Bytes reserved, for a share (then `lock` is a shared lock).
+    pub(crate) reserved: Option<u64>,
     // Declared (so dropped) before `lock`: the record stops counting as
     // live before the lock is free, so a job that takes the lock the next
     // instant never sees this lease's record as another live holder.
@@ -326,6 +328,22 @@ impl Lease {
     /// The device this lease is on.
     pub fn uuid(&self) -> &str {
         &self.uuid
+    }
+
+    /// For a share (`--share`), the bytes it reserved; `None` for an
+    /// exclusive lease.
+    pub fn reserved(&self) -> Option<u64> {
+        self.reserved
+    }
+
+    /// A share: its shared lock on the lock file and its locked record.
+    pub(crate) fn share(uuid: &str, reserved: u64, lock: Flock<File>, record: Flock<File>) -> Self {
+        Lease {
+            uuid: uuid.to_string(),
+            reserved: Some(reserved),
+            record: Some(record),
+            lock,
+        }
     }
 
     /// Keeps the lease's descriptors open across `exec`, so that the program
@@ -388,6 +406,9 @@ pub enum LeaseState {
     Leased(Option<Holder>),
     /// Nobody leases it, yet no job could: why (see [`LeaseStatus::blocked`]).
     Blocked(String),
+    /// Jobs share it (`--share`): their shares, oldest first, each holder
+    /// confirmed by the kernel's lock table.
+    Shared(Vec<Share>),
 }
 
 impl LeaseState {
@@ -398,10 +419,17 @@ impl LeaseState {
             LeaseState::Leased(holder) => Some(LeaseStatus {
                 holder,
                 blocked: None,
+                shares: Vec::new(),
             }),
             LeaseState::Blocked(why) => Some(LeaseStatus {
                 holder: None,
                 blocked: Some(why),
+                shares: Vec::new(),
+            }),
+            LeaseState::Shared(shares) => Some(LeaseStatus {
+                holder: None,
+                blocked: None,
+                shares,
             }),
         }
     }
@@ -425,33 +453,69 @@ fn kernel_flocks(st: &FileStat) -> Vec<KernelFlock> {
 }
 
 fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    table
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
-            if f.get(1) != Some(&"FLOCK") {
-                return None;
-            }
-            let exclusive = match *f.get(3)? {
-                "WRITE" => true,
-                "READ" => false,
-                _ => return None,
-            };
-            let pid: u32 = f.get(4)?.parse().ok()?;
-            let mut id = f.get(5)?.split(':');
-            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-            let min = u64::from_str_radix(id.next()?, 16).ok()?;
-            let node: u64 = id.next()?.parse().ok()?;
-            (maj == major && min == minor && node == ino).then_some(KernelFlock { pid, exclusive })
+    let id = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev), ino);
+    every_flock(table)
+        .filter(|(file, _)| *file == id)
+        .map(|(_, lock)| lock)
+        .collect()
+}
+
+/// The files (device major, minor, inode) that some process holds an
+/// exclusive `flock` on, from two reads of `/proc/locks` (a read can skip a
+/// line while other locks change): which lock files are leased, learnt
+/// without probing any of them (a probe is a shared lock a job about to
+/// lease must wait out).
+pub(crate) fn exclusively_locked() -> std::collections::HashSet<(u64, u64, u64)> {
+    (0..2)
+        .filter_map(|_| std::fs::read_to_string("/proc/locks").ok())
+        .flat_map(|table| {
+            every_flock(&table)
+                .filter(|(_, lock)| lock.exclusive)
+                .map(|(file, _)| file)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
+/// Every granted `flock` in the lock table `table`, with its file.
+fn every_flock(table: &str) -> impl Iterator<Item = ((u64, u64, u64), KernelFlock)> + '_ {
+    table.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let exclusive = match *f.get(3)? {
+            "WRITE" => true,
+            "READ" => false,
+            _ => return None,
+        };
+        let pid: u32 = f.get(4)?.parse().ok()?;
+        let mut id = f.get(5)?.split(':');
+        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+        let min = u64::from_str_radix(id.next()?, 16).ok()?;
+        let node: u64 = id.next()?.parse().ok()?;
+        Some(((maj, min, node), KernelFlock { pid, exclusive }))
+    })
+}
+
+/// The processes holding a shared `flock` on the file `st` describes. The
+/// table is read three times: a read can skip a line while other locks come
+/// and go.
+pub(crate) fn shared_lockers(st: &FileStat) -> Vec<u32> {
+    let mut pids: Vec<u32> = (0..3)
+        .flat_map(|_| kernel_flocks(st))
+        .filter(|l| !l.exclusive)
+        .map(|l| l.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// A holder as the kernel knows it: the process that holds the lock, its
 /// owner's name from its uid, its command line and start time from `/proc`.
-fn holder_from_kernel(pid: u32) -> Option<Holder> {
+pub(crate) fn holder_from_kernel(pid: u32) -> Option<Holder> {
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
     let mut process = crate::model::GpuProcess::new(pid);
@@ -505,10 +569,13 @@ fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder>
 pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(), LeaseError> {
     let dir = LockDir::open(lock_dir)?;
     let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
+    snapshot.waiters = dir.queue();
     for gpu in &mut snapshot.gpus {
         gpu.lease = state(&gpu.uuid);
+        crate::share::add_usage(&mut gpu.lease, gpu.processes.as_deref());
         for mig in &mut gpu.mig_devices {
             mig.lease = state(&mig.uuid);
+            crate::share::add_usage(&mut mig.lease, mig.processes.as_deref());
         }
     }
     Ok(())
@@ -533,7 +600,7 @@ fn is(st: &FileStat, kind: SFlag) -> bool {
 /// A file name for a device: UUIDs are ASCII, but a snapshot file could hold
 /// anything, and the name must never leave the directory. The prefix keeps
 /// gpusel's files apart from others' in a shared directory like `/run/lock`.
-fn key(uuid: &str) -> String {
+pub(crate) fn key(uuid: &str) -> String {
     let name: String = uuid
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
@@ -612,15 +679,40 @@ impl LockDir {
         &self.path
     }
 
-    fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
+    /// The names in the directory (those that are UTF-8: every name gpusel
+    /// writes is); none when it cannot be read.
+    pub(crate) fn names(&self) -> Vec<String> {
+        std::fs::read_dir(&self.path).map_or_else(
+            |_| Vec::new(),
+            |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            },
+        )
+    }
+
+    /// The directory's descriptor, to open and rename files relative to.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    pub(crate) fn lock_error(&self, name: &str, message: impl Into<String>) -> LeaseError {
         LeaseError::LockFile {
             path: self.path.join(name),
             message: message.into(),
         }
     }
 
+    /// Removes `name` from the directory (a file of this user's: the sticky
+    /// bit refuses any other); failing to is harmless.
+    pub(crate) fn unlink(&self, name: &str) {
+        let _ = nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+
     /// Opens a regular file in the directory, following no symlink.
-    fn open_file(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, Errno> {
+    pub(crate) fn open_file(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, Errno> {
         let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(mode))?;
         let st = fstat(&fd)?;
@@ -631,7 +723,7 @@ impl LockDir {
     }
 
     /// The lock file of `name`, created (0644) if it does not exist yet.
-    fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
+    pub(crate) fn open_lock_file(&self, name: &str) -> Result<File, LeaseError> {
         for _ in 0..4 {
             match self.open_file(name, OFlag::O_RDONLY, 0) {
                 Ok(f) => return Ok(f),
@@ -665,7 +757,7 @@ impl LockDir {
 
     /// Whether `name` still is the file `file` has open: a lock taken on a
     /// file that was deleted or replaced excludes no one.
-    fn still_linked(&self, name: &str, file: &File) -> bool {
+    pub(crate) fn still_linked(&self, name: &str, file: &File) -> bool {
         match (
             fstat(file.as_fd()),
             fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW),
@@ -693,6 +785,12 @@ impl LockDir {
             // created the file: the sticky bit lets its owner delete it)
             // still holds its record locked: its lease counts, and the new
             // lock file just locked excludes no one from it.
+            // Shares hold shared locks the exclusive one just taken would
+            // exclude, unless they are on a deleted lock file: their live
+            // records count the same way.
+            if !self.live_share_records(uuid).is_empty() {
+                return Ok(None);
+            }
             // A record whose writer has exited is being let go by its
             // guardian: waited out like the lock itself.
             let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
@@ -712,6 +810,7 @@ impl LockDir {
             let record = self.write_record(uuid, holder);
             return Ok(Some(Lease {
                 uuid: uuid.to_string(),
+                reserved: None,
                 lock,
                 record,
             }));
@@ -719,24 +818,36 @@ impl LockDir {
         Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))
     }
 
+    /// Writes `json` into the record `name` of `uid`'s (created 0644 when
+    /// missing) and returns it locked exclusively, for its writer to hold for
+    /// as long as the record is true. `EPERM`: a file of another user's is
+    /// there (planted under `uid`'s name); `EWOULDBLOCK`: someone holds it.
+    pub(crate) fn write_locked(
+        &self,
+        name: &str,
+        uid: u32,
+        json: &[u8],
+    ) -> Result<Flock<File>, Errno> {
+        let file = self.open_file(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
+        // Planted by another user under our uid's name: not ours to use.
+        if fstat(file.as_fd())?.st_uid != uid {
+            return Err(Errno::EPERM);
+        }
+        let mut lock = lock_exclusive(file)?.map_err(|_held| Errno::EWOULDBLOCK)?;
+        nix::unistd::ftruncate(lock.as_fd(), 0)?;
+        let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
+        lock.write_all(json)
+            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+        Ok(lock)
+    }
+
     /// Writes the holder record. Failing to is not fatal: the lease holds
     /// all the same, `list` just cannot say by whom.
     fn write_record(&self, uuid: &str, holder: &Holder) -> Option<Flock<File>> {
         let name = format!("{}.{}.holder", key(uuid), holder.uid);
-        let result = (|| {
-            let file = self.open_file(&name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o644)?;
-            // Planted by another user under our uid's name: not ours to use.
-            if fstat(file.as_fd())?.st_uid != holder.uid {
-                return Err(Errno::EPERM);
-            }
-            let mut lock = lock_exclusive(file)?.map_err(|_held| Errno::EWOULDBLOCK)?;
-            nix::unistd::ftruncate(lock.as_fd(), 0)?;
-            let _ = fchmod(lock.as_fd(), Mode::from_bits_truncate(0o644));
-            let json = serde_json::to_vec(holder).map_err(|_| Errno::EINVAL)?;
-            lock.write_all(&json)
-                .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
-            Ok::<_, Errno>(lock)
-        })();
+        let result = serde_json::to_vec(holder)
+            .map_err(|_| Errno::EINVAL)
+            .and_then(|json| self.write_locked(&name, holder.uid, &json));
         match result {
             Ok(lock) => Some(lock),
             Err(e) => {
@@ -770,7 +881,11 @@ impl LockDir {
                 // Let go at once: a probe must stay an instant, whatever is
                 // looked at next (a job waits out probes for ~80 ms at most).
                 drop(shared);
-                if let Some(pid) = self.shared_blocker(&st) {
+                // Shares hold shared locks for good: their holders are not
+                // blockers. Any other shared lock that outlives a probe is.
+                let shares = self.checked_shares(uuid, &st);
+                let sharers: Vec<u32> = shares.iter().map(|s| s.holder.pid).collect();
+                if let Some(pid) = self.shared_blocker(&st, &sharers) {
                     let who = holder_from_kernel(pid)
                         .map(|h| format!(" ({})", h.user))
                         .unwrap_or_default();
@@ -778,6 +893,9 @@ impl LockDir {
                         "pid {pid}{who} holds a shared lock on its lock file {}, which keeps every job out",
                         self.path.join(&name).display()
                     )));
+                }
+                if !shares.is_empty() {
+                    return Ok(LeaseState::Shared(shares));
                 }
                 Ok(self.live_record_state(uuid))
             }
@@ -812,19 +930,13 @@ impl LockDir {
 
     /// A process other than this one holding a shared lock on the lock file
     /// `st` for longer than a probe lasts (`list` and `serve` probe for
-    /// microseconds): looked at twice, 100 ms apart.
-    fn shared_blocker(&self, st: &FileStat) -> Option<u32> {
+    /// microseconds) and not one of the `sharers` (the holders of live
+    /// shares): looked at twice, 100 ms apart.
+    fn shared_blocker(&self, st: &FileStat, sharers: &[u32]) -> Option<u32> {
         let me = std::process::id();
-        // Each look reads the table three times: a read can skip a line
-        // while other locks come and go.
         let look = || -> Vec<u32> {
-            let mut pids: Vec<u32> = (0..3)
-                .flat_map(|_| kernel_flocks(st))
-                .filter(|l| !l.exclusive && l.pid != me)
-                .map(|l| l.pid)
-                .collect();
-            pids.sort_unstable();
-            pids.dedup();
+            let mut pids = shared_lockers(st);
+            pids.retain(|pid| *pid != me && !sharers.contains(pid));
             pids
         };
         let first = look();
@@ -838,7 +950,7 @@ impl LockDir {
 
     /// The trusted, live holder record of `uuid`, if any (the newest, should
     /// there be several).
-    fn read_holder(&self, uuid: &str) -> Option<Holder> {
+    pub(crate) fn read_holder(&self, uuid: &str) -> Option<Holder> {
         let prefix = format!("{}.", key(uuid));
         let entries = std::fs::read_dir(&self.path).ok()?;
         entries
@@ -855,21 +967,30 @@ impl LockDir {
             .max_by_key(|h| h.since)
     }
 
-    fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
+    pub(crate) fn trusted_record(&self, name: &str, uid: u32) -> Option<Holder> {
+        let (text, _) = self.read_live(name, uid)??;
+        crate::holder::parse_record(&text, uid)
+    }
+
+    /// A record file `name` of `uid`'s (holder record, share record, queue
+    /// ticket): `None` when it is no file of `uid`'s; `Some(None)` when
+    /// nobody holds it (left over by a writer that is gone); its text and
+    /// status when its writer still holds it locked, which means it is
+    /// current.
+    pub(crate) fn read_live(&self, name: &str, uid: u32) -> Option<Option<(Vec<u8>, FileStat)>> {
         let file = self.open_file(name, OFlag::O_RDONLY, 0).ok()?;
-        if fstat(file.as_fd()).ok()?.st_uid != uid {
+        let st = fstat(file.as_fd()).ok()?;
+        if st.st_uid != uid {
             return None;
         }
-        // Locked by its writer means written by the current holder; a record
-        // we can lock is left over from an earlier one.
         let mut file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => return None,
+            Ok(_) => return Some(None),
             Err((file, Errno::EWOULDBLOCK)) => file,
             Err(_) => return None,
         };
         let mut text = Vec::new();
         (&mut file).take(MAX_RECORD).read_to_end(&mut text).ok()?;
-        crate::holder::parse_record(&text, uid)
+        Some(Some((text, st)))
     }
 }
 

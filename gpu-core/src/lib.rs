@@ -73,16 +73,19 @@ mod guardian;
 mod holder;
 mod idle;
 mod lease;
+mod limits;
 mod model;
 mod occupancy;
 mod procfs;
 mod provider;
+mod queue;
 mod reason;
 mod registry;
 mod request;
 pub mod sanitize;
 mod select;
 mod selector;
+mod share;
 mod size;
 mod strategy;
 #[cfg(feature = "testing")]
@@ -96,7 +99,7 @@ pub use agent_status::{AgentError, AgentSnapshot, AgentStatus};
 /// `#[gpusel_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
 pub use block_on::block_on;
-pub use config::{Config, ConfigError, Setting, Source};
+pub use config::{Config, ConfigError, Limits, Setting, Source};
 pub use count::{Count, CountError};
 pub use cvd::{
     CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, CvdProblem, PCI_BUS_ID, Visible, VisibleEntry,
@@ -109,12 +112,13 @@ pub use file_provider::{
 };
 pub use groups::{ChildGroup, kill_child_groups};
 pub use guardian::{GUARDIAN_NAME, GuardError};
-pub use holder::{Holder, LeaseStatus};
+pub use holder::{Holder, LeaseStatus, Share};
 pub use idle::{
     BASE_TOLERANCE, Ghost, IdleRules, Load, ModeBlock, V1_ALLOWANCE_PERCENT, mode_block, peak_note,
     unaccounted_memory,
 };
 pub use lease::{DEFAULT_LOCK_DIR, Lease, LeaseError, LeaseState, LockDir, add_leases};
+pub use limits::OverLimit;
 pub use model::{
     ComputeMode, Gpu, GpuLink, GpuProcess, MigDevice, PcieLevel, Peak, ProcessKind, SCHEMA_VERSION,
     Snapshot, SnapshotError, UtilizationWindow, host_name,
@@ -122,6 +126,7 @@ pub use model::{
 pub use occupancy::Occupancy;
 pub use procfs::ProcReader;
 pub use provider::{BoxedError, GpuInfoProvider, ProviderError};
+pub use queue::{Claim, Ticket, Waiter, Wanted};
 pub use rand;
 pub use reason::Reason;
 pub use registry::{ProviderFactory, ProviderFallback, ProviderRegistry, ProviderSpec};
@@ -131,6 +136,7 @@ pub use select::{
     select, select_leased,
 };
 pub use selector::{CANCEL_CHECK, MAX_PROVIDER_FAILURES, Progress, Selector};
+pub use share::ShareWithoutMemory;
 pub use size::{
     MemoryAmount, MemoryAmountError, PercentError, PowerError, SizeError, format_bytes,
     format_power, parse_percent, parse_power, parse_size,

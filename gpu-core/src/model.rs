@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub cuda_driver_version: Option<String>,
     /// The GPUs, in NVML index (PCI bus) order.
     pub gpus: Vec<Gpu>,
+    /// gpusel's waiters (`--wait`), oldest first: the queue, filled in with
+    /// the leases (`gpusel list --json`, the agent), empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiters: Vec<crate::Waiter>,
 }
 
 /// One physical GPU.
@@ -486,6 +490,7 @@ impl Snapshot {
             driver_version: None,
             cuda_driver_version: None,
             gpus: Vec::new(),
+            waiters: Vec::new(),
         }
     }
 

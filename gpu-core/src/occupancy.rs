@@ -187,6 +187,7 @@ mod tests {
         gpu.lease = Some(LeaseStatus {
             holder: Some(Holder::current(vec!["sh".into()])),
             blocked: None,
+            shares: Vec::new(),
         });
         assert_eq!(gpu.occupancy(), Occupancy::Leased);
         // A blocked lock file: nobody leases it, nobody could; never free.
@@ -196,6 +197,7 @@ mod tests {
         gpu.lease = Some(LeaseStatus {
             holder: None,
             blocked: Some("pid 7 holds a shared lock on its lock file".into()),
+            shares: Vec::new(),
         });
         assert_eq!(gpu.occupancy(), Occupancy::Unknown);
     }

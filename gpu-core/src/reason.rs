@@ -104,6 +104,31 @@ pub enum Reason {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Shared by jobs that asked to share it: an exclusive job cannot take it.
+    Shared {
+        /// Shares on it.
+        shares: usize,
+        /// Bytes they reserved, in all.
+        reserved: u64,
+    },
+    /// A share does not fit beside the device's other shares.
+    SharesFull {
+        /// Free bytes, as the driver reports them.
+        free: u64,
+        /// Bytes of it the other shares reserved and have not allocated yet.
+        outstanding: u64,
+        /// Other shares on the device.
+        shares: usize,
+        /// Bytes asked for.
+        required: u64,
+    },
+    /// An older waiter in the queue has first claim on it.
+    Claimed {
+        /// The older waiter.
+        by: Holder,
+        /// How many devices it asks for, as written.
+        count: String,
+    },
     /// Memory in use that no listed process holds, above what an idle
     /// device shows: a job gpusel cannot see (another container or PID
     /// namespace).
@@ -257,6 +282,35 @@ impl fmt::Display for Reason {
                 "compute mode is Exclusive_Process and process {pid} holds it: the driver refuses a second context"
             ),
             Reason::Banned { source } => write!(f, "banned by the site configuration ({source})"),
+            Reason::Claimed { by, count } => {
+                write!(
+                    f,
+                    "first claimed by an older waiter, {by} (asks for {count})"
+                )
+            }
+            Reason::Shared { shares, reserved } => {
+                let s = if *shares == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "shared by {shares} job{s} ({} reserved), which an exclusive lease cannot join (a share, --share --mem, can)",
+                    format_bytes(*reserved)
+                )
+            }
+            Reason::SharesFull {
+                free,
+                outstanding,
+                shares,
+                required,
+            } => {
+                let s = if *shares == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "{} free, {} of it reserved by {shares} share{s} < {} needed",
+                    format_bytes(*free),
+                    format_bytes(*outstanding),
+                    format_bytes(*required)
+                )
+            }
         }
     }
 }

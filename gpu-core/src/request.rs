@@ -208,6 +208,14 @@ pub struct Request {
     pub predicates: Vec<Predicate>,
     /// Devices the site bans, whatever else is asked.
     pub banned: Vec<Ban>,
+    /// Share the devices with other sharers, reserving `min_free_memory` on
+    /// each, instead of leasing them exclusively (see
+    /// [`LockDir`](crate::LockDir) and `gpusel --share`).
+    pub share: bool,
+    /// Devices that older waiters in the queue have first claim on (the
+    /// [`Selector`](crate::Selector) fills it in at every try from the lock
+    /// directory's tickets): a claimed device is not taken.
+    pub claimed: Vec<crate::Claim>,
     /// The idle rules: how much memory no listed process holds a device
     /// may show (see [`IdleRules`](crate::IdleRules)).
     pub idle: crate::IdleRules,
@@ -291,6 +299,13 @@ impl Request {
             label: label.into(),
             test: Arc::new(test),
         });
+        self
+    }
+
+    /// Shares the devices instead of leasing them exclusively, reserving
+    /// [`min_free_memory`](Self::min_free_memory) on each.
+    pub fn share(mut self, share: bool) -> Self {
+        self.share = share;
         self
     }
 

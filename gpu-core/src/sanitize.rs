@@ -124,7 +124,7 @@ fn clean_processes(processes: Option<&mut [GpuProcess]>) {
 }
 
 fn clean_lease(lease: Option<&mut LeaseStatus>) {
-    if let Some(holder) = lease.and_then(|l| l.holder.as_mut()) {
+    for holder in lease.into_iter().flat_map(LeaseStatus::holders_mut) {
         clean_in_place(&mut holder.user);
         clean_in_place(&mut holder.host);
         for arg in &mut holder.command {

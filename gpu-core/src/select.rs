@@ -193,6 +193,12 @@ pub enum SelectError {
     /// The strategy cannot work with the request.
     #[error(transparent)]
     Strategy(#[from] StrategyError),
+    /// The request would take its user past a site limit.
+    #[error(transparent)]
+    OverLimit(#[from] crate::limits::OverLimit),
+    /// A share was asked for without the memory to reserve.
+    #[error(transparent)]
+    ShareWithoutMemory(#[from] crate::share::ShareWithoutMemory),
     /// `--devices` names a device this machine does not have.
     #[error("device {spec}: no such device on this machine (it has {known})")]
     UnknownDevice {
@@ -363,6 +369,7 @@ pub(crate) fn pipeline(
     strategy.apply_defaults(&mut request);
     let strategy_defaults = StrategyDefaults::between(original, &request);
     strategy.validate(&request)?;
+    crate::share::validate(&request)?;
     let count = request.count.min().get();
     let most = request.count.max().map_or(usize::MAX, NonZeroUsize::get);
     let several = request.count.may_take_several();
@@ -399,6 +406,8 @@ pub(crate) fn pipeline(
         if visible.contains(device.uuid(), device.parent_uuid()) {
             visible_count += 1;
             reasons.extend(request.evaluate(device));
+            crate::share::explain(&request, device, &mut reasons);
+            crate::queue::explain(&request, device, &mut reasons);
             if device.is_mig() && several {
                 reasons.push(if request.count.is_exact() {
                     Reason::MigNeedsSingleDevice { count }
@@ -489,14 +498,15 @@ pub(crate) fn pipeline(
             taken.push(device);
             continue;
         };
-        let reason = match leaser.dir.try_lease(device.uuid(), &leaser.holder) {
-            Ok(Some(lease)) => {
+        let reason = match leaser.take(&device, &request) {
+            Ok(crate::share::Taken::Lease(lease)) => {
                 tracing::debug!(device = %device.label(), "leased");
                 taken.push(device);
                 leases.push(lease);
                 continue;
             }
-            Ok(None) => match leaser.dir.state(device.uuid()) {
+            Ok(crate::share::Taken::Refused(reason)) => reason,
+            Ok(crate::share::Taken::Held) => match leaser.dir.state(device.uuid()) {
                 Ok(LeaseState::Blocked(message)) => Reason::LeaseUnavailable { message },
                 Ok(LeaseState::Leased(by)) => Reason::Leased { by },
                 _ => Reason::Leased { by: None },

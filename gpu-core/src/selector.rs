@@ -13,6 +13,7 @@ use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
+use crate::queue::{Ticket, Wanted};
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -110,6 +111,7 @@ enum VisibleFrom {
 pub struct Selector {
     request: Request,
     bans: Vec<Ban>,
+    limits: crate::config::Limits,
     strategy: Box<dyn SelectStrategy>,
     lease: bool,
     lock_dir: PathBuf,
@@ -149,6 +151,7 @@ impl Selector {
         Selector {
             request: Request::new(),
             bans: Vec::new(),
+            limits: crate::config::Limits::default(),
             strategy: Box::new(strategy),
             lease: true,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
@@ -177,6 +180,7 @@ impl Selector {
             s.wait = Some(s.default_timeout);
         }
         s.bans = config.bans.clone();
+        s.limits = config.limits.clone();
         s.request.min_free_memory = f.mem.as_ref().map(|v| v.value);
         s.request.max_utilization = f.max_util.as_ref().map(|v| v.value);
         s.request.max_memory_utilization = f.max_mem_util.as_ref().map(|v| v.value);
@@ -258,6 +262,17 @@ impl Selector {
     /// device's total (nvgpu's `available` takes those at most 20% used).
     pub fn max_memory_used(mut self, amount: crate::MemoryAmount) -> Self {
         self.request.max_memory_used = Some(amount);
+        self
+    }
+
+    /// Shares the devices with other sharers instead of leasing them
+    /// exclusively: each share reserves the request's minimum free memory
+    /// ([`min_free_memory`](Selector::min_free_memory), required), and is
+    /// admitted only while that fits beside the live shares' outstanding
+    /// reservations. A device holds one exclusive lease or any number of
+    /// shares, never both.
+    pub fn share(mut self, share: bool) -> Self {
+        self.request.share = share;
         self
     }
 
@@ -491,8 +506,18 @@ impl Selector {
         let start = Instant::now();
         let mut warned = false;
         let mut failures = 0;
+        // Taken when the first try fails and the selection waits; dropped
+        // (leaving the queue) when it returns.
+        let mut ticket: Option<Ticket> = None;
         loop {
-            let error = match self.try_once(provider, &request, leaser.as_ref(), &mut warned) {
+            let tried = self.try_once(
+                provider,
+                &request,
+                leaser.as_ref(),
+                ticket.as_ref(),
+                &mut warned,
+            );
+            let error = match tried {
                 Ok(found) => return Ok(found),
                 Err(e) => e,
             };
@@ -512,6 +537,9 @@ impl Selector {
                     timeout,
                     last: Box::new(error),
                 });
+            }
+            if let (None, Some(leaser), SelectError::NoMatch { .. }) = (&ticket, &leaser, &error) {
+                ticket = self.take_ticket(leaser, &request);
             }
             let interval = self.interval;
             match &error {
@@ -535,21 +563,77 @@ impl Selector {
         }
     }
 
+    /// A place in the queue for this waiting selection; `None` (it waits
+    /// unordered, as before queues) when the ticket cannot be written.
+    fn take_ticket(&self, leaser: &Leaser, request: &Request) -> Option<Ticket> {
+        let mut wanted = request.clone();
+        self.strategy.apply_defaults(&mut wanted);
+        let visible = match &self.visible {
+            VisibleFrom::Env => std::env::var(crate::cvd::CUDA_VISIBLE_DEVICES).ok(),
+            VisibleFrom::Value(v) => v.clone(),
+        };
+        match leaser
+            .dir
+            .take_ticket(&leaser.holder, &Wanted::of(&wanted, visible))
+        {
+            Ok(ticket) => Some(ticket),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take a place in the queue; waiting without one");
+                None
+            }
+        }
+    }
+
+    /// The pipeline for `request`, passing over the devices `claimed` by
+    /// older waiters.
+    fn claimed_pipeline(
+        &mut self,
+        snapshot: &Snapshot,
+        request: &Request,
+        visible: &Visible,
+        leaser: Option<&Leaser>,
+        claimed: &mut Vec<crate::Claim>,
+    ) -> Result<Selection, SelectError> {
+        let request = if claimed.is_empty() {
+            std::borrow::Cow::Borrowed(request)
+        } else {
+            let mut with = request.clone();
+            with.claimed = std::mem::take(claimed);
+            std::borrow::Cow::Owned(with)
+        };
+        pipeline(
+            snapshot,
+            &request,
+            self.strategy.as_ref(),
+            visible,
+            self.write,
+            &mut self.rng,
+            leaser,
+        )
+    }
+
     /// One try: a snapshot, then the pipeline on it.
     fn try_once(
         &mut self,
         provider: &dyn GpuInfoProvider,
         request: &Request,
         leaser: Option<&Leaser>,
+        ticket: Option<&Ticket>,
         warned: &mut bool,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
         // Only a pick of several devices looks at how they are joined.
-        let snapshot = if request.count.may_take_several() {
+        let mut snapshot = if request.count.may_take_several() {
             block_on(provider.snapshot())?
         } else {
             block_on(provider.snapshot_without_topology())?
         };
+        let mut claimed = Vec::new();
+        if let Some(leaser) = leaser {
+            crate::limits::check(&self.limits, &leaser.dir, leaser.holder.uid, request)?;
+            leaser.dir.add_shares(&mut snapshot);
+            claimed = leaser.dir.claims(&snapshot, ticket, &[]);
+        }
         tracing::debug!(
             provider = provider.name(),
             gpus = snapshot.gpus.len(),
@@ -560,15 +644,25 @@ impl Selector {
             (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
             (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
         };
-        let result = pipeline(
-            &snapshot,
-            request,
-            self.strategy.as_ref(),
-            &visible,
-            self.write,
-            &mut self.rng,
-            leaser,
-        );
+        let mut result = self.claimed_pipeline(&snapshot, request, &visible, leaser, &mut claimed);
+        // A device that freed between reading the queue and leasing it may
+        // be an older waiter's: asked again with the leases held (counted
+        // as free), and handed back, to lease around it, when it is.
+        for _ in 0..3 {
+            let (Ok(selection), Some(leaser)) = (&result, leaser) else {
+                break;
+            };
+            let held: Vec<&str> = selection.leases().iter().map(|l| l.uuid()).collect();
+            let again = leaser.dir.claims(&snapshot, ticket, &held);
+            if !again.iter().any(|c| held.contains(&c.uuid.as_str())) {
+                break;
+            }
+            claimed = again;
+            // Released before leasing again: our own lease would be in the way.
+            drop(std::mem::replace(&mut result, Err(SelectError::Cancelled)));
+            result =
+                self.claimed_pipeline(&snapshot, request, &visible, Some(leaser), &mut claimed);
+        }
         // When nothing is visible the error itself explains the variable.
         let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
         if visible.warning().is_some() && !explained && !*warned {
@@ -582,7 +676,14 @@ impl Selector {
 /// Whether waiting can help: not when more devices are asked for than are
 /// visible at all, nor for a request that is wrong in itself.
 fn worth_waiting(error: &SelectError) -> bool {
-    matches!(error, SelectError::NoMatch { requested, visible, .. } if requested <= visible)
+    match error {
+        SelectError::NoMatch {
+            requested, visible, ..
+        } => requested <= visible,
+        // Until the user's own jobs end.
+        SelectError::OverLimit(over) => over.may_fit(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ def select(
     interval: Any = None,
     uuid: bool = False,
     lease: bool = True,
+    share: bool = False,
     silent: bool = False,
     lock_dir: Optional[str] = None,
     seed: Optional[int] = None,

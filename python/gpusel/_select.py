@@ -215,6 +215,7 @@ def select(
     interval: Optional[Duration] = None,
     uuid: bool = False,
     lease: bool = True,
+    share: bool = False,
     set_env: bool = True,
     silent: bool = False,
     lock_dir: Optional[PathLike] = None,
@@ -245,6 +246,11 @@ def select(
     Ctrl-C stops the wait with :class:`KeyboardInterrupt`. ``wait=None``
     waits when the site's config says ``wait = true``; ``wait=False`` never
     does. A ``timeout`` implies ``wait=True``.
+
+    With ``share=True`` (it needs ``mem``) the GPUs are shared with other
+    sharers instead of leased whole: each reserves ``mem``, admitted only while
+    that fits beside the other shares' outstanding reservations, as
+    ``gpusel --share --mem`` does.
 
     Raises :class:`NoGpuError` (too few qualify; the message says why, per
     device), :class:`WaitTimeout`, :class:`ProviderError`, :class:`LeaseError`,
@@ -287,6 +293,7 @@ def select(
         interval=interval,
         uuid=uuid,
         lease=lease,
+        share=share,
         silent=silent,
         lock_dir=None if lock_dir is None else os.fspath(lock_dir),
         seed=seed,

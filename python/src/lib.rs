@@ -402,8 +402,8 @@ impl NativeSelection {
     count = None, *, mem = None, max_util = None, max_mem_util = None, max_processes = None,
     max_power = None, max_mem_used = None, name = None, devices = None, exclude = None, filter = None,
     strategy = None, provider = None, wait = None, timeout = None, interval = None,
-    uuid = false, lease = true, silent = false, lock_dir = None, seed = None, command = None,
-    idle_window = None, unaccounted_memory = None,
+    uuid = false, lease = true, share = false, silent = false, lock_dir = None, seed = None,
+    command = None, idle_window = None, unaccounted_memory = None,
 ))]
 fn select(
     py: Python<'_>,
@@ -425,6 +425,7 @@ fn select(
     interval: Option<&Bound<'_, PyAny>>,
     uuid: bool,
     lease: bool,
+    share: bool,
     silent: bool,
     lock_dir: Option<PathBuf>,
     seed: Option<u64>,
@@ -490,7 +491,8 @@ fn select(
         .devices(devices)
         .exclude(exclude)
         .uuids(uuid)
-        .lease(lease);
+        .lease(lease)
+        .share(share);
     if let Some(bytes) = mem {
         selector = selector.min_free_memory(bytes);
     }
@@ -745,6 +747,9 @@ fn select_error(py: Python<'_>, e: SelectError) -> PyErr {
         ),
         SelectError::Provider(e) => provider_error(py, e),
         SelectError::Lease(e) => error(py, "LeaseError", (lease_text(&e),)),
+        SelectError::ShareWithoutMemory(e) => {
+            usage(py, format!("{e}: give mem=, e.g. share=True, mem='20GiB'"))
+        }
         SelectError::Strategy(e) => {
             let hint = match e.missing {
                 Some("min_free_memory") => ": give mem=, e.g. mem='20GiB'",

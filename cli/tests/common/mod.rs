@@ -9,6 +9,7 @@ pub mod http;
 pub mod nvml;
 pub mod serve;
 pub mod smi;
+pub mod users;
 
 use std::borrow::BorrowMut;
 use std::ffi::OsStr;

@@ -104,3 +104,24 @@ pub fn hung_init_scenario(dir: &tempfile::TempDir) -> PathBuf {
     std::fs::write(&path, scenario.to_string()).expect("write scenario");
     path
 }
+
+/// The first `n` GPUs of the `idle-8xa100` fixture (idle A100-80GB, 79.5 GiB
+/// free each), written into `dir`.
+pub fn idle_a100s(dir: &tempfile::TempDir, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("idle-8xa100")).expect("fixture");
+    let mut scenario: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    if let Some(devices) = scenario["devices"].as_array_mut() {
+        devices.truncate(n);
+    }
+    let path = dir.path().join(format!("idle-{n}.json"));
+    std::fs::write(&path, scenario.to_string()).expect("write scenario");
+    path
+}
+
+/// gpusel on NVML serving `scenario`, with the lock directory `locks`
+/// shared by every command a test builds so.
+pub fn nvml_locked(scenario: &Path, locks: &Path) -> std::process::Command {
+    let mut cmd = nvml_std(scenario);
+    cmd.env("GPUSEL_LOCK_DIR", locks);
+    cmd
+}
