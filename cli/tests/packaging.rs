@@ -92,6 +92,7 @@ fn every_shell_gets_a_script_that_names_every_subcommand_and_option() {
         for word in [
             "list",
             "status",
+            "queue",
             "topo",
             "serve",
             "completions",
@@ -166,6 +167,7 @@ fn man_dir_writes_a_page_per_subcommand_and_says_where() {
         "gpusel-list",
         "gpusel-status",
         "gpusel-config",
+        "gpusel-queue",
         "gpusel-topo",
         "gpusel-serve",
         "gpusel-completions",
