@@ -151,6 +151,10 @@ pub mod fuzzing {
     /// The holder in a lease's record file owned by `uid`, as a reader of
     /// the lock directory takes it (`None`: not a record, or another user's).
     pub use crate::holder::parse_record as holder_record;
+    /// A waiter's ticket file owned by `uid`, as other waiters read it.
+    pub use crate::queue::parse_ticket as ticket;
+    /// A share record owned by `uid`: its holder and bytes reserved.
+    pub use crate::share::parse_share_record as share_record;
 }
 
 impl Visible {

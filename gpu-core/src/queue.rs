@@ -192,6 +192,26 @@ pub struct Claim {
 }
 
 /// `gpusel-queue.<uid>.<pid>-<n>.ticket` to (uid, pid, n).
+/// The waiter in a ticket file owned by `uid`, as another waiter reads it:
+/// `None` when it is no ticket, or claims another user; its time clamped to
+/// now.
+pub fn parse_ticket(text: &[u8], uid: u32) -> Option<Waiter> {
+    let mut waiter: Waiter = serde_json::from_slice(text).ok()?;
+    if waiter.holder.uid != uid {
+        return None;
+    }
+    waiter.holder.since = waiter.holder.since.min(SystemTime::now());
+    Some(waiter)
+}
+
+impl Waiter {
+    /// What the waiter asks for, as a request (`None`: a ticket whose
+    /// request does not parse; it is taken to want any device).
+    pub fn request(&self) -> Option<Request> {
+        self.wanted.request()
+    }
+}
+
 fn parse_name(name: &str) -> Option<(u32, u32, u64)> {
     let mut parts = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.split('.');
     let (uid, tag) = (parts.next()?, parts.next()?);
@@ -272,11 +292,7 @@ impl LockDir {
 
     fn live_ticket(&self, name: String, uid: u32, pid: u32, n: u64) -> Option<Found> {
         let (text, st) = self.read_live(&name, uid)??;
-        let mut waiter: Waiter = serde_json::from_slice(&text).ok()?;
-        if waiter.holder.uid != uid {
-            return None;
-        }
-        waiter.holder.since = waiter.holder.since.min(SystemTime::now());
+        let waiter = parse_ticket(&text, uid)?;
         Some(Found {
             name,
             order: order(&st, pid, n),

@@ -46,6 +46,18 @@ struct Record {
     reserved: u64,
 }
 
+/// The share in a record file owned by `uid`, as another sharer reads it:
+/// `None` when it is no share record, or claims another user.
+fn parse_record(text: &[u8], uid: u32) -> Option<Record> {
+    let record: Record = serde_json::from_slice(text).ok()?;
+    (record.holder.uid == uid).then_some(record)
+}
+
+/// A share record's holder and bytes reserved, for the fuzz targets.
+pub fn parse_share_record(text: &[u8], uid: u32) -> Option<(Holder, u64)> {
+    parse_record(text, uid).map(|r| (r.holder, r.reserved))
+}
+
 /// How long a newcomer waits for other sharers' admissions to finish (each
 /// takes about a millisecond; a hundred racing ones on a loaded machine
 /// take well under this).
@@ -217,8 +229,7 @@ impl LockDir {
         let Some((text, _)) = self.read_live(name, uid)? else {
             return Some(None);
         };
-        let record: Record = serde_json::from_slice(&text).ok()?;
-        (record.holder.uid == uid).then_some(Some(record))
+        parse_record(&text, uid).map(Some)
     }
 
     /// The devices `uid` holds, by their file key, from its live holder
