@@ -66,7 +66,20 @@ pub fn as_other(program: &Path, args: &[&str]) -> Out {
         .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
         .env("XDG_CONFIG_HOME", NO_CONFIG)
         .current_dir("/");
-    cmd.output().expect("run setpriv").into()
+    // A program the test just copied (a gpusel the second user can reach)
+    // is busy while a child another test thread forked in the meantime
+    // still has the copy's descriptor, until that child execs: ETXTBSY,
+    // gone a moment later. Anything else is the answer.
+    for _ in 0..100 {
+        let out = cmd.output().expect("run setpriv");
+        let busy = out.status.code() == Some(126)
+            && String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+        if !busy {
+            return out.into();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", program.display());
 }
 
 /// Whether a second-user test can run: as root, yes; otherwise it says on
