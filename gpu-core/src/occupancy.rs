@@ -52,13 +52,8 @@ impl Occupancy {
             Some(m) => m.lease.as_ref(),
             None => device.gpu.lease.as_ref(),
         };
-        match lease {
-            // Nobody leases it and no job can: unusable, never free.
-            Some(LeaseStatus {
-                blocked: Some(_), ..
-            }) => return Occupancy::Unknown,
-            Some(_) => return Occupancy::Leased,
-            None => {}
+        if let Some(taken) = Occupancy::of_lease(lease) {
+            return taken;
         }
         if crate::idle::mode_block(device) == Some(ModeBlock::Prohibited) {
             return Occupancy::Unusable;
@@ -92,6 +87,19 @@ impl Occupancy {
     }
 }
 
+impl Occupancy {
+    /// What a lease makes of a device, whatever else holds: leased, or
+    /// (a lock file no job can use) unknown, never free.
+    fn of_lease(lease: Option<&LeaseStatus>) -> Option<Occupancy> {
+        match lease? {
+            LeaseStatus {
+                blocked: Some(_), ..
+            } => Some(Occupancy::Unknown),
+            _ => Some(Occupancy::Leased),
+        }
+    }
+}
+
 impl Gpu {
     /// How taken the GPU is under gpusel's built-in idle rules (see
     /// [`occupancy_with`](Self::occupancy_with)).
@@ -104,15 +112,13 @@ impl Gpu {
     /// own); one whose devices a provider cannot list (nvidia-smi) is
     /// [`Occupancy::Unknown`].
     pub fn occupancy_with(&self, rules: &IdleRules) -> Occupancy {
-        match &self.lease {
-            Some(LeaseStatus {
-                blocked: Some(_), ..
-            }) => return Occupancy::Unknown,
-            Some(_) => return Occupancy::Leased,
-            None => {}
-        }
         if !self.mig_enabled() {
             return Occupancy::of(&Device::whole(self), rules);
+        }
+        // A lease on the parent (as a snapshot file may carry) covers every
+        // MIG device.
+        if let Some(taken) = Occupancy::of_lease(self.lease.as_ref()) {
+            return taken;
         }
         self.mig_devices
             .iter()

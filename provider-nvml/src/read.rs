@@ -186,14 +186,14 @@ fn compute_mode(mode: ComputeMode) -> gpusel_core::ComputeMode {
 /// last `window`: `None` (the instant reading decides, said at `-v`) when
 /// the driver keeps no samples for the GPU or has none that recent.
 fn utilization_window(device: &Device<'_>, i: u32, window: Duration) -> Option<UtilizationWindow> {
+    // NVML's sample timestamps: microseconds since the epoch.
+    let micros = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    };
     let now = SystemTime::now();
-    let since = now.checked_sub(window).unwrap_or(UNIX_EPOCH);
-    let since_us = since
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let now_us = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let since_us = micros(now.checked_sub(window).unwrap_or(UNIX_EPOCH));
+    let now_us = micros(now);
     let peak = |kind: Sampling, what: &str| -> Result<Option<Peak>, NvmlError> {
         let samples = match device.samples(kind, since_us) {
             Ok(s) => s,
