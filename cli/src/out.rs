@@ -93,3 +93,36 @@ impl Write for QuietStderr {
         Ok(())
     }
 }
+
+/// `rows` (the titles first) as columns two spaces apart, each as wide as
+/// its widest cell, the last one unpadded, trailing blanks trimmed. Padded
+/// by hand: a width from the data (a 64 KiB UUID from a snapshot file or a
+/// remote agent, another user's ticket) is past what `{:<w$}` accepts
+/// (u16), and formatting would panic.
+pub fn columns<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let count = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.as_ref().get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let row = row.as_ref();
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

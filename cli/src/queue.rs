@@ -64,42 +64,18 @@ pub fn show(lock_dir: &Path, json: bool) -> Result<(), Failure> {
         return out::print("no gpusel job is waiting\n");
     }
     let now = SystemTime::now();
-    let rows: Vec<[String; 6]> = waiters
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let h = &w.holder;
-            [
-                (i + 1).to_string(),
-                clean(&h.user),
-                h.pid.to_string(),
-                ago(h.since, now),
-                describe(&w.wanted),
-                clean(&h.command.join(" ")),
-            ]
-        })
-        .collect();
     let header = ["#", "USER", "PID", "SINCE", "WANTS", "COMMAND"];
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 6]| -> String {
-        let mut text = String::new();
-        for (c, cell) in cells.iter().enumerate().take(5) {
-            text.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-        }
-        text.push_str(cells[5]);
-        text.trim_end().to_string() + "\n"
-    };
-    let mut text = line(header);
-    for r in &rows {
-        text.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
-    }
-    out::print(&text)
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|t| t.to_string()).collect()];
+    rows.extend(waiters.iter().enumerate().map(|(i, w)| {
+        let h = &w.holder;
+        vec![
+            (i + 1).to_string(),
+            clean(&h.user),
+            h.pid.to_string(),
+            ago(h.since, now),
+            describe(&w.wanted),
+            clean(&h.command.join(" ")),
+        ]
+    }));
+    out::print(&out::columns(&rows))
 }

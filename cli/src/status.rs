@@ -60,28 +60,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..TITLES.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                // Padded by hand: a width from the data (a 64 KiB UUID from
-                // a snapshot file or a remote agent) is past what `{:<w$}`
-                // accepts (u16), and formatting would panic.
-                line.push_str(cell);
-                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::out::columns(&rows)
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
