@@ -259,12 +259,7 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, idle: &gpusel_core::IdleRules) -> Row {
 
 fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, idle: &gpusel_core::IdleRules) -> Row {
     let (mark, mark_class) = mark(gpu.mig_occupancy(mig, idle));
-    let first = mig
-        .processes
-        .iter()
-        .flatten()
-        .filter_map(|p| p.start_time)
-        .min();
+    let first = mig.first_start();
     Row {
         id: format!("{}:{}", gpu.index, mig.index),
         mark,

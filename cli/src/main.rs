@@ -159,7 +159,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Some(Sub::Topo) => {
             let snapshot = gpusel_core::block_on(provider.snapshot())?;
-            if !topo::known(&snapshot) {
+            if !gpusel_core::has_topology(&snapshot.gpus) {
                 let hint = if snapshot.provider == "nvml" {
                     ""
                 } else {

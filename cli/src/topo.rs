@@ -111,8 +111,3 @@ pub fn render(matrix: &Matrix) -> String {
     out.push_str(LEGEND);
     out
 }
-
-/// Whether the provider gave any topology at all.
-pub fn known(snapshot: &Snapshot) -> bool {
-    gpusel_core::has_topology(&snapshot.gpus)
-}

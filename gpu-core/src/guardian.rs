@@ -36,7 +36,15 @@ use nix::libc;
 
 /// The name the guardian gives itself (`comm`, as `ps` and `/proc/PID/comm`
 /// show it).
-pub const GUARDIAN_NAME: &str = "gpusel-guard";
+pub const GUARDIAN_NAME: &str = GUARDIAN_CNAME_STR;
+
+/// [`GUARDIAN_NAME`] as the C string `prctl(PR_SET_NAME)` takes, made before
+/// the fork (the child may not allocate).
+const GUARDIAN_CNAME: &std::ffi::CStr = c"gpusel-guard";
+const GUARDIAN_CNAME_STR: &str = match GUARDIAN_CNAME.to_str() {
+    Ok(s) => s,
+    Err(_) => panic!("the guardian's name is ASCII"),
+};
 
 /// How often the guardian looks at the job's `/proc` entry where it has no
 /// pidfd to wait on.
@@ -231,7 +239,7 @@ unsafe fn guard(plan: &Plan<'_>) -> ! {
     // SAFETY: async-signal-safe system calls only, on descriptors and
     // memory prepared before the fork.
     unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"gpusel-guard".as_ptr(), 0, 0, 0);
+        libc::prctl(libc::PR_SET_NAME, GUARDIAN_CNAME.as_ptr(), 0, 0, 0);
         for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);
         }

@@ -446,6 +446,16 @@ impl Gpu {
 }
 
 impl MigDevice {
+    /// When the oldest process on the MIG device started, if any start
+    /// time is known (see [`Gpu::first_start`]).
+    pub fn first_start(&self) -> Option<SystemTime> {
+        self.processes
+            .iter()
+            .flatten()
+            .filter_map(|p| p.start_time)
+            .min()
+    }
+
     /// A MIG device with identity only and every measurement unknown.
     pub fn new(index: u32, uuid: impl Into<String>) -> Self {
         MigDevice {

@@ -171,8 +171,7 @@ fn memory(raw: &RawCalls, device: &Device<'_>, what: &str) -> Option<(MemoryV1, 
     }
 }
 
-/// The profile in a MIG device's name: `NVIDIA H100 80GB HBM3 MIG 1g.10gb`
-/// gives `1g.10gb`.
+/// gpusel's name for NVML's compute mode.
 fn compute_mode(mode: ComputeMode) -> gpusel_core::ComputeMode {
     match mode {
         ComputeMode::Default => gpusel_core::ComputeMode::Default,
@@ -238,6 +237,8 @@ fn utilization_window(device: &Device<'_>, i: u32, window: Duration) -> Option<U
     Some(UtilizationWindow::new(window_ms, gpu, memory))
 }
 
+/// The profile in a MIG device's name: `NVIDIA H100 80GB HBM3 MIG 1g.10gb`
+/// gives `1g.10gb`.
 fn profile(name: &str) -> Option<String> {
     let (_, profile) = name.rsplit_once(" MIG ")?;
     let profile = profile.trim();
