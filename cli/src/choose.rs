@@ -164,14 +164,7 @@ pub fn run(
             return Ok(());
         }
         Err(e) => {
-            let verdicts = match &e {
-                SelectError::NoMatch { verdicts, .. } => Some(verdicts.clone()),
-                SelectError::TimedOut { last, .. } => match last.as_ref() {
-                    SelectError::NoMatch { verdicts, .. } => Some(verdicts.clone()),
-                    _ => None,
-                },
-                _ => None,
-            };
+            let verdicts = e.verdicts().map(<[_]>::to_vec);
             let failure = no_match(e, args.explain);
             if json && mode != Mode::Run {
                 out::print_json_error(&failure, verdicts.as_deref());

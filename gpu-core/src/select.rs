@@ -230,6 +230,16 @@ pub enum SelectError {
 }
 
 impl SelectError {
+    /// The verdict on every device, for a [`NoMatch`](Self::NoMatch) or a
+    /// wait that timed out on one.
+    pub fn verdicts(&self) -> Option<&[Verdict]> {
+        match self {
+            SelectError::NoMatch { verdicts, .. } => Some(verdicts),
+            SelectError::TimedOut { last, .. } => last.verdicts(),
+            _ => None,
+        }
+    }
+
     /// For a [`NoMatch`](Self::NoMatch) (or a wait that timed out on one):
     /// whether some device is kept out by nothing but the filters the
     /// strategy filled in (idle-random's "no load, no process"), so that
