@@ -124,7 +124,12 @@ fn clean_processes(processes: Option<&mut [GpuProcess]>) {
 }
 
 fn clean_lease(lease: Option<&mut LeaseStatus>) {
-    for holder in lease.into_iter().flat_map(LeaseStatus::holders_mut) {
+    let Some(lease) = lease else {
+        return;
+    };
+    // Why a GPU is unusable may quote another user's command line.
+    clean_opt(&mut lease.blocked);
+    for holder in lease.holders_mut() {
         clean_in_place(&mut holder.user);
         clean_in_place(&mut holder.host);
         for arg in &mut holder.command {
@@ -169,6 +174,11 @@ mod tests {
             command_line: Some(vec![evil.into()]),
             ..GpuProcess::new(1)
         }]);
+        gpu.lease = Some(crate::LeaseStatus {
+            holder: None,
+            blocked: Some(evil.into()),
+            shares: Vec::new(),
+        });
         s.gpus.push(gpu);
         clean_snapshot(&mut s);
         let json = serde_json::to_string(&s).unwrap();
@@ -186,6 +196,8 @@ mod tests {
             Some(clean(evil).as_str())
         );
         assert_eq!(s.gpus[0].links[0].peer, clean(evil));
+        let blocked = s.gpus[0].lease.as_ref().and_then(|l| l.blocked.clone());
+        assert_eq!(blocked, Some(clean(evil)));
     }
 
     proptest! {
