@@ -312,8 +312,47 @@ pub struct Lease {
     // Declared (so dropped) before `lock`: the record stops counting as
     // live before the lock is free, so a job that takes the lock the next
     // instant never sees this lease's record as another live holder.
-    record: Option<Flock<File>>,
-    lock: Flock<File>,
+    record: Option<Held>,
+    lock: Held,
+}
+
+/// A lock this process took: unlocked when dropped, in that process only.
+///
+/// A `fork`ed child (Python's `os.fork`, a `multiprocessing` worker) shares
+/// the lock's open file with its parent, and `flock(LOCK_UN)` acts on that
+/// shared file: a child dropping its copy of a [`Lease`] would free the
+/// parent's GPU. In any process but the one that took it, the file is only
+/// closed, which leaves the lock to the others that hold it. (Unlike nix's
+/// `Flock`, a failed unlock is not a panic: a job may have closed the
+/// descriptor under it, `os.closerange`, and the close ends the lock anyway.)
+#[derive(Debug)]
+struct Held {
+    file: File,
+    taken_by: u32,
+}
+
+impl Held {
+    fn new(flock: Flock<File>) -> Self {
+        // SAFETY: `Flock<File>` only wraps the `File`; it is read out once
+        // and the wrapper forgotten, so the file is owned once, here, and
+        // the wrapper's unlock does not run (ours, below, does).
+        let file = unsafe { std::ptr::read(&*flock) };
+        std::mem::forget(flock);
+        Held {
+            file,
+            taken_by: std::process::id(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if std::process::id() == self.taken_by {
+            // SAFETY: flock(2) on a descriptor this value owns.
+            unsafe { nix::libc::flock(self.file.as_raw_fd(), nix::libc::LOCK_UN) };
+        }
+        // Then the file is closed, by its own drop.
+    }
 }
 
 impl PartialEq for Lease {
@@ -341,8 +380,8 @@ impl Lease {
         Lease {
             uuid: uuid.to_string(),
             reserved: Some(reserved),
-            record: Some(record),
-            lock,
+            record: Some(Held::new(record)),
+            lock: Held::new(lock),
         }
     }
 
@@ -350,8 +389,8 @@ impl Lease {
     /// exec'd holds the lease until it exits. Call it just before `exec`: a
     /// child spawned after it would hold the lease too.
     pub fn keep_across_exec(&self) -> Result<(), LeaseError> {
-        for file in std::iter::once(&self.lock).chain(self.record.as_ref()) {
-            fcntl(&**file, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| {
+        for held in std::iter::once(&self.lock).chain(self.record.as_ref()) {
+            fcntl(&held.file, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| {
                 LeaseError::LockFile {
                     path: PathBuf::from(&self.uuid),
                     message: format!("cannot keep it open for the job: {e}"),
@@ -388,9 +427,9 @@ impl Lease {
         }
         let records: Vec<_> = leases
             .iter()
-            .filter_map(|l| l.record.as_ref().map(|r| r.as_raw_fd()))
+            .filter_map(|l| l.record.as_ref().map(|r| r.file.as_raw_fd()))
             .collect();
-        let locks: Vec<_> = leases.iter().map(|l| l.lock.as_raw_fd()).collect();
+        let locks: Vec<_> = leases.iter().map(|l| l.lock.file.as_raw_fd()).collect();
         crate::guardian::spawn(&records, &locks).map(Some)
     }
 }
@@ -811,8 +850,8 @@ impl LockDir {
             return Ok(Some(Lease {
                 uuid: uuid.to_string(),
                 reserved: None,
-                lock,
-                record,
+                lock: Held::new(lock),
+                record: record.map(Held::new),
             }));
         }
         Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))

@@ -85,26 +85,84 @@ def test_a_with_block_holds_the_gpus_until_it_ends(machine: Machine) -> None:
     assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST", "put back as it was"
 
 
+class Holder:
+    """A Python process of the test's, run line by line: it prints, then
+    waits for a line on its stdin before going on."""
+
+    def __init__(self, machine: Machine, code: str) -> None:
+        self.process = machine.python(code, stdin=subprocess.PIPE)
+        self.pid = self.process.pid
+
+    def said(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def go_on(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+
+    def __enter__(self) -> "Holder":
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        try:
+            if failure[0] is None:
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+                assert self.process.wait(timeout=60) == 0
+        finally:
+            self.process.kill()
+            self.process.wait(timeout=60)
+
+
 def test_a_dropped_selection_keeps_its_lease_until_the_process_ends(machine: Machine) -> None:
-    child = machine.python(
+    with Holder(
+        machine,
         "import gc, sys, gpusel\n"
         "gpusel.select(count=2)\n"  # the result is not kept
         "gc.collect()\n"
         "print('selected', flush=True)\n"
         "sys.stdin.readline()\n",
-        stdin=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None and child.stdin is not None
-        assert child.stdout.readline().strip() == "selected"
+    ) as child:
+        assert child.said() == "selected"
         leases = machine.leased()
         assert len(leases) == 2
         assert {lease["holder"]["pid"] for lease in leases.values()} == {child.pid}
-        child.stdin.close()
-        assert child.wait(timeout=60) == 0
-    finally:
-        child.kill()
     assert machine.leased() == {}, "the process's end gave them back"
+
+
+def test_a_forked_child_letting_go_of_its_copy_keeps_the_parents_lease(machine: Machine) -> None:
+    # A fork shares the locks' open files: were the child's release an
+    # unlock, it would free the parent's GPUs while the parent still runs.
+    with Holder(
+        machine,
+        "import os, sys, gpusel\n"
+        "s = gpusel.select(count=2)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    s.release()\n"
+        "    os._exit(0 if not s.held else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(s, s.held, status, flush=True)\n"
+        "sys.stdin.readline()\n"
+        "s.release()\n"
+        "print('released', flush=True)\n"
+        "sys.stdin.readline()\n",
+    ) as child:
+        labels, held, status = child.said().split()
+        assert (held, status) == ("True", "0"), "the child let go of its copy"
+        leases = machine.leased()
+        assert sorted(leases) == sorted(int(x) for x in labels.split(","))
+        assert {lease["holder"]["pid"] for lease in leases.values()} == {child.pid}
+        # The other two idle GPUs are all that is left.
+        with gpusel.select(count=2) as rest:
+            assert set(rest.cuda_visible_devices.split(",")) == IDLE - set(labels.split(","))
+            with pytest.raises(gpusel.NoGpuError):
+                gpusel.select()
+        child.go_on()
+        assert child.said() == "released"
+        assert machine.leased() == {}, "the parent's own release still lets go"
 
 
 def test_a_sigkilled_python_holder_frees_its_gpus_at_once(machine: Machine) -> None:
