@@ -702,13 +702,15 @@ fn a_driver_hung_at_init_is_served_as_failing() {
 }
 
 #[test]
-fn the_agents_json_shows_control_and_bidi_characters_escaped() {
+fn the_agents_json_page_and_metrics_show_control_and_bidi_characters_escaped() {
     // Anyone names their own processes: a right-to-left override in a
     // name would reorder `curl`'s output on a terminal, an OSC 52 would
     // write the reader's clipboard. The agent's JSON carries them as the
-    // visible escapes the master's shows, its page and its metrics too.
+    // visible escapes the master's shows, its page and its metrics too
+    // (all three from the snapshot its poller cleaned once).
     let dir = tempfile::tempdir().unwrap();
     let mut gpus: Vec<serde_json::Value> = (0..8).map(idle_gpu).collect();
+    gpus[0]["name"] = "A100\u{1b}[2J\u{202e}x".into();
     gpus[0]["processes"] = serde_json::json!([{
         "pid": 4242,
         "used_memory": 1048576,
@@ -747,12 +749,23 @@ fn the_agents_json_shows_control_and_bidi_characters_escaped() {
         Some(&serde_json::json!("\\u{202e}txt.exe")),
         "{holder}"
     );
+    let raw = |body: &str| {
+        body.chars()
+            .any(|c| matches!(c, '\u{202e}' | '\u{2067}' | '\u{9b}' | '\u{1b}'))
+    };
+    assert!(!raw(&api.body), "{}", api.body);
+    assert_eq!(json["gpus"][0]["name"], "A100\\e[2J\\u{202e}x");
+    let page = server.get("/").body;
+    assert!(!raw(&page), "{page}");
+    for shown in ["A100\\e[2J\\u{202e}x", "evil\\u{202e}gnp.exe", "\\u{202e}txt.exe"] {
+        assert!(page.contains(shown), "the page shows {shown}: {page}");
+    }
+    let metrics = server.get("/metrics").body;
+    assert!(!raw(&metrics), "{metrics}");
+    // Escaped, and its backslashes escaped again in the label.
     assert!(
-        !api.body
-            .chars()
-            .any(|c| matches!(c, '\u{202e}' | '\u{2067}' | '\u{9b}' | '\u{1b}')),
-        "{}",
-        api.body
+        metrics.contains(r#"name="A100\\e[2J\\u{202e}x""#),
+        "{metrics}"
     );
     job.kill().unwrap();
     job.wait().unwrap();
