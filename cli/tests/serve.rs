@@ -757,7 +757,11 @@ fn the_agents_json_page_and_metrics_show_control_and_bidi_characters_escaped() {
     assert_eq!(json["gpus"][0]["name"], "A100\\e[2J\\u{202e}x");
     let page = server.get("/").body;
     assert!(!raw(&page), "{page}");
-    for shown in ["A100\\e[2J\\u{202e}x", "evil\\u{202e}gnp.exe", "\\u{202e}txt.exe"] {
+    for shown in [
+        "A100\\e[2J\\u{202e}x",
+        "evil\\u{202e}gnp.exe",
+        "\\u{202e}txt.exe",
+    ] {
         assert!(page.contains(shown), "the page shows {shown}: {page}");
     }
     let metrics = server.get("/metrics").body;
