@@ -774,3 +774,68 @@ fn the_agents_json_page_and_metrics_show_control_and_bidi_characters_escaped() {
     job.kill().unwrap();
     job.wait().unwrap();
 }
+
+#[test]
+fn a_waiters_command_line_is_hidden_and_escaped_like_a_holders() {
+    // A job queued with --wait is listed in the agent's JSON with who waits
+    // and what it will run: its arguments may hold a password, and its
+    // user chose every byte of them.
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = common::write_file(
+        &dir,
+        "lab.json",
+        &snapshot_json("node", (0..8).map(idle_gpu).collect()),
+    );
+    let locks = common::fresh_lock_dir();
+    let mut holder = lease_gpu7(&snapshot, &locks, &[]);
+    let mut waiter = gpusel_std_on(&snapshot)
+        .arg("--lock-dir")
+        .arg(&locks)
+        .args(["-d", "7", "--wait", "--interval", "100ms", "--"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "true",
+            "--password=hunter2",
+            "\u{202e}x\u{1b}[2J",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiters = |server: &Served| {
+        let api = server.wait_for("/api/v1/snapshot", |r| {
+            r.status == 200 && r.json()["waiters"].as_array().is_some_and(|w| w.len() == 1)
+        });
+        let command = api.json()["waiters"][0]["holder"]["command"].clone();
+        (api.body, command)
+    };
+    let lock_dir = ["--lock-dir", locks.to_str().unwrap(), "--interval", "100ms"];
+    let hidden = serve(gpusel_std_on(&snapshot), &lock_dir);
+    let (body, command) = waiters(&hidden);
+    assert_eq!(command, serde_json::json!(["sh"]), "{body}");
+    assert!(!body.contains("hunter2"), "{body}");
+    let exposed = serve(
+        gpusel_std_on(&snapshot),
+        &[&lock_dir[..], &["--expose-cmdline"]].concat(),
+    );
+    let (body, command) = waiters(&exposed);
+    assert_eq!(
+        command,
+        serde_json::json!([
+            "/bin/sh",
+            "-c",
+            "true",
+            "--password=hunter2",
+            "\\u{202e}x\\e[2J"
+        ]),
+        "{body}"
+    );
+    assert!(
+        !body.contains('\u{202e}') && !body.contains("\\u001b"),
+        "{body}"
+    );
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
