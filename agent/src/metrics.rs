@@ -12,7 +12,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use gpusel_core::sanitize::clean;
 use gpusel_core::{Gpu, Snapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -188,10 +187,10 @@ impl SnapshotFamilies {
     /// labels every series with the node's name in the agents file, which
     /// tells two entries for one host apart.
     pub(crate) fn record(&self, snapshot: &Snapshot, leases_known: bool, node: Option<&str>) {
-        // Label values are what the snapshot says, cleaned: an agent (or
-        // whoever named a device) must not reach a terminal that shows them.
-        let host = clean(&snapshot.host);
-        let host = host.as_str();
+        // Label values are what the snapshot says, cleaned when it was
+        // stored (the poller, the master's poll): an agent, or whoever
+        // named a device, reaches no terminal that shows them.
+        let host = snapshot.host.as_str();
         let with_node = |mut labels: Labels| {
             if let Some(node) = node {
                 labels.push(("node", node.to_string()));
@@ -219,12 +218,12 @@ impl SnapshotFamilies {
             }
             let labels = with_node(labels(gpu, host));
             let mut info_labels = labels.clone();
-            info_labels.push(("pci_bus_id", clean_opt(gpu.pci_bus_id.as_deref())));
+            info_labels.push(("pci_bus_id", or_empty(gpu.pci_bus_id.as_deref())));
             info_labels.push((
                 "driver_version",
-                clean_opt(snapshot.driver_version.as_deref()),
+                or_empty(snapshot.driver_version.as_deref()),
             ));
-            info_labels.push(("provider", clean(&snapshot.provider)));
+            info_labels.push(("provider", snapshot.provider.clone()));
             self.info.set(&info_labels, 1.0);
             self.gpus.record(gpu, &labels, leases_known);
         }
@@ -267,16 +266,16 @@ pub(crate) fn finish(registry: &Registry) -> String {
     text
 }
 
-fn clean_opt(text: Option<&str>) -> String {
-    text.map(clean).unwrap_or_default()
+fn or_empty(text: Option<&str>) -> String {
+    text.unwrap_or_default().to_string()
 }
 
 fn mig_labels(gpu: &Gpu, mig: &gpusel_core::MigDevice, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
         ("mig", mig.index.to_string()),
-        ("uuid", clean(&mig.uuid)),
-        ("profile", clean_opt(mig.profile.as_deref())),
+        ("uuid", mig.uuid.clone()),
+        ("profile", or_empty(mig.profile.as_deref())),
         ("host", host.to_string()),
     ]
 }
@@ -284,8 +283,8 @@ fn mig_labels(gpu: &Gpu, mig: &gpusel_core::MigDevice, host: &str) -> Labels {
 fn labels(gpu: &Gpu, host: &str) -> Labels {
     vec![
         ("gpu", gpu.index.to_string()),
-        ("uuid", clean(&gpu.uuid)),
-        ("name", clean(&gpu.name)),
+        ("uuid", gpu.uuid.clone()),
+        ("name", gpu.name.clone()),
         ("host", host.to_string()),
     ]
 }
@@ -571,6 +570,8 @@ mod tests {
         gpu.power_draw = Some(87_500);
         gpu.processes = Some(vec![]);
         s.gpus.push(gpu);
+        // Rendered as the poller stores it: cleaned.
+        gpusel_core::sanitize::clean_snapshot(&mut s);
         let of = |s: &Snapshot| {
             render(&Round {
                 snapshot: Some(s),
@@ -598,6 +599,7 @@ mod tests {
         let classic = to_classic(&text);
         let mut s = s.clone();
         s.gpus[0].name = "A100\x1b]52;c;ZXZpbA==\x07\r\u{202e}".into();
+        gpusel_core::sanitize::clean_snapshot(&mut s);
         let evil = of(&s);
         assert!(
             !evil

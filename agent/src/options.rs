@@ -19,7 +19,8 @@ pub struct ServeOptions {
     pub lock_dir: PathBuf,
     /// Required from every client except `/healthz`, when set.
     pub token: Option<Token>,
-    /// Serve process command lines (and lease holders' full commands).
+    /// Serve process command lines (and lease holders' and waiters' full
+    /// commands).
     /// Off by default: arguments can hold secrets.
     pub expose_cmdline: bool,
     /// The longest a request may take, headers included, before it is cut off.

@@ -1,10 +1,15 @@
 //! The HTML dashboard, rendered per request from the published snapshot
 //! with askama, which escapes every value it writes into the page.
+//!
+//! The snapshot's text is written as it is: it was cleaned of control and
+//! bidi characters once, when it was stored (the agent's poller, the
+//! master's poll of a node: `gpusel_core::sanitize::clean_snapshot`). Only
+//! error messages, which come from elsewhere, are cleaned here.
 
 use std::time::{Duration, SystemTime};
 
 use askama::Template;
-use gpusel_core::sanitize::{clean, clean_lines};
+use gpusel_core::sanitize::clean_lines;
 use gpusel_core::{Gpu, GpuProcess, LeaseStatus, MigDevice, Occupancy, format_bytes, format_power};
 
 use crate::state::Published;
@@ -91,14 +96,14 @@ pub fn dashboard(
     let header = round.snapshot.as_deref().map(|s| {
         let mut facts = vec![format!("{} GPUs", s.gpus.len())];
         if let Some(v) = &s.driver_version {
-            facts.push(format!("driver {}", clean(v)));
+            facts.push(format!("driver {v}"));
         }
         if let Some(v) = &s.cuda_driver_version {
-            facts.push(format!("CUDA {}", clean(v)));
+            facts.push(format!("CUDA {v}"));
         }
-        facts.push(clean(&s.provider));
+        facts.push(s.provider.clone());
         Header {
-            host: clean(&s.host),
+            host: s.host.clone(),
             facts,
             taken: gpusel_core::timefmt::format(s.time),
             age: gpusel_core::timefmt::ago(s.time, now),
@@ -199,9 +204,9 @@ fn processes(list: Option<&[GpuProcess]>, now: SystemTime) -> Processes {
         Some(list) => Processes::List(
             list.iter()
                 .map(|p| Proc {
-                    user: p.user.as_deref().map_or_else(|| "?".into(), clean),
+                    user: p.user.clone().unwrap_or_else(|| "?".into()),
                     pid: p.pid,
-                    name: p.name.as_deref().map_or_else(|| "?".into(), clean),
+                    name: p.name.clone().unwrap_or_else(|| "?".into()),
                     memory: p.used_memory.map(format_bytes).unwrap_or_default(),
                     since: since(p.start_time, now),
                 })
@@ -215,13 +220,13 @@ fn lease(status: Option<&LeaseStatus>) -> Lease {
         None => Lease::Free,
         Some(LeaseStatus {
             blocked: Some(why), ..
-        }) => Lease::Blocked(clean(why)),
+        }) => Lease::Blocked(why.clone()),
         Some(LeaseStatus { holder: None, .. }) => Lease::NoRecord,
         Some(LeaseStatus {
             holder: Some(h), ..
         }) => Lease::Held {
-            who: format!("{}:{}", clean(&h.user), h.pid),
-            command: clean(&h.command.join(" ")),
+            who: format!("{}:{}", h.user, h.pid),
+            command: h.command.join(" "),
             since: gpusel_core::timefmt::format(h.since),
         },
     }
@@ -238,7 +243,7 @@ fn gpu_row(gpu: &Gpu, now: SystemTime, idle: &gpusel_core::IdleRules) -> Row {
         id: gpu.index.to_string(),
         mark,
         mark_class,
-        name: clean(&gpu.name),
+        name: gpu.name.clone(),
         mig: false,
         memory: memory(gpu.memory_used, gpu.memory_total),
         memory_pct: percent(gpu.memory_used, gpu.memory_total),
@@ -264,7 +269,7 @@ fn mig_row(gpu: &Gpu, mig: &MigDevice, now: SystemTime, idle: &gpusel_core::Idle
         id: format!("{}:{}", gpu.index, mig.index),
         mark,
         mark_class,
-        name: format!("MIG {}", clean(mig.profile.as_deref().unwrap_or("?"))),
+        name: format!("MIG {}", mig.profile.as_deref().unwrap_or("?")),
         mig: true,
         memory: memory(mig.memory_used, mig.memory_total),
         memory_pct: percent(mig.memory_used, mig.memory_total),

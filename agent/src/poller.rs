@@ -82,7 +82,7 @@ fn run(
                 if !remote {
                     lease_error = gpusel_core::add_leases(&mut snapshot, &options.lock_dir)
                         .err()
-                        .map(|e| e.to_string());
+                        .map(|e| gpusel_core::sanitize::clean(&e.to_string()));
                 }
                 if !options.expose_cmdline {
                     redact::hide_command_lines(&mut snapshot);
@@ -91,6 +91,8 @@ fn run(
                 // bidi override of theirs reaches a reader of this agent
                 // (its JSON shown by `curl` on a terminal, its page, its
                 // metrics), as none of a remote agent's reaches a master's.
+                // Cleaned once here, for every round's readers: the page and
+                // the metrics write the snapshot's text as it is.
                 gpusel_core::sanitize::clean_snapshot(&mut snapshot);
                 last_good = Some(Arc::new(snapshot));
                 None

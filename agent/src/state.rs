@@ -16,7 +16,9 @@ use crate::options::Token;
 #[derive(Debug)]
 pub struct Published {
     /// The last good snapshot (leases added, command lines hidden unless
-    /// exposed); `None` until the provider has succeeded once.
+    /// exposed, every text cleaned by `gpusel_core::sanitize::clean_snapshot`:
+    /// the page and the metrics show it as it is); `None` until the provider
+    /// has succeeded once.
     pub snapshot: Option<Arc<Snapshot>>,
     /// How the snapshots are going.
     pub status: AgentStatus,
@@ -32,7 +34,8 @@ pub struct Published {
 }
 
 impl Published {
-    /// Renders one round. `duration` is how long its attempt took.
+    /// Renders one round. `duration` is how long its attempt took;
+    /// `snapshot` must be cleaned already (see [`snapshot`](Self::snapshot)).
     pub fn render(
         snapshot: Option<Arc<Snapshot>>,
         status: AgentStatus,

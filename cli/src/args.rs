@@ -177,8 +177,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<std::path::PathBuf>,
 
-    /// Serve processes' full command lines and lease holders' full commands,
-    /// which can hold passwords and tokens. Off by default.
+    /// Serve processes' full command lines and lease holders' and waiters'
+    /// full commands, which can hold passwords and tokens. Off by default.
     #[arg(long)]
     pub expose_cmdline: bool,
 

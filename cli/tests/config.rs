@@ -347,3 +347,72 @@ fn a_fifo_config_file_is_refused_not_read() {
         "{line}"
     );
 }
+
+#[test]
+fn every_variable_gpusel_reads_is_one_the_tests_clear() {
+    // A variable that gpusel (or a fake it runs) reads and the tests do not
+    // clear lets a developer's shell change what a test sees. The names are
+    // those the sources quote ("GPUSEL_X") or expand ($GPUSEL_X, ${X-}).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let mut files = vec![root.join("tests/fixtures/smi/nvidia-smi")];
+    let mut dirs: Vec<PathBuf> = [
+        "gpu-core/src",
+        "strategies/src",
+        "provider-nvml/src",
+        "provider-smi/src",
+        "provider-torch/src",
+        "provider-http/src",
+        "fake-nvml/src",
+        "agent/src",
+        "cli/src",
+        "gpusel/src",
+        "python/src",
+        "python/gpusel",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "py") {
+                files.push(path);
+            }
+        }
+    }
+    let mut read = std::collections::BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for prefix in ["GPUSEL_", "FAKE_NVML_", "FAKE_SMI_", "CUDA_"] {
+            for (at, _) in text.match_indices(prefix) {
+                let before = text[..at].chars().next_back();
+                if !matches!(before, Some('"' | '$' | '{')) {
+                    continue;
+                }
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.len() > prefix.len() {
+                    read.insert(name);
+                }
+            }
+        }
+    }
+    // Set by the tests on purpose (isolate()), or read by tests only.
+    read.retain(|n| n != "GPUSEL_SYSTEM_CONFIG" && !n.starts_with("GPUSEL_TEST_"));
+    assert!(
+        read.len() >= 20,
+        "the scan finds what gpusel reads: {read:?}"
+    );
+    let cleared: std::collections::BTreeSet<String> = clean_env().map(String::from).collect();
+    let missing: Vec<&String> = read.difference(&cleared).collect();
+    assert!(
+        missing.is_empty(),
+        "read but not cleared by the tests: {missing:?}; add them to tests/clean-env.txt"
+    );
+}

@@ -702,13 +702,15 @@ fn a_driver_hung_at_init_is_served_as_failing() {
 }
 
 #[test]
-fn the_agents_json_shows_control_and_bidi_characters_escaped() {
+fn the_agents_json_page_and_metrics_show_control_and_bidi_characters_escaped() {
     // Anyone names their own processes: a right-to-left override in a
     // name would reorder `curl`'s output on a terminal, an OSC 52 would
     // write the reader's clipboard. The agent's JSON carries them as the
-    // visible escapes the master's shows, its page and its metrics too.
+    // visible escapes the master's shows, its page and its metrics too
+    // (all three from the snapshot its poller cleaned once).
     let dir = tempfile::tempdir().unwrap();
     let mut gpus: Vec<serde_json::Value> = (0..8).map(idle_gpu).collect();
+    gpus[0]["name"] = "A100\u{1b}[2J\u{202e}x".into();
     gpus[0]["processes"] = serde_json::json!([{
         "pid": 4242,
         "used_memory": 1048576,
@@ -747,13 +749,93 @@ fn the_agents_json_shows_control_and_bidi_characters_escaped() {
         Some(&serde_json::json!("\\u{202e}txt.exe")),
         "{holder}"
     );
+    let raw = |body: &str| {
+        body.chars()
+            .any(|c| matches!(c, '\u{202e}' | '\u{2067}' | '\u{9b}' | '\u{1b}'))
+    };
+    assert!(!raw(&api.body), "{}", api.body);
+    assert_eq!(json["gpus"][0]["name"], "A100\\e[2J\\u{202e}x");
+    let page = server.get("/").body;
+    assert!(!raw(&page), "{page}");
+    for shown in [
+        "A100\\e[2J\\u{202e}x",
+        "evil\\u{202e}gnp.exe",
+        "\\u{202e}txt.exe",
+    ] {
+        assert!(page.contains(shown), "the page shows {shown}: {page}");
+    }
+    let metrics = server.get("/metrics").body;
+    assert!(!raw(&metrics), "{metrics}");
+    // Escaped, and its backslashes escaped again in the label.
     assert!(
-        !api.body
-            .chars()
-            .any(|c| matches!(c, '\u{202e}' | '\u{2067}' | '\u{9b}' | '\u{1b}')),
-        "{}",
-        api.body
+        metrics.contains(r#"name="A100\\e[2J\\u{202e}x""#),
+        "{metrics}"
     );
     job.kill().unwrap();
     job.wait().unwrap();
+}
+
+#[test]
+fn a_waiters_command_line_is_hidden_and_escaped_like_a_holders() {
+    // A job queued with --wait is listed in the agent's JSON with who waits
+    // and what it will run: its arguments may hold a password, and its
+    // user chose every byte of them.
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = common::write_file(
+        &dir,
+        "lab.json",
+        &snapshot_json("node", (0..8).map(idle_gpu).collect()),
+    );
+    let locks = common::fresh_lock_dir();
+    let mut holder = lease_gpu7(&snapshot, &locks, &[]);
+    let mut waiter = gpusel_std_on(&snapshot)
+        .arg("--lock-dir")
+        .arg(&locks)
+        .args(["-d", "7", "--wait", "--interval", "100ms", "--"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "true",
+            "--password=hunter2",
+            "\u{202e}x\u{1b}[2J",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiters = |server: &Served| {
+        let api = server.wait_for("/api/v1/snapshot", |r| {
+            r.status == 200 && r.json()["waiters"].as_array().is_some_and(|w| w.len() == 1)
+        });
+        let command = api.json()["waiters"][0]["holder"]["command"].clone();
+        (api.body, command)
+    };
+    let lock_dir = ["--lock-dir", locks.to_str().unwrap(), "--interval", "100ms"];
+    let hidden = serve(gpusel_std_on(&snapshot), &lock_dir);
+    let (body, command) = waiters(&hidden);
+    assert_eq!(command, serde_json::json!(["sh"]), "{body}");
+    assert!(!body.contains("hunter2"), "{body}");
+    let exposed = serve(
+        gpusel_std_on(&snapshot),
+        &[&lock_dir[..], &["--expose-cmdline"]].concat(),
+    );
+    let (body, command) = waiters(&exposed);
+    assert_eq!(
+        command,
+        serde_json::json!([
+            "/bin/sh",
+            "-c",
+            "true",
+            "--password=hunter2",
+            "\\u{202e}x\\e[2J"
+        ]),
+        "{body}"
+    );
+    assert!(
+        !body.contains('\u{202e}') && !body.contains("\\u001b"),
+        "{body}"
+    );
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
 }

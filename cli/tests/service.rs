@@ -64,7 +64,7 @@ fn two_services_get_different_gpus_and_list_shows_both_leases() {
     );
     let start = || {
         let mut cmd = Command::new(service());
-        for name in CLEAN_ENV {
+        for name in clean_env() {
             cmd.env_remove(name);
         }
         cmd.env("GPUSEL_SYSTEM_CONFIG", &site)
@@ -98,7 +98,7 @@ fn two_services_get_different_gpus_and_list_shows_both_leases() {
     assert_eq!((one.as_str(), two.as_str()), ("4", "0"));
 
     let mut list = Command::new(bin());
-    for name in CLEAN_ENV {
+    for name in clean_env() {
         list.env_remove(name);
     }
     let listed = list

@@ -434,11 +434,8 @@ fn a_signal_while_nvidia_smi_hangs_takes_its_process_group_along() {
     .into_iter()
     .enumerate()
     {
-        let mut child = gpusel_std()
-            .env("PATH", path_with_fake())
-            .env("FAKE_SMI_SCENARIO", "hang")
+        let mut child = smi_std("hang")
             .env("GPUSEL_SMI_TIMEOUT", "1h")
-            .args(["-p", "smi"])
             .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -460,5 +457,48 @@ fn a_signal_while_nvidia_smi_hangs_takes_its_process_group_along() {
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(signal as i32), "{args:?}: {status:?}");
         group_gone(group);
+    }
+}
+
+#[test]
+fn an_agent_runs_topo_m_once_whether_it_answers_or_fails() {
+    // `topo -m` walks the whole fabric, seconds on a big board: an agent
+    // polling every 100 ms runs it once for its GPUs, and a driver that
+    // cannot answer it is not asked again (and says so at -vv, every round).
+    for (scenario, topology) in [("nvlink-pairs", true), ("lab-8xa100", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let mut cmd = smi_std(scenario);
+        cmd.env("FAKE_SMI_CALLS", &calls).arg("-vv");
+        let server = common::serve::serve(cmd, &["--interval", "100ms"]);
+        let runs = |what: &str| {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with(what))
+                .count()
+        };
+        eventually("the agent to take 6 snapshots", || {
+            match runs("--query-gpu") {
+                n if n >= 6 => Ok(()),
+                n => Err(format!("{n} so far")),
+            }
+        });
+        assert_eq!(runs("topo"), 1, "{scenario}: {}", server.stderr());
+        let json = server.get("/api/v1/snapshot").json();
+        let links = json["gpus"][1]["links"].as_array().map_or(0, Vec::len);
+        assert_eq!(links > 0, topology, "{scenario}: {json:#}");
+        if !topology {
+            eventually("the failure said on more than one round", || {
+                let said = server.stderr();
+                match said
+                    .matches("GPU topology unknown error=nvidia-smi topo -m failed (exit code 2)")
+                    .count()
+                {
+                    n if n >= 2 => Ok(()),
+                    _ => Err(said),
+                }
+            });
+        }
     }
 }

@@ -319,7 +319,7 @@ fn list_on_a_terminal_fits_its_width_in_color() {
 #[test]
 fn watch_into_a_reader_that_goes_away_exits_quietly() {
     let mut sh = Command::new("sh");
-    for name in CLEAN_ENV {
+    for name in clean_env() {
         sh.env_remove(name);
     }
     let out = sh

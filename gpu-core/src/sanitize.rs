@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use crate::{AgentStatus, Gpu, GpuProcess, LeaseStatus, Snapshot};
+use crate::{AgentStatus, Gpu, GpuProcess, Holder, LeaseStatus, Snapshot};
 
 /// `text` with every control character, and every invisible formatting
 /// character that can reorder or hide text, written as a visible escape:
@@ -83,8 +83,9 @@ fn clean_opt(text: &mut Option<String>) {
 /// Every text of `snapshot` [`clean`]ed in place: its host, provider and
 /// driver versions, and each device's UUID, name, bus id, CPU affinity,
 /// link peers, MIG profile,
-/// processes (name, user, command line) and lease holder. For a snapshot
-/// from elsewhere (a remote agent), before it is shown anywhere.
+/// processes (name, user, command line) and lease holder, and each waiter
+/// (who waits, with what command). For a snapshot from elsewhere (a remote
+/// agent), before it is shown anywhere.
 pub fn clean_snapshot(snapshot: &mut Snapshot) {
     clean_in_place(&mut snapshot.host);
     clean_in_place(&mut snapshot.provider);
@@ -92,6 +93,9 @@ pub fn clean_snapshot(snapshot: &mut Snapshot) {
     clean_opt(&mut snapshot.cuda_driver_version);
     for gpu in &mut snapshot.gpus {
         clean_gpu(gpu);
+    }
+    for waiter in &mut snapshot.waiters {
+        clean_holder(&mut waiter.holder);
     }
 }
 
@@ -130,11 +134,15 @@ fn clean_lease(lease: Option<&mut LeaseStatus>) {
     // Why a GPU is unusable may quote another user's command line.
     clean_opt(&mut lease.blocked);
     for holder in lease.holders_mut() {
-        clean_in_place(&mut holder.user);
-        clean_in_place(&mut holder.host);
-        for arg in &mut holder.command {
-            clean_in_place(arg);
-        }
+        clean_holder(holder);
+    }
+}
+
+fn clean_holder(holder: &mut Holder) {
+    clean_in_place(&mut holder.user);
+    clean_in_place(&mut holder.host);
+    for arg in &mut holder.command {
+        clean_in_place(arg);
     }
 }
 
@@ -180,6 +188,12 @@ mod tests {
             shares: Vec::new(),
         });
         s.gpus.push(gpu);
+        let mut waiter = Holder::current(vec![evil.into()]);
+        waiter.user = evil.into();
+        s.waiters.push(crate::Waiter {
+            holder: waiter,
+            wanted: serde_json::from_value(serde_json::json!({"count": "1"})).unwrap(),
+        });
         clean_snapshot(&mut s);
         let json = serde_json::to_string(&s).unwrap();
         assert!(
@@ -198,6 +212,8 @@ mod tests {
         assert_eq!(s.gpus[0].links[0].peer, clean(evil));
         let blocked = s.gpus[0].lease.as_ref().and_then(|l| l.blocked.clone());
         assert_eq!(blocked, Some(clean(evil)));
+        assert_eq!(s.waiters[0].holder.command, [clean(evil)]);
+        assert_eq!(s.waiters[0].holder.user, clean(evil));
     }
 
     proptest! {

@@ -3,18 +3,19 @@
 //!
 //! Topology does not change while the machine runs, so it is read once per
 //! set of GPUs and kept for the provider's life (the agent's snapshots after
-//! the first cost nothing). The first read costs, for `n` GPUs, `2n` affinity
-//! calls, up to 18 NVLink state calls and one remote-PCI call per active link
-//! per GPU, and `n(n-1)/2` common-ancestor calls (28 for 8 GPUs). A call that
-//! fails or is missing leaves its part out; it never fails the snapshot.
+//! the first cost nothing). The first read costs, for `n` GPUs, `n` handle
+//! lookups, `2n` affinity calls, up to 18 NVLink state calls and one
+//! remote-PCI call per active link per GPU, and `n(n-1)/2` common-ancestor
+//! calls (28 for 8 GPUs). A call that fails or is missing leaves its part
+//! out; it never fails the snapshot.
 
 use std::ffi::c_ulong;
 use std::sync::{Mutex, PoisonError};
 
 use gpusel_core::{Gpu, GpuLink, PcieLevel};
-use nvml_wrapper::Nvml;
 use nvml_wrapper::enum_wrappers::device::{P2pCapabilitiesIndex, P2pStatus, TopologyLevel};
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::{Device, Nvml};
 
 use crate::read::field;
 
@@ -73,13 +74,23 @@ impl Cache {
 }
 
 fn read(nvml: &Nvml, gpus: &[Gpu]) -> Vec<Placement> {
+    // One handle a GPU, for its own calls and every pair's.
+    let devices: Vec<Option<Device<'_>>> = gpus
+        .iter()
+        .map(|g| field("topology handle", nvml.device_by_index(g.index)))
+        .collect();
     let mut out: Vec<Placement> = gpus
         .iter()
-        .map(|g| place(nvml, g, gpus).unwrap_or_default())
+        .zip(&devices)
+        .map(|(g, d)| d.as_ref().map(|d| place(d, g, gpus)).unwrap_or_default())
         .collect();
     for i in 0..gpus.len() {
         for j in i + 1..gpus.len() {
-            if let Some(level) = common_ancestor(nvml, &gpus[i], &gpus[j]) {
+            let (Some(first), Some(second)) = (&devices[i], &devices[j]) else {
+                continue;
+            };
+            let (a, b) = (&gpus[i], &gpus[j]);
+            if let Some(level) = common_ancestor((first, a), (second, b)) {
                 for (from, to) in [(i, j), (j, i)] {
                     link_entry(&mut out[from].links, &gpus[to].uuid).pcie = Some(level);
                 }
@@ -89,8 +100,8 @@ fn read(nvml: &Nvml, gpus: &[Gpu]) -> Vec<Placement> {
             // nvidia-smi, counted as the links each has: NV18 on an HGX H100).
             if out[i].switched > 0
                 && out[j].switched > 0
-                && link_entry(&mut out[i].links, &gpus[j].uuid).nvlinks == 0
-                && nvlink_p2p(nvml, &gpus[i], &gpus[j])
+                && link_entry(&mut out[i].links, &b.uuid).nvlinks == 0
+                && nvlink_p2p((first, a), (second, b))
             {
                 let count = out[i].active.min(out[j].active);
                 for (from, to) in [(i, j), (j, i)] {
@@ -119,9 +130,8 @@ fn link_entry<'a>(links: &'a mut Vec<GpuLink>, peer: &str) -> &'a mut GpuLink {
     &mut links[at]
 }
 
-/// NUMA node, CPUs and NVLinks of `gpu`; `None` when NVML has no handle.
-fn place(nvml: &Nvml, gpu: &Gpu, all: &[Gpu]) -> Option<Placement> {
-    let device = field("topology handle", nvml.device_by_index(gpu.index))?;
+/// NUMA node, CPUs and NVLinks of `gpu`, whose handle is `device`.
+fn place(device: &Device<'_>, gpu: &Gpu, all: &[Gpu]) -> Placement {
     let what = |f: &str| format!("GPU {} {f}", gpu.index);
     let numa_node = field(
         &what("memory affinity"),
@@ -161,32 +171,31 @@ fn place(nvml: &Nvml, gpu: &Gpu, all: &[Gpu]) -> Option<Placement> {
             None => switched += 1,
         }
     }
-    Some(Placement {
+    Placement {
         numa_node,
         cpu_affinity,
         links,
         active,
         switched,
-    })
+    }
 }
 
+/// A GPU's handle and the GPU.
+type Handle<'a, 'nvml> = (&'a Device<'nvml>, &'a Gpu);
+
 /// Whether the driver says `a` and `b` reach each other over NVLink.
-fn nvlink_p2p(nvml: &Nvml, a: &Gpu, b: &Gpu) -> bool {
-    let (Some(first), Some(second)) = (
-        field("topology handle", nvml.device_by_index(a.index)),
-        field("topology handle", nvml.device_by_index(b.index)),
-    ) else {
-        return false;
-    };
+fn nvlink_p2p((first, a): Handle<'_, '_>, (second, b): Handle<'_, '_>) -> bool {
     field(
         &format!("GPU {} and {} NVLink P2P status", a.index, b.index),
-        first.p2p_status(&second, P2pCapabilitiesIndex::NvLink),
+        first.p2p_status(second, P2pCapabilitiesIndex::NvLink),
     ) == Some(P2pStatus::Ok)
 }
 
-fn common_ancestor(nvml: &Nvml, a: &Gpu, b: &Gpu) -> Option<PcieLevel> {
-    let first = field("topology handle", nvml.device_by_index(a.index))?;
-    let second = field("topology handle", nvml.device_by_index(b.index))?;
+fn common_ancestor((first, a): Handle<'_, '_>, (second, b): Handle<'_, '_>) -> Option<PcieLevel> {
+    // nvml-wrapper takes the other device by value; Device has no Drop, so
+    // a second wrapper of the same handle costs nothing and frees nothing.
+    // SAFETY: the handle comes from the live `Nvml` it is wrapped with.
+    let second = unsafe { Device::new(second.handle(), second.nvml()) };
     let level = field(
         &format!("GPU {} and {} common ancestor", a.index, b.index),
         first.topology_common_ancestor(second),

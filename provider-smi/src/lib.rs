@@ -10,9 +10,11 @@
 //! and joins the processes to the GPUs by UUID. Never the human table and
 //! never `-q -x`: both are slow and their format changes between drivers.
 //! A full snapshot also runs `nvidia-smi topo -m`, the connection matrix,
-//! at the same time (its tab-separated layout has been stable for a decade);
+//! at the same time (its tab-separated layout has been stable for a decade),
+//! once for the provider's life: what it gave (the matrix read, or why it
+//! failed) is kept for as long as the GPUs are the same ones;
 //! [`read_without_topology`](SmiProvider::read_without_topology), for a pick
-//! of one GPU, does not.
+//! of one GPU, does not run it.
 //! Users, start times and command lines come from `/proc`
 //! ([`ProcReader`]), as with every provider.
 //!
@@ -44,6 +46,7 @@ mod topo;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -140,18 +143,25 @@ impl From<SmiError> for ProviderError {
     }
 }
 
-/// What `topo -m` printed, and the UUIDs of the GPUs (in order) it was
-/// printed for.
-type TopoRead = (Vec<String>, String);
+/// What `topo -m` gave for a set of GPUs: each GPU's place in the matrix,
+/// or why it could not be read.
+#[derive(Debug)]
+struct TopoRead {
+    /// The GPUs (UUIDs, in order) it was read for.
+    uuids: Vec<String>,
+    /// Their places, in the same order; the error when the run failed.
+    places: Result<Vec<topo::Place>, String>,
+}
 
 /// Reads GPU state by running nvidia-smi.
 #[derive(Debug, Clone)]
 pub struct SmiProvider {
     binary: PathBuf,
     timeout: Duration,
-    /// `topo -m`'s output and the GPUs (UUIDs, in order) it was read for:
-    /// topology does not change while the machine runs, and the run is slow.
-    topology: std::sync::Arc<std::sync::Mutex<Option<TopoRead>>>,
+    /// What `topo -m` gave, failure included, for the GPUs it was read for:
+    /// topology does not change while the machine runs, and the run is slow
+    /// (a driver that fails or hangs on it would cost that on every round).
+    topology: Arc<Mutex<Option<Arc<TopoRead>>>>,
 }
 
 impl SmiProvider {
@@ -232,7 +242,7 @@ impl SmiProvider {
         let cached = self
             .topology
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let mut topo_run = if topology && cached.is_none() {
             Some(self.start(&TOPO.map(String::from))?)
@@ -288,36 +298,36 @@ impl SmiProvider {
         // Topology is a nicety: without it, picks follow the strategy alone.
         if topology {
             let uuids: Vec<String> = snapshot.gpus.iter().map(|g| g.uuid.clone()).collect();
-            let text = match cached {
-                Some((seen, text)) if seen == uuids => Some(text),
-                // Other GPUs than those it was read for: read it again.
+            let read = match cached {
+                Some(read) if read.uuids == uuids => read,
+                // Never read, or read for other GPUs: read it now.
                 _ => {
                     let run = match topo_run.take() {
                         Some(run) => run,
                         None => self.start(&TOPO.map(String::from))?,
                     };
-                    match self
+                    let places = self
                         .finish(run, deadline)
                         .and_then(|run| success(run, "topo -m"))
-                    {
-                        Ok(text) => {
-                            *self
-                                .topology
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                Some((uuids, text.clone()));
-                            Some(text)
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "GPU topology unknown");
-                            None
-                        }
-                    }
+                        .map(|text| {
+                            let (places, rows) = topo::read(&text, &snapshot.gpus);
+                            tracing::debug!(rows, "nvidia-smi topo -m read");
+                            places
+                        })
+                        .map_err(|e| e.to_string());
+                    let read = Arc::new(TopoRead { uuids, places });
+                    *self.topology.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Arc::clone(&read));
+                    read
                 }
             };
-            if let Some(text) = text {
-                let rows = topo::apply(&text, &mut snapshot.gpus);
-                tracing::debug!(rows, "nvidia-smi topo -m read");
+            match &read.places {
+                Ok(places) => {
+                    for (gpu, place) in snapshot.gpus.iter_mut().zip(places) {
+                        place.fill(gpu);
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "GPU topology unknown"),
             }
         }
         Ok(snapshot)

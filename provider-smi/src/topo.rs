@@ -11,12 +11,31 @@
 
 use gpusel_core::{Gpu, GpuLink, PcieLevel};
 
-/// Fills `gpus` (by index: `GPU3` is index 3) from the matrix `text`;
-/// returns how many GPU rows were read.
-pub(crate) fn apply(text: &str, gpus: &mut [Gpu]) -> usize {
+/// Where one GPU sits, as the matrix says: its links, CPUs and NUMA node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Place {
+    links: Vec<GpuLink>,
+    cpu_affinity: Option<String>,
+    numa_node: Option<u32>,
+}
+
+impl Place {
+    /// Writes this place into `gpu`'s topology fields.
+    pub(crate) fn fill(&self, gpu: &mut Gpu) {
+        gpu.links.clone_from(&self.links);
+        gpu.cpu_affinity.clone_from(&self.cpu_affinity);
+        gpu.numa_node = self.numa_node;
+    }
+}
+
+/// The place of each of `gpus` (in their order; `GPU3` is the one of
+/// index 3) in the matrix `text`, the default for a GPU it has no row for;
+/// and how many GPU rows were read.
+pub(crate) fn read(text: &str, gpus: &[Gpu]) -> (Vec<Place>, usize) {
+    let mut places = vec![Place::default(); gpus.len()];
     let mut lines = text.lines();
     let Some(header) = lines.by_ref().find(|l| l.contains("GPU0")) else {
-        return 0;
+        return (places, 0);
     };
     let columns: Vec<&str> = header.split('\t').map(str::trim).collect();
     let column = |name: &str| columns.iter().position(|c| *c == name);
@@ -49,16 +68,17 @@ pub(crate) fn apply(text: &str, gpus: &mut [Gpu]) -> usize {
                 links.push(link);
             }
         }
-        let gpu = &mut gpus[at];
-        gpu.links = links;
-        gpu.cpu_affinity = cpus
-            .and_then(|c| cells.get(c))
-            .filter(|c| !c.is_empty() && **c != "N/A")
-            .map(|c| c.to_string());
-        gpu.numa_node = numa.and_then(|c| cells.get(c)).and_then(|c| c.parse().ok());
+        places[at] = Place {
+            links,
+            cpu_affinity: cpus
+                .and_then(|c| cells.get(c))
+                .filter(|c| !c.is_empty() && **c != "N/A")
+                .map(|c| c.to_string()),
+            numa_node: numa.and_then(|c| cells.get(c)).and_then(|c| c.parse().ok()),
+        };
         read += 1;
     }
-    read
+    (places, read)
 }
 
 /// `3` for `GPU3`.
@@ -91,7 +111,11 @@ mod tests {
                     GPU1\tNV4\t X \tSYS\t16-31\t1\t\tN/A\n\
                     NIC0\tPIX\tSYS\t X \t\t\t\n\nLegend:\n\n  X    = Self\n";
         let mut gpus = vec![Gpu::new(0, "GPU-a", "x"), Gpu::new(1, "GPU-b", "x")];
-        assert_eq!(apply(text, &mut gpus), 2);
+        let (places, rows) = read(text, &gpus);
+        assert_eq!(rows, 2);
+        for (gpu, place) in gpus.iter_mut().zip(&places) {
+            place.fill(gpu);
+        }
         assert_eq!(gpus[0].links.len(), 1);
         assert_eq!(
             (gpus[0].links[0].peer.as_str(), gpus[0].links[0].nvlinks),
@@ -105,6 +129,8 @@ mod tests {
         );
         assert_eq!(link("NV0", "p".into()), None);
         assert_eq!(link("??", "p".into()), None);
-        assert_eq!(apply("No devices were found\n", &mut gpus), 0);
+        let (places, rows) = read("No devices were found\n", &gpus);
+        assert_eq!(rows, 0);
+        assert!(places.iter().all(|p| *p == Place::default()), "{places:?}");
     }
 }

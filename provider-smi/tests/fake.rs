@@ -158,30 +158,37 @@ fn hang_is_bounded_by_the_timeout() {
     assert!(matches!(e, SmiError::Timeout { .. }), "{e}");
 }
 
-#[test]
-fn topo_m_is_read_once_and_only_for_snapshots_that_use_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("calls");
-    let path = dir.path().join("nvidia-smi");
+/// A wrapper running the fake on `scenario` that logs every run's
+/// arguments (`FAKE_SMI_CALLS`), and a count of the runs of `topo -m` so far.
+fn counting_wrapper(dir: &Path, scenario: &str) -> (PathBuf, impl Fn() -> usize) {
+    let log = dir.join("calls");
+    let path = dir.join("nvidia-smi");
     let script = format!(
-        "#!/bin/sh\necho \"$1\" >> '{}'\nFAKE_SMI_SCENARIO=nvlink-pairs exec '{FIXTURES}/nvidia-smi' \"$@\"\n",
+        "#!/bin/sh\nFAKE_SMI_CALLS='{}' FAKE_SMI_SCENARIO='{scenario}' exec '{FIXTURES}/nvidia-smi' \"$@\"\n",
         log.display()
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let provider = SmiProvider::new(&path);
-    let topo_runs = || {
+    let topo_runs = move || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| *l == "topo")
+            .filter(|l| *l == "topo -m")
             .count()
     };
+    (path, topo_runs)
+}
+
+#[test]
+fn topo_m_is_read_once_and_only_for_snapshots_that_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, topo_runs) = counting_wrapper(dir.path(), "nvlink-pairs");
+    let provider = SmiProvider::new(&path);
 
     let plain = provider.read_without_topology().unwrap();
     assert!(plain.gpus.iter().all(|g| g.links.is_empty()));
     assert_eq!(topo_runs(), 0);
-    for _ in 0..2 {
+    for _ in 0..3 {
         let full = provider.read().unwrap();
         let gpu1 = &full.gpus[1];
         assert_eq!(gpu1.numa_node, Some(0));
@@ -191,4 +198,61 @@ fn topo_m_is_read_once_and_only_for_snapshots_that_use_it() {
         assert_eq!(gpu1.links.len(), 7);
     }
     assert_eq!(topo_runs(), 1, "topo -m is kept for the same GPUs");
+    // A clone shares what was read.
+    let again = provider.clone().read().unwrap();
+    assert_eq!(again.gpus[1].links.len(), 7);
+    assert_eq!(topo_runs(), 1);
+}
+
+#[test]
+fn a_failed_topo_m_is_not_run_again() {
+    // The lab's recording has no `topo -m`: the fake fails it (exit 2), as
+    // a driver without topology support does.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, topo_runs) = counting_wrapper(dir.path(), "lab-8xa100");
+    let provider = SmiProvider::new(&path);
+    for _ in 0..3 {
+        let full = provider.read().unwrap();
+        assert_eq!(full.gpus.len(), 8);
+        assert!(
+            full.gpus
+                .iter()
+                .all(|g| g.links.is_empty() && g.numa_node.is_none() && g.cpu_affinity.is_none()),
+            "{:?}",
+            full.gpus
+        );
+    }
+    assert_eq!(topo_runs(), 1, "the failure is kept for the same GPUs");
+}
+
+#[test]
+fn other_gpus_have_topo_m_read_again() {
+    // One provider, its machine's GPUs changed under it (the scenario's
+    // recording swapped): the matrix kept is for other GPUs.
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("machine");
+    let copy = |from: &str| {
+        let _ = std::fs::remove_dir_all(&recording);
+        std::fs::create_dir_all(&recording).unwrap();
+        for entry in std::fs::read_dir(Path::new(FIXTURES).join(from)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), recording.join(entry.file_name())).unwrap();
+        }
+    };
+    copy("busy-mixed");
+    let (path, topo_runs) = counting_wrapper(dir.path(), recording.to_str().unwrap());
+    let provider = SmiProvider::new(&path);
+    assert!(
+        provider
+            .read()
+            .unwrap()
+            .gpus
+            .iter()
+            .all(|g| g.links.is_empty())
+    );
+    assert_eq!(topo_runs(), 1);
+    copy("nvlink-pairs");
+    let full = provider.read().unwrap();
+    assert_eq!(full.gpus[1].links.len(), 7);
+    assert_eq!(topo_runs(), 2);
 }

@@ -26,31 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "nvml"
 EXAMPLES = ROOT / "examples"
 
-# Every variable gpusel reads, cleared for each test (the CLI tests' list).
-CLEAN_ENV = [
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "GPUSEL_PROVIDER",
-    "GPUSEL_STRATEGY",
-    "GPUSEL_SEED",
-    "GPUSEL_INTERVAL",
-    "GPUSEL_BAN",
-    "RUST_LOG",
-    "GPUSEL_NVML_LIB",
-    "FAKE_NVML_SCENARIO",
-    "GPUSEL_NVIDIA_SMI",
-    "GPUSEL_SMI_TIMEOUT",
-    "FAKE_SMI_SCENARIO",
-    "GPUSEL_LOCK_DIR",
-    "GPUSEL_HTTP_TOKEN_FILE",
-    "GPUSEL_HTTP_TIMEOUT",
-    "GPUSEL_HTTP_CONNECT_TIMEOUT",
-    "GPUSEL_PLUGIN_TIMEOUT",
-    "GPUSEL_WAIT",
-    "GPUSEL_TIMEOUT",
-    "GPUSEL_IDLE_WINDOW",
-    "GPUSEL_UNACCOUNTED_MEMORY",
-]
+def _clean_env() -> List[str]:
+    """Every variable gpusel reads, cleared for each test: the names in
+    tests/clean-env.txt, which the CLI tests clear too."""
+    lines = (ROOT / "tests" / "clean-env.txt").read_text().splitlines()
+    names = (line.strip() for line in lines)
+    return [name for name in names if name and not name.startswith("#")]
+
+
+CLEAN_ENV = _clean_env()
 
 
 def fake_nvml_library() -> str:

@@ -52,31 +52,14 @@ pub const REPORT: [&str; 3] = [
     r#"printf "%s|%s|%s\n" "$CUDA_VISIBLE_DEVICES" "${CUDA_DEVICE_ORDER-unset}" "$$""#,
 ];
 
-/// Variables the tests' own environment must not leak into gpusel.
-pub const CLEAN_ENV: [&str; 22] = [
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "GPUSEL_PROVIDER",
-    "GPUSEL_STRATEGY",
-    "GPUSEL_SEED",
-    "GPUSEL_INTERVAL",
-    "GPUSEL_BAN",
-    "RUST_LOG",
-    "GPUSEL_NVML_LIB",
-    "FAKE_NVML_SCENARIO",
-    "GPUSEL_NVIDIA_SMI",
-    "GPUSEL_SMI_TIMEOUT",
-    "FAKE_SMI_SCENARIO",
-    "GPUSEL_LOCK_DIR",
-    "GPUSEL_HTTP_TOKEN_FILE",
-    "GPUSEL_HTTP_TIMEOUT",
-    "GPUSEL_HTTP_CONNECT_TIMEOUT",
-    "GPUSEL_PLUGIN_TIMEOUT",
-    "GPUSEL_WAIT",
-    "GPUSEL_TIMEOUT",
-    "GPUSEL_IDLE_WINDOW",
-    "GPUSEL_UNACCOUNTED_MEMORY",
-];
+/// Variables the tests' own environment must not leak into gpusel: the
+/// names in `tests/clean-env.txt`, which the Python suite clears too.
+pub fn clean_env() -> impl Iterator<Item = &'static str> {
+    include_str!("../../../tests/clean-env.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 /// A lock directory of its own (not yet created) for one gpusel run, so that
 /// tests running at once never see each other's leases, nor the machine's.
@@ -129,7 +112,7 @@ pub const NO_CONFIG: &str = "/nonexistent/gpusel-test-config";
 /// Gives `cmd` a clean environment: none of the variables gpusel reads, no
 /// site or user config, and a lock directory of its own.
 fn isolate<C: EnvCommand>(cmd: &mut C) {
-    for name in CLEAN_ENV {
+    for name in clean_env() {
         cmd.remove(name);
     }
     cmd.set("GPUSEL_SYSTEM_CONFIG", &format!("{NO_CONFIG}/system.toml"));

@@ -5,21 +5,13 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::{Out, gpusel, out};
+use super::{Out, gpusel, gpusel_std, out};
 
 /// The directory holding the fake `nvidia-smi` and its scenarios.
 pub const SMI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/smi");
 
 /// The scenario equivalent to `examples/lab-8xa100.json`.
 pub const SMI_LAB: &str = "lab-8xa100";
-
-/// Variables of the smi provider and the fake that the tests' own
-/// environment must not leak into a run.
-const SMI_ENV: [&str; 3] = [
-    "GPUSEL_NVIDIA_SMI",
-    "GPUSEL_SMI_TIMEOUT",
-    "FAKE_SMI_SCENARIO",
-];
 
 /// The fake `nvidia-smi` itself.
 pub fn fake_smi() -> PathBuf {
@@ -39,11 +31,17 @@ pub fn path_with_fake() -> std::ffi::OsString {
 /// chosen yet.
 pub fn gpusel_with_fake(scenario: &str) -> assert_cmd::Command {
     let mut cmd = gpusel();
-    for name in SMI_ENV {
-        cmd.env_remove(name);
-    }
     cmd.env("PATH", path_with_fake())
         .env("FAKE_SMI_SCENARIO", scenario);
+    cmd
+}
+
+/// [`smi`] as a `std::process::Command`, to spawn it.
+pub fn smi_std(scenario: &str) -> std::process::Command {
+    let mut cmd = gpusel_std();
+    cmd.env("PATH", path_with_fake())
+        .env("FAKE_SMI_SCENARIO", scenario)
+        .args(["-p", "smi"]);
     cmd
 }
 
