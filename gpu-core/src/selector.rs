@@ -13,7 +13,7 @@ use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
-use crate::queue::{Ticket, Wanted};
+use crate::queue::{Behind, Ticket, Wanted};
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -66,6 +66,11 @@ type CancelFn = Box<dyn FnMut() -> bool + Send>;
 /// (15 s at the default 5 s) rather than at the timeout, which may be hours
 /// away or never come.
 pub const MAX_PROVIDER_FAILURES: usize = 3;
+
+/// How often, at least, a waiter tries while more waiters are ahead of it
+/// than it sees devices (or every interval, when that is longer): between
+/// tries it only watches the queue (see [`Behind`]).
+const BEHIND_RETRY: Duration = Duration::from_secs(1);
 
 /// How often a waiting selector asks its [`cancel_if`](Selector::cancel_if)
 /// test, however long the interval between tries.
@@ -509,17 +514,40 @@ impl Selector {
         // Taken when the first try fails and the selection waits; dropped
         // (leaving the queue) when it returns.
         let mut ticket: Option<Ticket> = None;
+        // While more waiters are ahead than there are devices, the last
+        // try's answer stands and no try is made (see `Behind`).
+        let mut behind: Option<Behind> = None;
+        let mut last: Option<SelectError> = None;
+        let slow = self.interval.max(BEHIND_RETRY);
         loop {
-            let tried = self.try_once(
-                provider,
-                &request,
-                leaser.as_ref(),
-                ticket.as_ref(),
-                &mut warned,
-            );
-            let error = match tried {
-                Ok(found) => return Ok(found),
-                Err(e) => e,
+            let still = match (&mut behind, &leaser) {
+                (Some(behind), Some(leaser)) => behind.still(&leaser.dir),
+                _ => false,
+            };
+            let error = match last.take().filter(|_| still) {
+                Some(error) => error,
+                None => {
+                    let mut ahead = Vec::new();
+                    let tried = self.try_once(
+                        provider,
+                        &request,
+                        leaser.as_ref(),
+                        ticket.as_ref(),
+                        &mut warned,
+                        &mut ahead,
+                    );
+                    let error = match tried {
+                        Ok(found) => return Ok(found),
+                        Err(e) => e,
+                    };
+                    behind = match (&leaser, &ticket, &error) {
+                        (Some(leaser), Some(_), SelectError::NoMatch { visible, .. }) => {
+                            Behind::new(&leaser.dir, ahead, *visible, slow)
+                        }
+                        _ => None,
+                    };
+                    error
+                }
             };
             let Some(timeout) = self.wait else {
                 return Err(error);
@@ -560,6 +588,7 @@ impl Selector {
             if self.pause(left.map_or(self.interval, |l| l.min(self.interval))) {
                 return Err(SelectError::Cancelled);
             }
+            last = Some(error);
         }
     }
 
@@ -592,6 +621,7 @@ impl Selector {
         request: &Request,
         visible: &Visible,
         leaser: Option<&Leaser>,
+        look: Option<&crate::lease::Look>,
         claimed: &mut Vec<crate::Claim>,
     ) -> Result<Selection, SelectError> {
         let request = if claimed.is_empty() {
@@ -608,7 +638,7 @@ impl Selector {
             visible,
             self.write,
             &mut self.rng,
-            leaser,
+            leaser.zip(look),
         )
     }
 
@@ -620,6 +650,7 @@ impl Selector {
         leaser: Option<&Leaser>,
         ticket: Option<&Ticket>,
         warned: &mut bool,
+        ahead: &mut Vec<String>,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
         // Only a pick of several devices looks at how they are joined.
@@ -629,10 +660,12 @@ impl Selector {
             block_on(provider.snapshot_without_topology())?
         };
         let mut claimed = Vec::new();
-        if let Some(leaser) = leaser {
-            crate::limits::check(&self.limits, &leaser.dir, leaser.holder.uid, request)?;
-            leaser.dir.add_shares(&mut snapshot);
-            claimed = leaser.dir.claims(&snapshot, ticket, &[]);
+        // One look at the lock directory for the whole try.
+        let look = leaser.map(|l| l.dir.look());
+        if let (Some(leaser), Some(look)) = (leaser, &look) {
+            crate::limits::check(&self.limits, &leaser.dir, look, leaser.holder.uid, request)?;
+            leaser.dir.add_shares_seen(&mut snapshot, look);
+            (claimed, *ahead) = leaser.dir.claims_seen(&snapshot, ticket, &[], look);
         }
         tracing::debug!(
             provider = provider.name(),
@@ -644,7 +677,14 @@ impl Selector {
             (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
             (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
         };
-        let mut result = self.claimed_pipeline(&snapshot, request, &visible, leaser, &mut claimed);
+        let mut result = self.claimed_pipeline(
+            &snapshot,
+            request,
+            &visible,
+            leaser,
+            look.as_ref(),
+            &mut claimed,
+        );
         // A device that freed between reading the queue and leasing it may
         // be an older waiter's: asked again with the leases held (counted
         // as free), and handed back, to lease around it, when it is.
@@ -653,15 +693,22 @@ impl Selector {
                 break;
             };
             let held: Vec<&str> = selection.leases().iter().map(|l| l.uuid()).collect();
-            let again = leaser.dir.claims(&snapshot, ticket, &held);
+            let look = leaser.dir.look();
+            let (again, _) = leaser.dir.claims_seen(&snapshot, ticket, &held, &look);
             if !again.iter().any(|c| held.contains(&c.uuid.as_str())) {
                 break;
             }
             claimed = again;
             // Released before leasing again: our own lease would be in the way.
             drop(std::mem::replace(&mut result, Err(SelectError::Cancelled)));
-            result =
-                self.claimed_pipeline(&snapshot, request, &visible, Some(leaser), &mut claimed);
+            result = self.claimed_pipeline(
+                &snapshot,
+                request,
+                &visible,
+                Some(leaser),
+                Some(&look),
+                &mut claimed,
+            );
         }
         // When nothing is visible the error itself explains the variable.
         let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));
