@@ -83,8 +83,7 @@ fn lock_exclusive_past_exits(file: File) -> Result<Result<Flock<File>, File>, Er
 /// The holders (lock file, pid) this process waited [`EXITED_HOLDER_WAIT`]
 /// for in vain (a job that exited and left its lock to a child of its own):
 /// not waited for again, so that a waiter's every try is not 2 s longer.
-static WAITED_IN_VAIN: std::sync::Mutex<Vec<(FileId, u32)>> =
-    std::sync::Mutex::new(Vec::new());
+static WAITED_IN_VAIN: std::sync::Mutex<Vec<(FileId, u32)>> = std::sync::Mutex::new(Vec::new());
 
 /// Waiting out a holder that has exited while its guardian lets go: one
 /// wait per lock taken, and none for a holder already waited for in vain.
@@ -160,6 +159,29 @@ pub(crate) fn exited(pid: u32) -> bool {
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         Ok(stat) => crate::procfs::stat_state(&stat).is_some_and(|s| matches!(s, b'Z' | b'X')),
     }
+}
+
+/// How old a file left under a temporary name (`….new`) must be before its
+/// user's next gpusel removes it: it exists for an instant while its writer
+/// lives, and is not told apart from one a crash left any sooner.
+pub const LEFT_NEW_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Who wrote the share record, queue ticket or temporary file `name`
+/// (`gpusel-….<uid>.<pid>-<n>.share`, `.ticket` or `.new`): its uid, its
+/// pid, and whether it is a temporary one.
+fn written_by(name: &str) -> Option<(u32, u32, bool)> {
+    let (base, temporary) = match name.rsplit_once('.')? {
+        (base, "share" | "ticket") => (base, false),
+        (base, "new") => (base, true),
+        _ => return None,
+    };
+    let (rest, tag) = base.rsplit_once('.')?;
+    let (prefix, uid) = rest.rsplit_once('.')?;
+    let (pid, n) = tag.split_once('-')?;
+    if !prefix.starts_with("gpusel-") || n.parse::<u64>().is_err() {
+        return None;
+    }
+    Some((uid.parse().ok()?, pid.parse().ok()?, temporary))
 }
 
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
@@ -857,6 +879,56 @@ impl LockDir {
         checked_holder(self.read_holder_in(uuid, &look.names), Some(pid))
     }
 
+    /// Removes `uid`'s files among `names` that a writer which has exited
+    /// left behind: a share record or queue ticket nobody holds any more,
+    /// or one written under its temporary name (`.new`) and never put in
+    /// place (a crash in between). Such a name carries its writer's pid,
+    /// and only that process writes under it; a file is removed only once
+    /// that pid has exited, nobody holds the file locked, and (for a `.new`)
+    /// it is older than [`LEFT_NEW_AGE`]. Another user's files are never
+    /// touched (the sticky bit would refuse it anyway); holder records are
+    /// kept (each user's one per device is reused).
+    pub(crate) fn clean_dead(&self, uid: u32, names: &[String], look: &Look) {
+        for name in names {
+            let Some((owner, pid, temporary)) = written_by(name) else {
+                continue;
+            };
+            if owner != uid {
+                continue;
+            }
+            let Some(st) = self.stat(name) else {
+                continue;
+            };
+            let old = || {
+                let changed = std::time::UNIX_EPOCH
+                    + std::time::Duration::new(
+                        st.st_ctime.max(0).unsigned_abs(),
+                        st.st_ctime_nsec.clamp(0, 999_999_999) as u32,
+                    );
+                changed.elapsed().is_ok_and(|age| age >= LEFT_NEW_AGE)
+            };
+            if st.st_uid != uid
+                || look.exclusive_holder(&st).is_some()
+                || !exited(pid)
+                || (temporary && !old())
+            {
+                continue;
+            }
+            let Ok(file) = self.open_file(name, OFlag::O_RDONLY, 0) else {
+                continue;
+            };
+            if let Ok(_dead) = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+                && self.stat(name).is_some_and(|now| now.st_ino == st.st_ino)
+            {
+                tracing::debug!(
+                    file = name.as_str(),
+                    "removing a file its writer left behind"
+                );
+                self.unlink(name);
+            }
+        }
+    }
+
     /// The directory's descriptor, to open and rename files relative to.
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
@@ -1379,6 +1451,26 @@ mod tests {
         let e = dir.try_lease("GPU-Y", &me(1)).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn left_files_name_their_writer() {
+        assert_eq!(
+            written_by("gpusel-gpu-ab.1000.42-7.share"),
+            Some((1000, 42, false))
+        );
+        assert_eq!(
+            written_by("gpusel-queue.1000.42-0.ticket"),
+            Some((1000, 42, false))
+        );
+        assert_eq!(
+            written_by("gpusel-queue.1000.42-0.new"),
+            Some((1000, 42, true))
+        );
+        assert_eq!(written_by("gpusel-gpu-ab.1000.holder"), None);
+        assert_eq!(written_by("gpusel-gpu-ab.lock"), None);
+        assert_eq!(written_by("other.1000.42-0.new"), None);
+        assert_eq!(written_by("gpusel-gpu-ab.1000.x-0.share"), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::Flock;
 use nix::sys::stat::fstat;
 use serde::{Deserialize, Serialize};
 
@@ -274,19 +274,8 @@ impl LockDir {
 
     /// Removes `uid`'s tickets that nobody holds (left by killed waiters).
     fn clean_tickets(&self, uid: u32) {
-        for name in self.names() {
-            if parse_name(&name).is_none_or(|(owner, _, _)| owner != uid) {
-                continue;
-            }
-            let Ok(file) = self.open_file(&name, OFlag::O_RDONLY, 0) else {
-                continue;
-            };
-            if fstat(file.as_fd()).is_ok_and(|st| st.st_uid == uid)
-                && let Ok(_dead) = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            {
-                self.unlink(&name);
-            }
-        }
+        let look = self.look();
+        self.clean_dead(uid, &look.names, &look);
     }
 
     /// The live tickets in `look`, oldest first. A ticket's file is read

@@ -14,6 +14,7 @@ use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
 use crate::queue::{Behind, Ticket, Wanted};
+use crate::reason::Reason;
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -541,8 +542,13 @@ impl Selector {
                         Err(e) => e,
                     };
                     behind = match (&leaser, &ticket, &error) {
-                        (Some(leaser), Some(_), SelectError::NoMatch { visible, .. }) => {
-                            Behind::new(&leaser.dir, ahead, *visible, slow)
+                        (Some(leaser), Some(_), SelectError::NoMatch { verdicts, .. }) => {
+                            // The devices it could ever be given.
+                            let reachable = verdicts
+                                .iter()
+                                .filter(|v| !v.reasons.iter().any(Reason::lasts))
+                                .count();
+                            Behind::new(&leaser.dir, ahead, reachable, slow)
                         }
                         _ => None,
                     };
@@ -663,6 +669,7 @@ impl Selector {
         // One look at the lock directory for the whole try.
         let look = leaser.map(|l| l.dir.look());
         if let (Some(leaser), Some(look)) = (leaser, &look) {
+            leaser.dir.clean_dead(leaser.holder.uid, &look.names, look);
             crate::limits::check(&self.limits, &leaser.dir, look, leaser.holder.uid, request)?;
             leaser.dir.add_shares_seen(&mut snapshot, look);
             (claimed, *ahead) = leaser.dir.claims_seen(&snapshot, ticket, &[], look);
