@@ -603,23 +603,36 @@ pub(crate) fn lock_table(reads: usize) -> Option<LockTable> {
 }
 
 /// One look at a lock directory, for one selection try: its names (one
-/// listing) and the kernel's lock table (one read), which every part of the
-/// try (limits, shares, the queue, the leases) asks instead of reading them
-/// again. What it says is a moment old: it decides what is worth trying,
-/// never what is taken (taking a lease always asks the kernel itself).
+/// listing) and the kernel's lock table (one read, when anything asks),
+/// which every part of the try (limits, shares, the queue, the leases) asks
+/// instead of reading them again. What it says is a moment old: it decides
+/// what is worth trying, never what is taken (taking a lease always asks
+/// the kernel itself).
 #[derive(Debug)]
 pub(crate) struct Look {
     /// The directory's names.
     pub(crate) names: Vec<String>,
-    /// The kernel's lock table; `None` when `/proc/locks` cannot be read.
-    pub(crate) table: Option<LockTable>,
+    /// The kernel's lock table, once read; `None` inside when
+    /// `/proc/locks` cannot be read.
+    table: std::sync::OnceLock<Option<LockTable>>,
 }
 
 impl Look {
     /// The process the lock table names as holding the file `st`
-    /// exclusively, if any.
+    /// exclusively, if any (reading the table, the first time).
     pub(crate) fn exclusive_holder(&self, st: &FileStat) -> Option<u32> {
-        self.table.as_ref()?.exclusive_holder(st)
+        self.table
+            .get_or_init(LockTable::read)
+            .as_ref()?
+            .exclusive_holder(st)
+    }
+
+    /// [`exclusive_holder`](Self::exclusive_holder), when the table has
+    /// been read already (a try among waiters reads it for the queue);
+    /// `None` otherwise. Where nobody waits, a lone selection asks the lock
+    /// files themselves rather than lock the kernel's table to read it.
+    fn known_holder(&self, st: &FileStat) -> Option<u32> {
+        self.table.get()?.as_ref()?.exclusive_holder(st)
     }
 }
 
@@ -854,7 +867,7 @@ impl LockDir {
     pub(crate) fn look(&self) -> Look {
         Look {
             names: self.names(),
-            table: LockTable::read(),
+            table: std::sync::OnceLock::new(),
         }
     }
 
@@ -865,11 +878,11 @@ impl LockDir {
     }
 
     /// The process that `look` names as holding `uuid`'s lease
-    /// exclusively, when it is one that still runs (not this one: a lease
+    /// exclusively (when it has read the lock table), when it is one that still runs (not this one: a lease
     /// of this selection's own is no other holder's).
     pub(crate) fn live_holder_seen(&self, uuid: &str, look: &Look) -> Option<u32> {
         let st = self.stat(&format!("{}.lock", key(uuid)))?;
-        look.exclusive_holder(&st)
+        look.known_holder(&st)
             .filter(|&pid| pid != std::process::id() && !exited(pid))
     }
 
