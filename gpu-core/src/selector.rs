@@ -359,7 +359,11 @@ impl Selector {
     /// at once: waiting cannot help it. A try whose snapshot fails is
     /// retried too, until [`MAX_PROVIDER_FAILURES`] tries in a row have
     /// failed, which ends the wait with the last one's error. The progress
-    /// callback hears why each try failed.
+    /// callback hears why each try failed. A waiter with more waiters ahead
+    /// of it in the queue than devices it could be given only watches the
+    /// queue until enough of them leave, trying at least every second (or
+    /// every interval, when longer); the callback then hears the last try's
+    /// reasons again.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
