@@ -531,3 +531,43 @@ fn what_a_killed_waiter_and_a_killed_sharer_leave_is_removed_by_their_users_next
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+#[test]
+fn waiters_checking_hourly_start_when_the_gpu_frees() {
+    // An interval of an hour: each waiter learns that the GPU is free, or
+    // that the waiter ahead left, from the lock directory itself.
+    let (tmp, scenario, locks) = jobs_on(1);
+    let dir = tmp.path();
+    let mut holder = spawn(&scenario, &locks, &[], &["sleep".into(), "60".into()]);
+    until_leased(&scenario, &locks, 0);
+    let wait = ["--wait", "--interval", "1h"];
+    // Killed however the test ends: they would wait an hour.
+    struct Reaped(Vec<Child>);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut waiters = Reaped(Vec::new());
+    for n in 1..=2 {
+        waiters
+            .0
+            .push(spawn(&scenario, &locks, &wait, &job(dir, 0.2)));
+        eventually("the waiter to be queued", || {
+            let q = queued(&scenario, &locks);
+            (q.len() == n).then_some(()).ok_or(format!("{q:?}"))
+        });
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    eventually("both waiters to run their jobs", || {
+        let n = records(dir).len();
+        (n == 2).then_some(()).ok_or(format!("{n} ran"))
+    });
+    for child in &mut waiters.0 {
+        assert!(child.wait().unwrap().success());
+    }
+}

@@ -489,6 +489,105 @@ impl Behind {
     }
 }
 
+/// A waiter's alarm: an inotify watch on the lock directory that goes off
+/// when a ticket ahead of it leaves the queue, and, for a waiter that can
+/// act, when the lock file of a device only a lease keeps from it is closed
+/// (when that was its last descriptor, the lease is let go). The waiter
+/// then tries again, or counts the tickets ahead again, rather than at its
+/// next interval. Only a hint: a try decides. A waiter behind others
+/// watches removals only, so that the closes of a busy directory wake
+/// nobody but the waiters they concern.
+#[derive(Debug)]
+pub(crate) struct Wake {
+    inotify: nix::sys::inotify::Inotify,
+    path: std::path::PathBuf,
+    /// Whether closes are watched.
+    closes: bool,
+    /// The lock files whose closing sets it off.
+    locks: Vec<String>,
+    /// The tickets whose removal sets it off.
+    ahead: Vec<String>,
+}
+
+impl Wake {
+    /// A watch on `dir`; `None` where inotify is missing or its limits are
+    /// reached (the waiter then waits out its intervals, as before).
+    pub(crate) fn new(dir: &LockDir) -> Option<Self> {
+        use nix::sys::inotify::{InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let mut wake = Wake {
+            inotify,
+            path: dir.path().to_path_buf(),
+            closes: true,
+            locks: Vec::new(),
+            ahead: Vec::new(),
+        };
+        wake.watch(false).then_some(wake)
+    }
+
+    /// Watches removals, and closes too when `closes`; whether it could.
+    fn watch(&mut self, closes: bool) -> bool {
+        use nix::sys::inotify::AddWatchFlags as F;
+        if closes == self.closes {
+            return true;
+        }
+        let mut mask = F::IN_DELETE | F::IN_ONLYDIR;
+        if closes {
+            mask |= F::IN_CLOSE_WRITE | F::IN_CLOSE_NOWRITE;
+        }
+        // On a path already watched, this replaces the mask.
+        let done = self.inotify.add_watch(&self.path, mask).is_ok();
+        if done {
+            self.closes = closes;
+        }
+        done
+    }
+
+    /// Sets it off from now on when one of the `locks` (devices, by UUID)
+    /// is closed or one of the tickets `ahead` leaves.
+    pub(crate) fn set(&mut self, locks: &[&str], ahead: Vec<String>) {
+        self.locks = locks
+            .iter()
+            .map(|uuid| format!("{}.lock", key(uuid)))
+            .collect();
+        self.ahead = ahead;
+        let closes = !self.locks.is_empty();
+        self.watch(closes);
+    }
+
+    /// Waits up to `time` for the alarm; whether it went off.
+    pub(crate) fn wait(&self, time: std::time::Duration) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use nix::sys::inotify::AddWatchFlags as F;
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(time).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(_) => {
+                std::thread::sleep(time);
+                return false;
+            }
+        }
+        let Ok(events) = self.inotify.read_events() else {
+            return false;
+        };
+        events.iter().any(|event| {
+            if event.mask.contains(F::IN_Q_OVERFLOW) {
+                return true;
+            }
+            let Some(name) = event.name.as_ref().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            let closed = event
+                .mask
+                .intersects(F::IN_CLOSE_WRITE | F::IN_CLOSE_NOWRITE);
+            let list = if closed { &self.locks } else { &self.ahead };
+            list.iter().any(|n| n == name)
+        })
+    }
+}
+
 /// The lock directory's modification time (it moves as tickets come and go).
 fn dir_changed(dir: &LockDir) -> Option<(i64, i64)> {
     fstat(dir.fd().as_fd())

@@ -13,7 +13,7 @@ use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
-use crate::queue::{Behind, Ticket, Wanted};
+use crate::queue::{Behind, Ticket, Wake, Wanted};
 use crate::reason::Reason;
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
@@ -72,6 +72,10 @@ pub const MAX_PROVIDER_FAILURES: usize = 3;
 /// than it sees devices (or every interval, when that is longer): between
 /// tries it only watches the queue (see [`Behind`]).
 const BEHIND_RETRY: Duration = Duration::from_secs(1);
+
+/// The shortest pause between two tries of a waiter woken early (see
+/// [`Wake`]).
+const WAKE_FLOOR: Duration = Duration::from_millis(20);
 
 /// How often a waiting selector asks its [`cancel_if`](Selector::cancel_if)
 /// test, however long the interval between tries.
@@ -452,21 +456,37 @@ impl Selector {
     }
 
     /// Sleeps `time`, asking the cancel test as it goes; true if cancelled.
-    fn pause(&mut self, time: Duration) -> bool {
-        let Some(cancel) = &mut self.cancel else {
-            std::thread::sleep(time);
-            return false;
-        };
-        let end = Instant::now() + time;
+    /// With a `wake`, it ends early when that goes off, but not before
+    /// [`WAKE_FLOOR`] has passed: a waiter woken by every lease let go on a
+    /// busy machine must not try more often than that.
+    fn pause(&mut self, time: Duration, wake: Option<&Wake>) -> bool {
+        let start = Instant::now();
+        let (end, floor) = (start + time, start + WAKE_FLOOR);
         loop {
-            if cancel() {
+            if let Some(cancel) = &mut self.cancel
+                && cancel()
+            {
                 return true;
             }
-            let left = end.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = end.saturating_duration_since(now);
             if left.is_zero() {
                 return false;
             }
-            std::thread::sleep(left.min(CANCEL_CHECK));
+            let slice = if self.cancel.is_some() {
+                left.min(CANCEL_CHECK)
+            } else {
+                left
+            };
+            match wake {
+                Some(wake) if now >= floor => {
+                    if wake.wait(slice) {
+                        return false;
+                    }
+                }
+                Some(_) => std::thread::sleep(slice.min(floor.saturating_duration_since(now))),
+                None => std::thread::sleep(slice),
+            }
         }
     }
 
@@ -523,6 +543,7 @@ impl Selector {
         // try's answer stands and no try is made (see `Behind`).
         let mut behind: Option<Behind> = None;
         let mut last: Option<SelectError> = None;
+        let mut wake: Option<Wake> = None;
         let slow = self.interval.max(BEHIND_RETRY);
         loop {
             let still = match (&mut behind, &leaser) {
@@ -545,14 +566,40 @@ impl Selector {
                         Ok(found) => return Ok(found),
                         Err(e) => e,
                     };
-                    behind = match (&leaser, &ticket, &error) {
+                    // Its ticket, when it has none yet, goes behind every
+                    // ticket there is (`ahead`, then).
+                    behind = match (&leaser, self.wait, &error) {
                         (Some(leaser), Some(_), SelectError::NoMatch { verdicts, .. }) => {
                             // The devices it could ever be given.
                             let reachable = verdicts
                                 .iter()
                                 .filter(|v| !v.reasons.iter().any(Reason::lasts))
                                 .count();
-                            Behind::new(&leaser.dir, ahead, reachable, slow)
+                            let behind = Behind::new(&leaser.dir, ahead.clone(), reachable, slow);
+                            if wake.is_none() {
+                                wake = Wake::new(&leaser.dir);
+                            }
+                            if let Some(wake) = &mut wake {
+                                // What only a lease keeps from it, if it can act.
+                                let leased: Vec<&str> = verdicts
+                                    .iter()
+                                    .filter(|v| {
+                                        behind.is_none()
+                                            && !v.reasons.is_empty()
+                                            && v.reasons.iter().all(|r| {
+                                                matches!(
+                                                    r,
+                                                    Reason::Leased { .. }
+                                                        | Reason::Shared { .. }
+                                                        | Reason::Claimed { .. }
+                                                )
+                                            })
+                                    })
+                                    .map(|v| v.uuid.as_str())
+                                    .collect();
+                                wake.set(&leased, ahead);
+                            }
+                            behind
                         }
                         _ => None,
                     };
@@ -595,7 +642,12 @@ impl Selector {
                 }),
                 _ => {}
             }
-            if self.pause(left.map_or(self.interval, |l| l.min(self.interval))) {
+            // Woken when a lease it waits for is let go or a waiter ahead
+            // leaves (see `Wake`).
+            if self.pause(
+                left.map_or(self.interval, |l| l.min(self.interval)),
+                wake.as_ref(),
+            ) {
                 return Err(SelectError::Cancelled);
             }
             last = Some(error);
