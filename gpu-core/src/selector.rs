@@ -367,7 +367,9 @@ impl Selector {
     /// of it in the queue than devices it could be given only watches the
     /// queue until enough of them leave, trying at least every second (or
     /// every interval, when longer); the callback then hears the last try's
-    /// reasons again.
+    /// reasons again. A waiter tries before its interval is up (at most
+    /// every 20 ms) when a lease that keeps a device from it is let go or a
+    /// waiter ahead leaves, where inotify can tell it.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
