@@ -733,7 +733,14 @@ fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder>
 /// snapshot as it was; the caller decides whether that is a warning.
 pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(), LeaseError> {
     let dir = LockDir::open(lock_dir)?;
-    let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
+    // One look at the kernel's lock table for every device (read three
+    // times over: a read can skip a line while other locks change).
+    let table = lock_table(3).unwrap_or_default();
+    let state = |uuid: &str| {
+        dir.state_with(uuid, Some(&table))
+            .ok()
+            .and_then(LeaseState::status)
+    };
     snapshot.waiters = dir.queue();
     let mut parents = crate::share::Parents::default();
     for gpu in &mut snapshot.gpus {
@@ -1101,6 +1108,13 @@ impl LockDir {
     /// Whether device `uuid` is leased, and by whom. Probes without taking
     /// the lease: a shared lock for an instant.
     pub fn state(&self, uuid: &str) -> Result<LeaseState, LeaseError> {
+        self.state_with(uuid, None)
+    }
+
+    /// [`state`](Self::state), asking `table` (one read of the kernel's
+    /// lock table for every device of a snapshot) rather than reading it
+    /// again about a lock file nobody holds exclusively.
+    fn state_with(&self, uuid: &str, table: Option<&LockTable>) -> Result<LeaseState, LeaseError> {
         let name = format!("{}.lock", key(uuid));
         let file = match self.open_file(&name, OFlag::O_RDONLY, 0) {
             Ok(f) => f,
@@ -1125,10 +1139,17 @@ impl LockDir {
                 // Shares hold shared locks for good: their holders are not
                 // blockers. Any other shared lock that outlives a probe is.
                 // One look at the lock table for both questions.
-                let table = lock_table(3).unwrap_or_default();
-                let shares = self.checked_shares(uuid, &st, &table);
+                let read;
+                let table = match table {
+                    Some(table) => table,
+                    None => {
+                        read = lock_table(3).unwrap_or_default();
+                        &read
+                    }
+                };
+                let shares = self.checked_shares(uuid, &st, table);
                 let sharers: Vec<u32> = shares.iter().map(|s| s.holder.pid).collect();
-                if let Some(pid) = self.shared_blocker(&st, &sharers, &table) {
+                if let Some(pid) = self.shared_blocker(&st, &sharers, table) {
                     let who = holder_from_kernel(pid)
                         .map(|h| format!(" ({})", h.user))
                         .unwrap_or_default();
