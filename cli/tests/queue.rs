@@ -81,14 +81,20 @@ fn records(dir: &Path) -> Vec<Ran> {
         .collect()
 }
 
+/// `gpus` idle GPUs, a fresh lock directory, and the folders [`job`] writes
+/// into.
+fn jobs_on(gpus: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = idle(&tmp, gpus);
+    std::fs::create_dir(tmp.path().join("started")).unwrap();
+    std::fs::create_dir(tmp.path().join("records")).unwrap();
+    (tmp, scenario, fresh_lock_dir())
+}
+
 #[test]
 fn a_four_gpu_waiter_is_not_starved_by_later_one_gpu_waiters() {
-    let tmp = tempfile::tempdir().unwrap();
-    let scenario = idle(&tmp, 4);
-    let locks = fresh_lock_dir();
+    let (tmp, scenario, locks) = jobs_on(4);
     let dir = tmp.path();
-    std::fs::create_dir(dir.join("started")).unwrap();
-    std::fs::create_dir(dir.join("records")).unwrap();
     let wait = ["--wait", "--interval", "200ms"];
 
     // Four 1-GPU jobs hold the four GPUs for 3 s.
@@ -159,12 +165,8 @@ fn a_four_gpu_waiter_is_not_starved_by_later_one_gpu_waiters() {
 
 #[test]
 fn a_killed_waiter_leaves_the_queue_at_once_and_the_queue_is_shown_in_order() {
-    let tmp = tempfile::tempdir().unwrap();
-    let scenario = idle(&tmp, 1);
-    let locks = fresh_lock_dir();
+    let (tmp, scenario, locks) = jobs_on(1);
     let dir = tmp.path();
-    std::fs::create_dir(dir.join("started")).unwrap();
-    std::fs::create_dir(dir.join("records")).unwrap();
     // Its lease is the sleep's once it execs: killing it frees the GPU.
     let hold = format!(r#"touch "{}/started/$$"; exec sleep 60"#, dir.display());
     let mut holder = spawn(&scenario, &locks, &[], &["sh".into(), "-c".into(), hold]);
@@ -393,4 +395,179 @@ fn a_request_over_the_sites_per_user_limit_waits_or_fails_saying_so() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(waiter.wait().unwrap().success());
+}
+
+/// Waits until `gpusel list --json` shows GPU `index` leased.
+fn until_leased(scenario: &Path, locks: &Path, index: usize) {
+    eventually("the holder to lease its GPU", || {
+        let out: Out = on(scenario, locks)
+            .args(["list", "--json"])
+            .output()
+            .unwrap()
+            .into();
+        let json: serde_json::Value = serde_json::from_str(out.ok()).expect("JSON");
+        (!json["gpus"][index]["lease"].is_null())
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+}
+
+#[test]
+fn waiters_further_back_than_there_are_gpus_still_start_in_queue_order() {
+    // One GPU, four waiters: three of them are behind more waiters than
+    // there are GPUs, and only watch the queue until the ones ahead leave.
+    let (tmp, scenario, locks) = jobs_on(1);
+    let dir = tmp.path();
+    let mut holder = spawn(&scenario, &locks, &[], &["sleep".into(), "60".into()]);
+    until_leased(&scenario, &locks, 0);
+    let wait = ["--wait", "--interval", "50ms"];
+    let mut waiters: Vec<Child> = Vec::new();
+    for n in 1..=4 {
+        waiters.push(spawn(&scenario, &locks, &wait, &job(dir, 0.2)));
+        eventually("the waiter to be queued", || {
+            let q = queued(&scenario, &locks);
+            (q.len() == n).then_some(()).ok_or(format!("{q:?}"))
+        });
+    }
+    let order: Vec<u64> = waiters.iter().map(|c| u64::from(c.id())).collect();
+    assert_eq!(queued(&scenario, &locks), order);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    for child in &mut waiters {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut ran = records(dir);
+    ran.sort_by_key(|r| r.start);
+    let started: Vec<u64> = ran.iter().map(|r| u64::from(r.pid)).collect();
+    assert_eq!(started, order, "they ran in queue order: {ran:?}");
+    for pair in ran.windows(2) {
+        assert!(pair[0].end <= pair[1].start, "overlap: {pair:?}");
+    }
+}
+
+#[test]
+fn what_a_killed_waiter_and_a_killed_sharer_leave_is_removed_by_their_users_next_gpusel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = idle(&tmp, 3);
+    let locks = fresh_lock_dir();
+    let files = |suffix: &str| -> Vec<String> {
+        std::fs::read_dir(&locks)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(suffix))
+            .collect()
+    };
+    let mut holder = spawn(
+        &scenario,
+        &locks,
+        &["-d", "0"],
+        &["sleep".into(), "60".into()],
+    );
+    until_leased(&scenario, &locks, 0);
+    let mut waiter = spawn(
+        &scenario,
+        &locks,
+        &["-d", "0", "--wait", "--interval", "100ms"],
+        &["true".into()],
+    );
+    let mut sharer = spawn(
+        &scenario,
+        &locks,
+        &["-d", "1", "--share", "--mem", "1GiB"],
+        &["sleep".into(), "60".into()],
+    );
+    eventually("the waiter's ticket and the share's record", || {
+        let found = (files(".ticket").len(), files(".share").len());
+        (found == (1, 1)).then_some(()).ok_or(format!("{found:?}"))
+    });
+    // Files of another user's, left the same way: never touched.
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    };
+    let others = if can_be_other("another user's left files") {
+        let uid = common::users::other_user();
+        let names = [
+            format!("gpusel-queue.{uid}.{gone}-0.ticket"),
+            format!("gpusel-gpu-x.{uid}.{gone}-0.share"),
+        ];
+        for name in &names {
+            let path = locks.join(name);
+            std::fs::write(&path, "{}").unwrap();
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
+        }
+        names.to_vec()
+    } else {
+        Vec::new()
+    };
+    for child in [&mut waiter, &mut sharer] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mine = |suffix: &str| -> Vec<String> {
+        files(suffix)
+            .into_iter()
+            .filter(|n| !others.contains(n))
+            .collect()
+    };
+    assert_eq!(mine(".ticket").len(), 1, "left by the killed waiter");
+    assert!(queued(&scenario, &locks).is_empty(), "but nobody waits");
+    eventually("the user's next gpusel to remove them", || {
+        let out: Out = on(&scenario, &locks)
+            .args(["-d", "2", "--", "true"])
+            .output()
+            .unwrap()
+            .into();
+        out.ok();
+        let left = (mine(".ticket"), mine(".share"));
+        (left.0.is_empty() && left.1.is_empty())
+            .then_some(())
+            .ok_or(format!("{left:?}"))
+    });
+    for name in &others {
+        assert!(locks.join(name).exists(), "{name} was removed");
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn waiters_checking_hourly_start_when_the_gpu_frees() {
+    // An interval of an hour: each waiter learns that the GPU is free, or
+    // that the waiter ahead left, from the lock directory itself.
+    let (tmp, scenario, locks) = jobs_on(1);
+    let dir = tmp.path();
+    let mut holder = spawn(&scenario, &locks, &[], &["sleep".into(), "60".into()]);
+    until_leased(&scenario, &locks, 0);
+    let wait = ["--wait", "--interval", "1h"];
+    // Killed however the test ends: they would wait an hour.
+    struct Reaped(Vec<Child>);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut waiters = Reaped(Vec::new());
+    for n in 1..=2 {
+        waiters
+            .0
+            .push(spawn(&scenario, &locks, &wait, &job(dir, 0.2)));
+        eventually("the waiter to be queued", || {
+            let q = queued(&scenario, &locks);
+            (q.len() == n).then_some(()).ok_or(format!("{q:?}"))
+        });
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    eventually("both waiters to run their jobs", || {
+        let n = records(dir).len();
+        (n == 2).then_some(()).ok_or(format!("{n} ran"))
+    });
+    for child in &mut waiters.0 {
+        assert!(child.wait().unwrap().success());
+    }
 }

@@ -346,10 +346,7 @@ unsafe fn alive(stat: &CString, start: u64) -> bool {
 /// line, without allocating: fields are counted from the last `)`, since
 /// the command name may hold spaces and parentheses.
 fn parse_stat(line: &[u8]) -> Option<(u8, u64)> {
-    let close = line.iter().rposition(|&b| b == b')')?;
-    let mut fields = line[close + 1..]
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
+    let mut fields = crate::procfs::stat_fields(line)?;
     let state = *fields.next()?.first()?;
     let start = fields.nth(18)?;
     let mut value: u64 = 0;

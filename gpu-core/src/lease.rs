@@ -68,62 +68,120 @@ const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// [`lock_exclusive`], waiting (up to [`EXITED_HOLDER_WAIT`]) while the
 /// process that the kernel names as the lock's holder has exited.
 fn lock_exclusive_past_exits(file: File) -> Result<Result<Flock<File>, File>, Errno> {
-    let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
+    let st = fstat(file.as_fd())?;
+    let mut wait = ExitWait::new(file_id(&st));
     let mut file = file;
-    let (mut said, mut unseen) = (false, 0);
     loop {
         match lock_exclusive(file)? {
             Ok(lock) => return Ok(Ok(lock)),
-            Err(held) => {
-                if std::time::Instant::now() >= deadline {
-                    return Ok(Err(held));
-                }
-                match exclusive_holder(&held) {
-                    Some(pid) if exited(pid) => {
-                        if !std::mem::replace(&mut said, true) {
-                            tracing::debug!(
-                                pid,
-                                "the lease's holder has exited; waiting for it to be let go"
-                            );
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    // Not in the table: let go since it was refused (or a
-                    // read skipped it); ask again, a few times.
-                    None if unseen < 8 => unseen += 1,
-                    _ => return Ok(Err(held)),
-                }
-                file = held;
-            }
+            Err(held) if wait.again(kernel_holder(&st, 3)) => file = held,
+            Err(held) => return Ok(Err(held)),
         }
     }
 }
 
-/// The process the kernel's lock table names as holding `file` exclusively.
-fn exclusive_holder(file: &File) -> Option<u32> {
-    let st = fstat(file.as_fd()).ok()?;
-    // A read of the table can skip a line while other locks change.
-    (0..3).find_map(|_| {
-        kernel_flocks(&st)
-            .into_iter()
-            .find(|l| l.exclusive)
-            .map(|l| l.pid)
-    })
+/// The holders (lock file, pid) this process waited [`EXITED_HOLDER_WAIT`]
+/// for in vain (a job that exited and left its lock to a child of its own):
+/// not waited for again, so that a waiter's every try is not 2 s longer.
+static WAITED_IN_VAIN: std::sync::Mutex<Vec<(FileId, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Waiting out a holder that has exited while its guardian lets go: one
+/// wait per lock taken, and none for a holder already waited for in vain.
+struct ExitWait {
+    file: FileId,
+    deadline: std::time::Instant,
+    said: bool,
+    unseen: u32,
+}
+
+impl ExitWait {
+    fn new(file: FileId) -> Self {
+        ExitWait {
+            file,
+            deadline: std::time::Instant::now() + EXITED_HOLDER_WAIT,
+            said: false,
+            unseen: 0,
+        }
+    }
+
+    /// Whether to ask again, the lock being held by `holder` (as the
+    /// kernel or a live record names it; `None`: not in the lock table):
+    /// yes, after a pause, while it names a process that has exited.
+    fn again(&mut self, holder: Option<u32>) -> bool {
+        let Some(pid) = holder else {
+            // Let go since it was refused (or a read skipped it): ask
+            // again, a few times.
+            self.unseen += 1;
+            return self.unseen <= 8;
+        };
+        if !exited(pid) {
+            return false;
+        }
+        let mut in_vain = WAITED_IN_VAIN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if in_vain.contains(&(self.file, pid)) {
+            return false;
+        }
+        if std::time::Instant::now() >= self.deadline {
+            if in_vain.len() >= 64 {
+                in_vain.remove(0);
+            }
+            in_vain.push((self.file, pid));
+            return false;
+        }
+        drop(in_vain);
+        if !std::mem::replace(&mut self.said, true) {
+            tracing::debug!(
+                pid,
+                "the lease's holder has exited; waiting for it to be let go"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        true
+    }
+}
+
+/// The process the kernel's lock table names as holding the file `st`
+/// describes exclusively, asking up to `reads` times (a read of the table
+/// can skip a line while other locks change).
+fn kernel_holder(st: &FileStat, reads: usize) -> Option<u32> {
+    (0..reads).find_map(|_| LockTable::read()?.exclusive_holder(st))
 }
 
 /// Whether process `pid` has exited (gone, or a zombie). 0 (a process in a
 /// pid namespace this one cannot see) and this process have not.
-fn exited(pid: u32) -> bool {
+pub(crate) fn exited(pid: u32) -> bool {
     if pid == 0 || pid == std::process::id() {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| matches!(state, 'Z' | 'X')),
+        Ok(stat) => crate::procfs::stat_state(&stat).is_some_and(|s| matches!(s, b'Z' | b'X')),
     }
+}
+
+/// How old a file left under a temporary name (`….new`) must be before its
+/// user's next gpusel removes it: it exists for an instant while its writer
+/// lives, and is not told apart from one a crash left any sooner.
+pub const LEFT_NEW_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Who wrote the share record, queue ticket or temporary file `name`
+/// (`gpusel-….<uid>.<pid>-<n>.share`, `.ticket` or `.new`): its uid, its
+/// pid, and whether it is a temporary one.
+fn written_by(name: &str) -> Option<(u32, u32, bool)> {
+    let (base, temporary) = match name.rsplit_once('.')? {
+        (base, "share" | "ticket") => (base, false),
+        (base, "new") => (base, true),
+        _ => return None,
+    };
+    let (rest, tag) = base.rsplit_once('.')?;
+    let (prefix, uid) = rest.rsplit_once('.')?;
+    let (pid, n) = tag.split_once('-')?;
+    if !prefix.starts_with("gpusel-") || n.parse::<u64>().is_err() {
+        return None;
+    }
+    Some((uid.parse().ok()?, pid.parse().ok()?, temporary))
 }
 
 /// A lock directory that cannot be used, or a lock file that cannot be opened.
@@ -300,6 +358,8 @@ pub enum LeaseError {
 pub struct LockDir {
     path: PathBuf,
     fd: OwnedFd,
+    /// The queue tickets read so far (a ticket never changes once in place).
+    pub(crate) tickets: crate::queue::TicketCache,
 }
 
 /// An exclusive lease on one device, released when dropped (or, once kept
@@ -481,16 +541,141 @@ struct KernelFlock {
     exclusive: bool,
 }
 
-/// The `flock`s the kernel holds on the file `st` describes (granted ones,
-/// not waiters), from `/proc/locks`: who holds a lease, as no record on disk
-/// can forge it.
-fn kernel_flocks(st: &FileStat) -> Vec<KernelFlock> {
-    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
-        return Vec::new();
-    };
-    parse_flocks(&table, st.st_dev, st.st_ino)
+/// The kernel's lock table (`/proc/locks`), read once.
+///
+/// Every read of `/proc/locks` takes the kernel's lock-table lock for
+/// writing, which holds up every `flock` and every close of a locked file on
+/// the machine while it lasts: a try reads it once (into one buffer, in one
+/// system call as a rule: the table is listed consistently within one read)
+/// and asks this copy everything it needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LockTable {
+    /// Every granted `flock`, with its file.
+    flocks: Vec<(FileId, KernelFlock)>,
 }
 
+impl LockTable {
+    /// The table now; `None` when `/proc/locks` cannot be read.
+    pub(crate) fn read() -> Option<Self> {
+        let text = read_proc_locks()?;
+        Some(LockTable {
+            flocks: every_flock(&text).collect(),
+        })
+    }
+
+    /// This table with `other`'s locks too: a read can skip a line while
+    /// other locks change, so what must not be missed is read twice.
+    fn with(mut self, other: Option<LockTable>) -> Self {
+        for lock in other.into_iter().flat_map(|t| t.flocks) {
+            if !self.flocks.contains(&lock) {
+                self.flocks.push(lock);
+            }
+        }
+        self
+    }
+
+    /// The `flock`s on the file `st` describes.
+    fn on(&self, st: &FileStat) -> impl Iterator<Item = KernelFlock> + '_ {
+        let id = file_id(st);
+        self.flocks
+            .iter()
+            .filter(move |(file, _)| *file == id)
+            .map(|(_, lock)| *lock)
+    }
+
+    /// The process holding the file `st` describes exclusively, if any.
+    pub(crate) fn exclusive_holder(&self, st: &FileStat) -> Option<u32> {
+        self.on(st).find(|l| l.exclusive).map(|l| l.pid)
+    }
+
+    /// The processes holding a shared `flock` on the file `st` describes.
+    pub(crate) fn shared_lockers(&self, st: &FileStat) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .on(st)
+            .filter(|l| !l.exclusive)
+            .map(|l| l.pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+}
+
+/// A file's identity as `/proc/locks` writes it: device major, minor, inode.
+type FileId = (u64, u64, u64);
+
+/// The identity of the file `st` describes.
+fn file_id(st: &FileStat) -> FileId {
+    let dev = st.st_dev;
+    (
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        st.st_ino,
+    )
+}
+
+/// `/proc/locks`, in as few reads as it takes (each one locks the table).
+fn read_proc_locks() -> Option<String> {
+    let mut file = File::open("/proc/locks").ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        // The kernel hands out a page or so of the table per read.
+        let n = file.read(&mut buf[len..]).ok()?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
+/// The table read `reads` times over (see [`LockTable::with`]); `None`
+/// when `/proc/locks` cannot be read.
+pub(crate) fn lock_table(reads: usize) -> Option<LockTable> {
+    let first = LockTable::read()?;
+    Some((1..reads).fold(first, |t, _| t.with(LockTable::read())))
+}
+
+/// One look at a lock directory, for one selection try: its names (one
+/// listing) and the kernel's lock table (one read, when anything asks),
+/// which every part of the try (limits, shares, the queue, the leases) asks
+/// instead of reading them again. What it says is a moment old: it decides
+/// what is worth trying, never what is taken (taking a lease always asks
+/// the kernel itself).
+#[derive(Debug)]
+pub(crate) struct Look {
+    /// The directory's names.
+    pub(crate) names: Vec<String>,
+    /// The kernel's lock table, once read; `None` inside when
+    /// `/proc/locks` cannot be read.
+    table: std::sync::OnceLock<Option<LockTable>>,
+}
+
+impl Look {
+    /// The process the lock table names as holding the file `st`
+    /// exclusively, if any (reading the table, the first time).
+    pub(crate) fn exclusive_holder(&self, st: &FileStat) -> Option<u32> {
+        self.table
+            .get_or_init(LockTable::read)
+            .as_ref()?
+            .exclusive_holder(st)
+    }
+
+    /// [`exclusive_holder`](Self::exclusive_holder), when the table has
+    /// been read already (a try among waiters reads it for the queue);
+    /// `None` otherwise. Where nobody waits, a lone selection asks the lock
+    /// files themselves rather than lock the kernel's table to read it.
+    fn known_holder(&self, st: &FileStat) -> Option<u32> {
+        self.table.get()?.as_ref()?.exclusive_holder(st)
+    }
+}
+
+#[cfg(test)]
 fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
     let id = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev), ino);
     every_flock(table)
@@ -499,25 +684,8 @@ fn parse_flocks(table: &str, dev: u64, ino: u64) -> Vec<KernelFlock> {
         .collect()
 }
 
-/// The files (device major, minor, inode) that some process holds an
-/// exclusive `flock` on, from two reads of `/proc/locks` (a read can skip a
-/// line while other locks change): which lock files are leased, learnt
-/// without probing any of them (a probe is a shared lock a job about to
-/// lease must wait out).
-pub(crate) fn exclusively_locked() -> std::collections::HashSet<(u64, u64, u64)> {
-    (0..2)
-        .filter_map(|_| std::fs::read_to_string("/proc/locks").ok())
-        .flat_map(|table| {
-            every_flock(&table)
-                .filter(|(_, lock)| lock.exclusive)
-                .map(|(file, _)| file)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Every granted `flock` in the lock table `table`, with its file.
-fn every_flock(table: &str) -> impl Iterator<Item = ((u64, u64, u64), KernelFlock)> + '_ {
+fn every_flock(table: &str) -> impl Iterator<Item = (FileId, KernelFlock)> + '_ {
     table.lines().filter_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         // "1: FLOCK  ADVISORY  WRITE 1234 00:1b:5678 0 EOF"; waiters have "->".
@@ -536,20 +704,6 @@ fn every_flock(table: &str) -> impl Iterator<Item = ((u64, u64, u64), KernelFloc
         let node: u64 = id.next()?.parse().ok()?;
         Some(((maj, min, node), KernelFlock { pid, exclusive }))
     })
-}
-
-/// The processes holding a shared `flock` on the file `st` describes. The
-/// table is read three times: a read can skip a line while other locks come
-/// and go.
-pub(crate) fn shared_lockers(st: &FileStat) -> Vec<u32> {
-    let mut pids: Vec<u32> = (0..3)
-        .flat_map(|_| kernel_flocks(st))
-        .filter(|l| !l.exclusive)
-        .map(|l| l.pid)
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids
 }
 
 /// A holder as the kernel knows it: the process that holds the lock, its
@@ -572,6 +726,21 @@ pub(crate) fn holder_from_kernel(pid: u32) -> Option<Holder> {
     })
 }
 
+/// A record's `holder`, where the kernel confirms it: its pid runs as its
+/// uid (see [`holder_from_kernel`]).
+pub(crate) fn confirmed(holder: Holder) -> Option<Holder> {
+    let kernel = holder_from_kernel(holder.pid)?;
+    (kernel.uid == holder.uid).then(|| confirmed_by(holder, kernel))
+}
+
+/// `holder` as the kernel confirmed it (`kernel`, same pid and uid): the
+/// user's name from the uid, the time no later than now.
+fn confirmed_by(mut holder: Holder, kernel: Holder) -> Holder {
+    holder.user = kernel.user;
+    holder.since = holder.since.min(std::time::SystemTime::now());
+    holder
+}
+
 /// The holder to show: the record, where the kernel confirms it (same pid,
 /// same owner), with the user's name from the uid and the time clamped to
 /// now; else what the kernel says; else the record alone (no lock table).
@@ -585,11 +754,7 @@ fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder>
     };
     let from_kernel = holder_from_kernel(pid);
     match (record, from_kernel) {
-        (Some(mut h), Some(k)) if h.pid == pid && h.uid == k.uid => {
-            h.user = k.user;
-            h.since = h.since.min(now);
-            Some(h)
-        }
+        (Some(h), Some(k)) if h.pid == pid && h.uid == k.uid => Some(confirmed_by(h, k)),
         (_, Some(k)) => Some(k),
         (record, None) => record.filter(|h| h.pid == pid).map(|mut h| {
             h.since = h.since.min(now);
@@ -607,14 +772,22 @@ fn checked_holder(record: Option<Holder>, kernel: Option<u32>) -> Option<Holder>
 /// snapshot as it was; the caller decides whether that is a warning.
 pub fn add_leases(snapshot: &mut crate::Snapshot, lock_dir: &Path) -> Result<(), LeaseError> {
     let dir = LockDir::open(lock_dir)?;
-    let state = |uuid: &str| dir.state(uuid).ok().and_then(LeaseState::status);
+    // One look at the kernel's lock table for every device (read three
+    // times over: a read can skip a line while other locks change).
+    let table = lock_table(3).unwrap_or_default();
+    let state = |uuid: &str| {
+        dir.state_with(uuid, Some(&table))
+            .ok()
+            .and_then(LeaseState::status)
+    };
     snapshot.waiters = dir.queue();
+    let mut parents = crate::share::Parents::default();
     for gpu in &mut snapshot.gpus {
         gpu.lease = state(&gpu.uuid);
-        crate::share::add_usage(&mut gpu.lease, gpu.processes.as_deref());
+        crate::share::add_usage(&mut gpu.lease, gpu.processes.as_deref(), &mut parents);
         for mig in &mut gpu.mig_devices {
             mig.lease = state(&mig.uuid);
-            crate::share::add_usage(&mut mig.lease, mig.processes.as_deref());
+            crate::share::add_usage(&mut mig.lease, mig.processes.as_deref(), &mut parents);
         }
     }
     Ok(())
@@ -632,7 +805,7 @@ fn lock_file_problem(e: Errno) -> String {
     }
 }
 
-fn is(st: &FileStat, kind: SFlag) -> bool {
+pub(crate) fn is(st: &FileStat, kind: SFlag) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
 }
 
@@ -710,7 +883,11 @@ impl LockDir {
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
             return Err(LeaseError::UnsafeMode { path, mode });
         }
-        Ok(LockDir { path, fd })
+        Ok(LockDir {
+            path,
+            fd,
+            tickets: Default::default(),
+        })
     }
 
     /// The directory's path.
@@ -730,6 +907,85 @@ impl LockDir {
                     .collect()
             },
         )
+    }
+
+    /// A [`Look`] at the directory now.
+    pub(crate) fn look(&self) -> Look {
+        Look {
+            names: self.names(),
+            table: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The status of the file `name` in the directory (not following a
+    /// symbolic link).
+    pub(crate) fn stat(&self, name: &str) -> Option<FileStat> {
+        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()
+    }
+
+    /// The process that `look` names as holding `uuid`'s lease
+    /// exclusively (when it has read the lock table), when it is one that still runs (not this one: a lease
+    /// of this selection's own is no other holder's).
+    pub(crate) fn live_holder_seen(&self, uuid: &str, look: &Look) -> Option<u32> {
+        let st = self.stat(&format!("{}.lock", key(uuid)))?;
+        look.known_holder(&st)
+            .filter(|&pid| pid != std::process::id() && !exited(pid))
+    }
+
+    /// Who holds `uuid`'s lease, which `look` shows held by `pid`: its
+    /// record where the kernel confirms it (see [`checked_holder`]).
+    pub(crate) fn holder_seen(&self, uuid: &str, pid: u32, look: &Look) -> Option<Holder> {
+        checked_holder(self.read_holder_in(uuid, &look.names), Some(pid))
+    }
+
+    /// Removes `uid`'s files among `names` that a writer which has exited
+    /// left behind: a share record or queue ticket nobody holds any more,
+    /// or one written under its temporary name (`.new`) and never put in
+    /// place (a crash in between). Such a name carries its writer's pid,
+    /// and only that process writes under it; a file is removed only once
+    /// that pid has exited, nobody holds the file locked, and (for a `.new`)
+    /// it is older than [`LEFT_NEW_AGE`]. Another user's files are never
+    /// touched (the sticky bit would refuse it anyway); holder records are
+    /// kept (each user's one per device is reused).
+    pub(crate) fn clean_dead(&self, uid: u32, names: &[String], look: &Look) {
+        for name in names {
+            let Some((owner, pid, temporary)) = written_by(name) else {
+                continue;
+            };
+            if owner != uid {
+                continue;
+            }
+            let Some(st) = self.stat(name) else {
+                continue;
+            };
+            let old = || {
+                let changed = std::time::UNIX_EPOCH
+                    + std::time::Duration::new(
+                        st.st_ctime.max(0).unsigned_abs(),
+                        st.st_ctime_nsec.clamp(0, 999_999_999) as u32,
+                    );
+                changed.elapsed().is_ok_and(|age| age >= LEFT_NEW_AGE)
+            };
+            if st.st_uid != uid
+                || look.exclusive_holder(&st).is_some()
+                || !exited(pid)
+                || (temporary && !old())
+            {
+                continue;
+            }
+            let Ok(file) = self.open_file(name, OFlag::O_RDONLY, 0) else {
+                continue;
+            };
+            if let Ok(_dead) = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+                && self.stat(name).is_some_and(|now| now.st_ino == st.st_ino)
+            {
+                tracing::debug!(
+                    file = name.as_str(),
+                    "removing a file its writer left behind"
+                );
+                self.unlink(name);
+            }
+        }
     }
 
     /// The directory's descriptor, to open and rename files relative to.
@@ -832,19 +1088,11 @@ impl LockDir {
             }
             // A record whose writer has exited is being let go by its
             // guardian: waited out like the lock itself.
-            let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
-            let mut said = false;
+            let mut wait = ExitWait::new(fstat(lock.as_fd()).map_or((0, 0, 0), |st| file_id(&st)));
             while let Some(record) = self.read_holder(uuid) {
-                if std::time::Instant::now() >= deadline || !exited(record.pid) {
+                if !wait.again(Some(record.pid)) {
                     return Ok(None);
                 }
-                if !std::mem::replace(&mut said, true) {
-                    tracing::debug!(
-                        pid = record.pid,
-                        "the lease's holder has exited; waiting for it to be let go"
-                    );
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
             }
             let record = self.write_record(uuid, holder);
             return Ok(Some(Lease {
@@ -899,6 +1147,13 @@ impl LockDir {
     /// Whether device `uuid` is leased, and by whom. Probes without taking
     /// the lease: a shared lock for an instant.
     pub fn state(&self, uuid: &str) -> Result<LeaseState, LeaseError> {
+        self.state_with(uuid, None)
+    }
+
+    /// [`state`](Self::state), asking `table` (one read of the kernel's
+    /// lock table for every device of a snapshot) rather than reading it
+    /// again about a lock file nobody holds exclusively.
+    fn state_with(&self, uuid: &str, table: Option<&LockTable>) -> Result<LeaseState, LeaseError> {
         let name = format!("{}.lock", key(uuid));
         let file = match self.open_file(&name, OFlag::O_RDONLY, 0) {
             Ok(f) => f,
@@ -922,9 +1177,18 @@ impl LockDir {
                 drop(shared);
                 // Shares hold shared locks for good: their holders are not
                 // blockers. Any other shared lock that outlives a probe is.
-                let shares = self.checked_shares(uuid, &st);
+                // One look at the lock table for both questions.
+                let read;
+                let table = match table {
+                    Some(table) => table,
+                    None => {
+                        read = lock_table(3).unwrap_or_default();
+                        &read
+                    }
+                };
+                let shares = self.checked_shares(uuid, &st, table);
                 let sharers: Vec<u32> = shares.iter().map(|s| s.holder.pid).collect();
-                if let Some(pid) = self.shared_blocker(&st, &sharers) {
+                if let Some(pid) = self.shared_blocker(&st, &sharers, table) {
                     let who = holder_from_kernel(pid)
                         .map(|h| format!(" ({})", h.user))
                         .unwrap_or_default();
@@ -943,12 +1207,7 @@ impl LockDir {
                 // read of /proc/locks can skip a line while other locks come
                 // and go (it is read in pieces): read it again before
                 // falling back to the record alone.
-                let kernel = (0..8).find_map(|_| {
-                    kernel_flocks(&st)
-                        .into_iter()
-                        .find(|l| l.exclusive)
-                        .map(|l| l.pid)
-                });
+                let kernel = kernel_holder(&st, 8);
                 Ok(LeaseState::Leased(checked_holder(
                     self.read_holder(uuid),
                     kernel,
@@ -970,38 +1229,41 @@ impl LockDir {
     /// A process other than this one holding a shared lock on the lock file
     /// `st` for longer than a probe lasts (`list` and `serve` probe for
     /// microseconds) and not one of the `sharers` (the holders of live
-    /// shares): looked at twice, 100 ms apart.
-    fn shared_blocker(&self, st: &FileStat, sharers: &[u32]) -> Option<u32> {
+    /// shares): looked at twice, 100 ms apart, first in `table`.
+    fn shared_blocker(&self, st: &FileStat, sharers: &[u32], table: &LockTable) -> Option<u32> {
         let me = std::process::id();
-        let look = || -> Vec<u32> {
-            let mut pids = shared_lockers(st);
+        let look = |table: &LockTable| -> Vec<u32> {
+            let mut pids = table.shared_lockers(st);
             pids.retain(|pid| *pid != me && !sharers.contains(pid));
             pids
         };
-        let first = look();
+        let first = look(table);
         if first.is_empty() {
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let second = look();
+        let second = look(&lock_table(3).unwrap_or_default());
         first.into_iter().find(|pid| second.contains(pid))
     }
 
     /// The trusted, live holder record of `uuid`, if any (the newest, should
     /// there be several).
     pub(crate) fn read_holder(&self, uuid: &str) -> Option<Holder> {
+        self.read_holder_in(uuid, &self.names())
+    }
+
+    /// [`read_holder`](Self::read_holder) among the directory's `names`.
+    fn read_holder_in(&self, uuid: &str, names: &[String]) -> Option<Holder> {
         let prefix = format!("{}.", key(uuid));
-        let entries = std::fs::read_dir(&self.path).ok()?;
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
+        names
+            .iter()
+            .filter_map(|name| {
                 let uid: u32 = name
                     .strip_prefix(&prefix)?
                     .strip_suffix(".holder")?
                     .parse()
                     .ok()?;
-                self.trusted_record(&name, uid)
+                self.trusted_record(name, uid)
             })
             .max_by_key(|h| h.since)
     }
@@ -1262,6 +1524,26 @@ mod tests {
         let e = dir.try_lease("GPU-Y", &me(1)).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn left_files_name_their_writer() {
+        assert_eq!(
+            written_by("gpusel-gpu-ab.1000.42-7.share"),
+            Some((1000, 42, false))
+        );
+        assert_eq!(
+            written_by("gpusel-queue.1000.42-0.ticket"),
+            Some((1000, 42, false))
+        );
+        assert_eq!(
+            written_by("gpusel-queue.1000.42-0.new"),
+            Some((1000, 42, true))
+        );
+        assert_eq!(written_by("gpusel-gpu-ab.1000.holder"), None);
+        assert_eq!(written_by("gpusel-gpu-ab.lock"), None);
+        assert_eq!(written_by("other.1000.42-0.new"), None);
+        assert_eq!(written_by("gpusel-gpu-ab.1000.x-0.share"), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::config::Limits;
-use crate::lease::LockDir;
+use crate::lease::{LockDir, Look};
 use crate::request::Request;
 
 /// A request that would take its user past a site limit.
@@ -52,11 +52,11 @@ pub(crate) struct Held {
 }
 
 impl LockDir {
-    /// What `uid` holds: its live holder records and share records.
-    pub(crate) fn held_by(&self, uid: u32) -> Held {
+    /// What `uid` holds, from the names in `look`.
+    pub(crate) fn held_by(&self, uid: u32, look: &Look) -> Held {
         let mut devices = HashSet::new();
         let mut held = Held::default();
-        for (key, reserved) in self.live_records_of(uid) {
+        for (key, reserved) in self.live_records_of(uid, &look.names) {
             devices.insert(key);
             held.share_bytes = held.share_bytes.saturating_add(reserved.unwrap_or(0));
         }
@@ -69,13 +69,14 @@ impl LockDir {
 pub(crate) fn check(
     limits: &Limits,
     dir: &LockDir,
+    look: &Look,
     uid: u32,
     request: &Request,
 ) -> Result<(), OverLimit> {
     if limits.gpus_per_user.is_none() && limits.share_memory_per_user.is_none() {
         return Ok(());
     }
-    let held = dir.held_by(uid);
+    let held = dir.held_by(uid, look);
     let count = request.count.min().get() as u64;
     if let Some(cap) = &limits.gpus_per_user {
         let allowed = cap.value as u64;

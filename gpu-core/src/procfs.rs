@@ -110,13 +110,38 @@ fn read_cmdline(dir: &Path) -> Option<Vec<String>> {
     (!args.is_empty()).then_some(args)
 }
 
-/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot). The
+/// The fields of a `/proc/<pid>/stat` line from field 3 (the state) on. The
 /// command name (field 2) is in parentheses and may itself hold spaces and
-/// parentheses, so fields are counted from the last `)`.
+/// parentheses, so fields are counted from the last `)`. Allocates nothing:
+/// the lease guardian reads them between `fork` and its end.
+pub(crate) fn stat_fields(line: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    Some(
+        line[close + 1..]
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty()),
+    )
+}
+
+/// Field `n` (3 or more) of a `/proc/<pid>/stat` line, as a number.
+fn stat_number<T: std::str::FromStr>(stat: &str, n: usize) -> Option<T> {
+    let field = stat_fields(stat.as_bytes())?.nth(n.checked_sub(3)?)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// Field 3 of `/proc/<pid>/stat`: the state (`R`, `S`, `Z` ...).
+pub(crate) fn stat_state(stat: &[u8]) -> Option<u8> {
+    stat_fields(stat)?.next()?.first().copied()
+}
+
+/// Field 4 of `/proc/<pid>/stat`: the parent's pid.
+pub(crate) fn parent_pid(stat: &str) -> Option<u32> {
+    stat_number(stat, 4)
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
 pub(crate) fn start_ticks(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // After the `)`: field 3 (state) is the first; 22 is the 20th.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    stat_number(stat, 22)
 }
 
 fn read_boot_time(root: &Path) -> Option<SystemTime> {

@@ -30,14 +30,14 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::Flock;
 use nix::sys::stat::fstat;
 use serde::{Deserialize, Serialize};
 
 use crate::cvd::Visible;
 use crate::device::Device;
 use crate::holder::Holder;
-use crate::lease::{LeaseError, LockDir, key};
+use crate::lease::{LeaseError, LockDir, Look, key};
 use crate::model::Snapshot;
 use crate::reason::Reason;
 use crate::request::{DeviceSpec, Request};
@@ -143,6 +143,19 @@ pub struct Waiter {
     pub holder: Holder,
     /// What it asks for.
     pub wanted: Wanted,
+}
+
+/// The tickets a [`LockDir`] has read, by name: a ticket is written under
+/// another name and renamed into place, and never written again, so a file
+/// of the same inode and change time holds the same waiter.
+pub(crate) type TicketCache = std::sync::Mutex<std::collections::HashMap<String, Cached>>;
+
+/// A ticket as read, and which version of its file it was read from.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    /// The file's inode and change time.
+    version: (u64, i64, i64),
+    waiter: Waiter,
 }
 
 /// A live ticket, with its place in the queue.
@@ -261,56 +274,67 @@ impl LockDir {
 
     /// Removes `uid`'s tickets that nobody holds (left by killed waiters).
     fn clean_tickets(&self, uid: u32) {
-        for name in self.names() {
-            if parse_name(&name).is_none_or(|(owner, _, _)| owner != uid) {
-                continue;
-            }
-            let Ok(file) = self.open_file(&name, OFlag::O_RDONLY, 0) else {
-                continue;
-            };
-            if fstat(file.as_fd()).is_ok_and(|st| st.st_uid == uid)
-                && let Ok(_dead) = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            {
-                self.unlink(&name);
-            }
-        }
+        let look = self.look();
+        self.clean_dead(uid, &look.names, &look);
     }
 
-    /// The live tickets, oldest first.
-    fn tickets(&self) -> Vec<Found> {
-        let mut found: Vec<Found> = self
-            .names()
-            .into_iter()
+    /// The live tickets in `look`, oldest first. A ticket's file is read
+    /// once (it never changes in place: see [`TicketCache`]); whether it is
+    /// live comes from the lock table in `look`, and only a ticket the table
+    /// does not show locked is probed (a dead one, or one a read skipped).
+    fn tickets(&self, look: &Look) -> Vec<Found> {
+        let mut cache = self
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found: Vec<Found> = look
+            .names
+            .iter()
             .filter_map(|name| {
-                let (uid, pid, n) = parse_name(&name)?;
-                self.live_ticket(name, uid, pid, n)
+                let (uid, pid, n) = parse_name(name)?;
+                let st = self.stat(name)?;
+                if !crate::lease::is(&st, nix::sys::stat::SFlag::S_IFREG) || st.st_uid != uid {
+                    return None;
+                }
+                let version = (st.st_ino, st.st_ctime, st.st_ctime_nsec);
+                let cached = cache.get(name).filter(|c| c.version == version);
+                let waiter = match (cached, look.exclusive_holder(&st)) {
+                    (Some(c), Some(_)) => c.waiter.clone(),
+                    _ => {
+                        let (text, st) = self.read_live(name, uid)??;
+                        let waiter = parse_ticket(&text, uid)?;
+                        let version = (st.st_ino, st.st_ctime, st.st_ctime_nsec);
+                        cache.insert(
+                            name.clone(),
+                            Cached {
+                                version,
+                                waiter: waiter.clone(),
+                            },
+                        );
+                        waiter
+                    }
+                };
+                Some(Found {
+                    name: name.clone(),
+                    order: order(&st, pid, n),
+                    waiter,
+                })
             })
             .collect();
+        cache.retain(|name, _| look.names.contains(name));
         found.sort_by_key(|f| f.order);
         found
-    }
-
-    fn live_ticket(&self, name: String, uid: u32, pid: u32, n: u64) -> Option<Found> {
-        let (text, st) = self.read_live(&name, uid)??;
-        let waiter = parse_ticket(&text, uid)?;
-        Some(Found {
-            name,
-            order: order(&st, pid, n),
-            waiter,
-        })
     }
 
     /// The waiters in the queue, oldest first, as `gpusel queue` shows them:
     /// live tickets whose pid runs as the ticket's user.
     pub fn queue(&self) -> Vec<Waiter> {
-        self.tickets()
+        self.tickets(&self.look())
             .into_iter()
             .filter_map(|f| {
-                let kernel = crate::lease::holder_from_kernel(f.waiter.holder.pid)?;
-                (kernel.uid == f.waiter.holder.uid).then(|| {
-                    let mut w = f.waiter;
-                    w.holder.user = kernel.user;
-                    w
+                Some(Waiter {
+                    holder: crate::lease::confirmed(f.waiter.holder)?,
+                    wanted: f.waiter.wanted,
                 })
             })
             .collect()
@@ -320,23 +344,47 @@ impl LockDir {
     /// without a ticket) have first claim on; the devices in `held` (this
     /// selection's own leases) count as free.
     pub fn claims(&self, snapshot: &Snapshot, mine: Option<&Ticket>, held: &[&str]) -> Vec<Claim> {
+        self.claims_seen(snapshot, mine, held, &self.look()).0
+    }
+
+    /// [`claims`](Self::claims) as `look` shows the directory, and the
+    /// names of the older waiters' tickets (the waiters ahead of `mine`).
+    pub(crate) fn claims_seen(
+        &self,
+        snapshot: &Snapshot,
+        mine: Option<&Ticket>,
+        held: &[&str],
+        look: &Look,
+    ) -> (Vec<Claim>, Vec<String>) {
         let older: Vec<Found> = self
-            .tickets()
+            .tickets(look)
             .into_iter()
             .filter(|f| match mine {
                 Some(t) => f.order < t.order && f.name != t.name,
                 None => true,
             })
             .collect();
+        let ahead = older.iter().map(|f| f.name.clone()).collect();
+        (self.claims_of(snapshot, older, held, look), ahead)
+    }
+
+    /// What the `older` waiters claim of the devices of `snapshot` that
+    /// `look` shows nobody holds (or this selection, `held`).
+    fn claims_of(
+        &self,
+        snapshot: &Snapshot,
+        older: Vec<Found>,
+        held: &[&str],
+        look: &Look,
+    ) -> Vec<Claim> {
         if older.is_empty() {
             return Vec::new();
         }
         let devices = Device::all(&snapshot.gpus);
         // Devices nobody holds now, in index order.
-        let locked = crate::lease::exclusively_locked();
         let mut open: Vec<&Device<'_>> = devices
             .iter()
-            .filter(|d| held.contains(&d.uuid()) || !self.leased(d.uuid(), &locked))
+            .filter(|d| held.contains(&d.uuid()) || !self.leased(d.uuid(), look))
             .collect();
         let mut claims = Vec::new();
         for ticket in older {
@@ -373,24 +421,178 @@ impl LockDir {
         claims
     }
 
-    /// Whether `uuid`'s lock file is one of the `locked` files (see
-    /// [`exclusively_locked`](crate::lease::exclusively_locked)).
-    fn leased(&self, uuid: &str, locked: &std::collections::HashSet<(u64, u64, u64)>) -> bool {
-        let name = format!("{}.lock", key(uuid));
-        nix::sys::stat::fstatat(
-            self.fd(),
-            name.as_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|st| {
-            let dev = st.st_dev;
-            locked.contains(&(
-                nix::sys::stat::major(dev),
-                nix::sys::stat::minor(dev),
-                st.st_ino,
-            ))
+    /// Whether `look` shows `uuid`'s lock file held exclusively.
+    fn leased(&self, uuid: &str, look: &Look) -> bool {
+        self.stat(&format!("{}.lock", key(uuid)))
+            .is_some_and(|st| look.exclusive_holder(&st).is_some())
+    }
+}
+
+/// A waiter that cannot act: more waiters are ahead of it than it can see
+/// devices, so whatever frees goes to one of them first. Until enough of
+/// them leave, it does not try (a try reads every lock file and the
+/// kernel's lock table); it looks at the directory's change time, and at
+/// its listing when that moved, to count the tickets ahead that are still
+/// there. It tries all the same at least every `slow`, for what the
+/// listing cannot show (a waiter ahead that was killed leaves its ticket
+/// file behind, dead).
+#[derive(Debug)]
+pub(crate) struct Behind {
+    ahead: Vec<String>,
+    devices: usize,
+    changed: Option<(i64, i64)>,
+    until: std::time::Instant,
+}
+
+impl Behind {
+    /// Behind the tickets `ahead`, seeing `devices` devices; `None` when
+    /// it can act (fewer waiters ahead than devices).
+    pub(crate) fn new(
+        dir: &LockDir,
+        ahead: Vec<String>,
+        devices: usize,
+        slow: std::time::Duration,
+    ) -> Option<Self> {
+        (ahead.len() >= devices.max(1)).then(|| Behind {
+            ahead,
+            devices: devices.max(1),
+            changed: dir_changed(dir),
+            until: std::time::Instant::now() + slow,
         })
     }
+
+    /// Whether it still cannot act.
+    pub(crate) fn still(&mut self, dir: &LockDir) -> bool {
+        if std::time::Instant::now() >= self.until {
+            return false;
+        }
+        let changed = dir_changed(dir);
+        // A change time is coarse (a clock tick): one that is recent may
+        // hide a second change in the same tick, so it is listed anyway.
+        let recent = changed.is_none_or(|(s, ns)| {
+            let then = std::time::UNIX_EPOCH
+                + std::time::Duration::new(
+                    s.max(0).unsigned_abs(),
+                    ns.clamp(0, 999_999_999) as u32,
+                );
+            SystemTime::now()
+                .duration_since(then)
+                .ok()
+                .is_none_or(|age| age < std::time::Duration::from_millis(50))
+        });
+        if changed != self.changed || recent {
+            self.changed = changed;
+            let names = dir.names();
+            self.ahead.retain(|n| names.contains(n));
+        }
+        self.ahead.len() >= self.devices
+    }
+}
+
+/// A waiter's alarm: an inotify watch on the lock directory that goes off
+/// when a ticket ahead of it leaves the queue, and, for a waiter that can
+/// act, when the lock file of a device only a lease keeps from it is closed
+/// (when that was its last descriptor, the lease is let go). The waiter
+/// then tries again, or counts the tickets ahead again, rather than at its
+/// next interval. Only a hint: a try decides. A waiter behind others
+/// watches removals only, so that the closes of a busy directory wake
+/// nobody but the waiters they concern.
+#[derive(Debug)]
+pub(crate) struct Wake {
+    inotify: nix::sys::inotify::Inotify,
+    path: std::path::PathBuf,
+    /// Whether closes are watched.
+    closes: bool,
+    /// The lock files whose closing sets it off.
+    locks: Vec<String>,
+    /// The tickets whose removal sets it off.
+    ahead: Vec<String>,
+}
+
+impl Wake {
+    /// A watch on `dir`; `None` where inotify is missing or its limits are
+    /// reached (the waiter then waits out its intervals, as before).
+    pub(crate) fn new(dir: &LockDir) -> Option<Self> {
+        use nix::sys::inotify::{InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let mut wake = Wake {
+            inotify,
+            path: dir.path().to_path_buf(),
+            closes: true,
+            locks: Vec::new(),
+            ahead: Vec::new(),
+        };
+        wake.watch(false).then_some(wake)
+    }
+
+    /// Watches removals, and closes too when `closes`; whether it could.
+    fn watch(&mut self, closes: bool) -> bool {
+        use nix::sys::inotify::AddWatchFlags as F;
+        if closes == self.closes {
+            return true;
+        }
+        let mut mask = F::IN_DELETE | F::IN_ONLYDIR;
+        if closes {
+            mask |= F::IN_CLOSE_WRITE | F::IN_CLOSE_NOWRITE;
+        }
+        // On a path already watched, this replaces the mask.
+        let done = self.inotify.add_watch(&self.path, mask).is_ok();
+        if done {
+            self.closes = closes;
+        }
+        done
+    }
+
+    /// Sets it off from now on when one of the `locks` (devices, by UUID)
+    /// is closed or one of the tickets `ahead` leaves.
+    pub(crate) fn set(&mut self, locks: &[&str], ahead: Vec<String>) {
+        self.locks = locks
+            .iter()
+            .map(|uuid| format!("{}.lock", key(uuid)))
+            .collect();
+        self.ahead = ahead;
+        let closes = !self.locks.is_empty();
+        self.watch(closes);
+    }
+
+    /// Waits up to `time` for the alarm; whether it went off.
+    pub(crate) fn wait(&self, time: std::time::Duration) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use nix::sys::inotify::AddWatchFlags as F;
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(time).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(_) => {
+                std::thread::sleep(time);
+                return false;
+            }
+        }
+        let Ok(events) = self.inotify.read_events() else {
+            return false;
+        };
+        events.iter().any(|event| {
+            if event.mask.contains(F::IN_Q_OVERFLOW) {
+                return true;
+            }
+            let Some(name) = event.name.as_ref().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            let closed = event
+                .mask
+                .intersects(F::IN_CLOSE_WRITE | F::IN_CLOSE_NOWRITE);
+            let list = if closed { &self.locks } else { &self.ahead };
+            list.iter().any(|n| n == name)
+        })
+    }
+}
+
+/// The lock directory's modification time (it moves as tickets come and go).
+fn dir_changed(dir: &LockDir) -> Option<(i64, i64)> {
+    fstat(dir.fd().as_fd())
+        .ok()
+        .map(|st| (st.st_mtime, st.st_mtime_nsec))
 }
 
 /// The reason a device is not taken: an older waiter claims it.

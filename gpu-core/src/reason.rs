@@ -177,6 +177,26 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// Whether the reason stays for as long as a selection waits: it comes
+    /// from the request, the environment or the site's config (a hidden,
+    /// unrequested, excluded, banned or wrongly named device), not from
+    /// what the device is doing.
+    pub fn lasts(&self) -> bool {
+        matches!(
+            self,
+            Reason::HiddenByCudaVisibleDevices
+                | Reason::NotRequested
+                | Reason::Excluded
+                | Reason::NameMismatch { .. }
+                | Reason::MigWithoutInstances
+                | Reason::MigNeedsSingleDevice { .. }
+                | Reason::MigNeedsSingleDeviceOf { .. }
+                | Reason::Banned { .. }
+        )
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -327,6 +327,20 @@ pub struct Leaser {
 }
 
 impl Leaser {
+    /// Who leases `uuid`, when it is leased: as `look` shows it where it
+    /// shows it held, else as [`LockDir::state`] finds it.
+    fn leased_by(&self, uuid: &str, look: Option<&crate::lease::Look>) -> Option<Option<Holder>> {
+        if let Some(look) = look
+            && let Some(pid) = self.dir.live_holder_seen(uuid, look)
+        {
+            return Some(self.dir.holder_seen(uuid, pid, look));
+        }
+        match self.dir.state(uuid) {
+            Ok(LeaseState::Leased(by)) => Some(by),
+            _ => None,
+        }
+    }
+
     /// Opens (creating if missing) the lock directory at `path`, for this
     /// process about to run `command`.
     pub fn open(
@@ -362,7 +376,7 @@ pub fn select_leased(
         visible,
         write,
         rng,
-        Some(leaser),
+        Some((leaser, &leaser.dir.look())),
     )
 }
 
@@ -373,8 +387,10 @@ pub(crate) fn pipeline(
     visible: &Visible,
     write: WriteOptions,
     rng: &mut dyn rand::Rng,
-    leaser: Option<&Leaser>,
+    leasing: Option<(&Leaser, &crate::lease::Look)>,
 ) -> Result<Selection, SelectError> {
+    // Leasing, with the try's look at the lock directory.
+    let (leaser, look) = (leasing.map(|(l, _)| l), leasing.map(|(_, look)| look));
     let mut request = original.clone();
     strategy.apply_defaults(&mut request);
     let strategy_defaults = StrategyDefaults::between(original, &request);
@@ -463,7 +479,7 @@ pub(crate) fn pipeline(
         let mut eligible = candidates.len();
         if let Some(leaser) = leaser {
             for device in &candidates {
-                if let Ok(LeaseState::Leased(by)) = leaser.dir.state(device.uuid()) {
+                if let Some(by) = leaser.leased_by(device.uuid(), look) {
                     eligible -= 1;
                     if let Some(v) = verdicts.iter_mut().find(|v| v.uuid == device.uuid()) {
                         v.reasons.push(Reason::Leased { by });
@@ -508,7 +524,18 @@ pub(crate) fn pipeline(
             taken.push(device);
             continue;
         };
-        let reason = match leaser.take(&device, &request) {
+        // What the look shows held by a live process is not asked for:
+        // asking locks the lock table, and the answer is known.
+        let seen = look.and_then(|look| {
+            let pid = leaser.dir.live_holder_seen(device.uuid(), look)?;
+            Some(leaser.dir.holder_seen(device.uuid(), pid, look))
+        });
+        let asked = match seen {
+            Some(by) => Ok(crate::share::Taken::Seen(by)),
+            None => leaser.take(&device, &request),
+        };
+        let reason = match asked {
+            Ok(crate::share::Taken::Seen(by)) => Reason::Leased { by },
             Ok(crate::share::Taken::Lease(lease)) => {
                 tracing::debug!(device = %device.label(), "leased");
                 taken.push(device);

@@ -13,7 +13,8 @@ use crate::device::Device;
 use crate::lease::DEFAULT_LOCK_DIR;
 use crate::model::Snapshot;
 use crate::provider::{GpuInfoProvider, ProviderError};
-use crate::queue::{Ticket, Wanted};
+use crate::queue::{Behind, Ticket, Wake, Wanted};
+use crate::reason::Reason;
 use crate::request::{Ban, DeviceSpec, Request};
 use crate::select::{Leaser, SelectError, Selection, Verdict, WriteOptions, pipeline};
 use crate::strategy::SelectStrategy;
@@ -66,6 +67,15 @@ type CancelFn = Box<dyn FnMut() -> bool + Send>;
 /// (15 s at the default 5 s) rather than at the timeout, which may be hours
 /// away or never come.
 pub const MAX_PROVIDER_FAILURES: usize = 3;
+
+/// How often, at least, a waiter tries while more waiters are ahead of it
+/// than it sees devices (or every interval, when that is longer): between
+/// tries it only watches the queue (see [`Behind`]).
+const BEHIND_RETRY: Duration = Duration::from_secs(1);
+
+/// The shortest pause between two tries of a waiter woken early (see
+/// [`Wake`]).
+const WAKE_FLOOR: Duration = Duration::from_millis(20);
 
 /// How often a waiting selector asks its [`cancel_if`](Selector::cancel_if)
 /// test, however long the interval between tries.
@@ -353,7 +363,13 @@ impl Selector {
     /// at once: waiting cannot help it. A try whose snapshot fails is
     /// retried too, until [`MAX_PROVIDER_FAILURES`] tries in a row have
     /// failed, which ends the wait with the last one's error. The progress
-    /// callback hears why each try failed.
+    /// callback hears why each try failed. A waiter with more waiters ahead
+    /// of it in the queue than devices it could be given only watches the
+    /// queue until enough of them leave, trying at least every second (or
+    /// every interval, when longer); the callback then hears the last try's
+    /// reasons again. A waiter tries before its interval is up (at most
+    /// every 20 ms) when a lease that keeps a device from it is let go or a
+    /// waiter ahead leaves, where inotify can tell it.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -442,21 +458,37 @@ impl Selector {
     }
 
     /// Sleeps `time`, asking the cancel test as it goes; true if cancelled.
-    fn pause(&mut self, time: Duration) -> bool {
-        let Some(cancel) = &mut self.cancel else {
-            std::thread::sleep(time);
-            return false;
-        };
-        let end = Instant::now() + time;
+    /// With a `wake`, it ends early when that goes off, but not before
+    /// [`WAKE_FLOOR`] has passed: a waiter woken by every lease let go on a
+    /// busy machine must not try more often than that.
+    fn pause(&mut self, time: Duration, wake: Option<&Wake>) -> bool {
+        let start = Instant::now();
+        let (end, floor) = (start + time, start + WAKE_FLOOR);
         loop {
-            if cancel() {
+            if let Some(cancel) = &mut self.cancel
+                && cancel()
+            {
                 return true;
             }
-            let left = end.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = end.saturating_duration_since(now);
             if left.is_zero() {
                 return false;
             }
-            std::thread::sleep(left.min(CANCEL_CHECK));
+            let slice = if self.cancel.is_some() {
+                left.min(CANCEL_CHECK)
+            } else {
+                left
+            };
+            match wake {
+                Some(wake) if now >= floor => {
+                    if wake.wait(slice) {
+                        return false;
+                    }
+                }
+                Some(_) => std::thread::sleep(slice.min(floor.saturating_duration_since(now))),
+                None => std::thread::sleep(slice),
+            }
         }
     }
 
@@ -509,17 +541,72 @@ impl Selector {
         // Taken when the first try fails and the selection waits; dropped
         // (leaving the queue) when it returns.
         let mut ticket: Option<Ticket> = None;
+        // While more waiters are ahead than there are devices, the last
+        // try's answer stands and no try is made (see `Behind`).
+        let mut behind: Option<Behind> = None;
+        let mut last: Option<SelectError> = None;
+        let mut wake: Option<Wake> = None;
+        let slow = self.interval.max(BEHIND_RETRY);
         loop {
-            let tried = self.try_once(
-                provider,
-                &request,
-                leaser.as_ref(),
-                ticket.as_ref(),
-                &mut warned,
-            );
-            let error = match tried {
-                Ok(found) => return Ok(found),
-                Err(e) => e,
+            let still = match (&mut behind, &leaser) {
+                (Some(behind), Some(leaser)) => behind.still(&leaser.dir),
+                _ => false,
+            };
+            let error = match last.take().filter(|_| still) {
+                Some(error) => error,
+                None => {
+                    let mut ahead = Vec::new();
+                    let tried = self.try_once(
+                        provider,
+                        &request,
+                        leaser.as_ref(),
+                        ticket.as_ref(),
+                        &mut warned,
+                        &mut ahead,
+                    );
+                    let error = match tried {
+                        Ok(found) => return Ok(found),
+                        Err(e) => e,
+                    };
+                    // Its ticket, when it has none yet, goes behind every
+                    // ticket there is (`ahead`, then).
+                    behind = match (&leaser, self.wait, &error) {
+                        (Some(leaser), Some(_), SelectError::NoMatch { verdicts, .. }) => {
+                            // The devices it could ever be given.
+                            let reachable = verdicts
+                                .iter()
+                                .filter(|v| !v.reasons.iter().any(Reason::lasts))
+                                .count();
+                            let behind = Behind::new(&leaser.dir, ahead.clone(), reachable, slow);
+                            if wake.is_none() {
+                                wake = Wake::new(&leaser.dir);
+                            }
+                            if let Some(wake) = &mut wake {
+                                // What only a lease keeps from it, if it can act.
+                                let leased: Vec<&str> = verdicts
+                                    .iter()
+                                    .filter(|v| {
+                                        behind.is_none()
+                                            && !v.reasons.is_empty()
+                                            && v.reasons.iter().all(|r| {
+                                                matches!(
+                                                    r,
+                                                    Reason::Leased { .. }
+                                                        | Reason::Shared { .. }
+                                                        | Reason::Claimed { .. }
+                                                )
+                                            })
+                                    })
+                                    .map(|v| v.uuid.as_str())
+                                    .collect();
+                                wake.set(&leased, ahead);
+                            }
+                            behind
+                        }
+                        _ => None,
+                    };
+                    error
+                }
             };
             let Some(timeout) = self.wait else {
                 return Err(error);
@@ -557,9 +644,15 @@ impl Selector {
                 }),
                 _ => {}
             }
-            if self.pause(left.map_or(self.interval, |l| l.min(self.interval))) {
+            // Woken when a lease it waits for is let go or a waiter ahead
+            // leaves (see `Wake`).
+            if self.pause(
+                left.map_or(self.interval, |l| l.min(self.interval)),
+                wake.as_ref(),
+            ) {
                 return Err(SelectError::Cancelled);
             }
+            last = Some(error);
         }
     }
 
@@ -592,6 +685,7 @@ impl Selector {
         request: &Request,
         visible: &Visible,
         leaser: Option<&Leaser>,
+        look: Option<&crate::lease::Look>,
         claimed: &mut Vec<crate::Claim>,
     ) -> Result<Selection, SelectError> {
         let request = if claimed.is_empty() {
@@ -608,7 +702,7 @@ impl Selector {
             visible,
             self.write,
             &mut self.rng,
-            leaser,
+            leaser.zip(look),
         )
     }
 
@@ -620,6 +714,7 @@ impl Selector {
         leaser: Option<&Leaser>,
         ticket: Option<&Ticket>,
         warned: &mut bool,
+        ahead: &mut Vec<String>,
     ) -> Result<(Selection, Snapshot), SelectError> {
         let remote = provider.is_remote();
         // Only a pick of several devices looks at how they are joined.
@@ -629,10 +724,13 @@ impl Selector {
             block_on(provider.snapshot_without_topology())?
         };
         let mut claimed = Vec::new();
-        if let Some(leaser) = leaser {
-            crate::limits::check(&self.limits, &leaser.dir, leaser.holder.uid, request)?;
-            leaser.dir.add_shares(&mut snapshot);
-            claimed = leaser.dir.claims(&snapshot, ticket, &[]);
+        // One look at the lock directory for the whole try.
+        let look = leaser.map(|l| l.dir.look());
+        if let (Some(leaser), Some(look)) = (leaser, &look) {
+            leaser.dir.clean_dead(leaser.holder.uid, &look.names, look);
+            crate::limits::check(&self.limits, &leaser.dir, look, leaser.holder.uid, request)?;
+            leaser.dir.add_shares_seen(&mut snapshot, look);
+            (claimed, *ahead) = leaser.dir.claims_seen(&snapshot, ticket, &[], look);
         }
         tracing::debug!(
             provider = provider.name(),
@@ -644,7 +742,14 @@ impl Selector {
             (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
             (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
         };
-        let mut result = self.claimed_pipeline(&snapshot, request, &visible, leaser, &mut claimed);
+        let mut result = self.claimed_pipeline(
+            &snapshot,
+            request,
+            &visible,
+            leaser,
+            look.as_ref(),
+            &mut claimed,
+        );
         // A device that freed between reading the queue and leasing it may
         // be an older waiter's: asked again with the leases held (counted
         // as free), and handed back, to lease around it, when it is.
@@ -653,15 +758,22 @@ impl Selector {
                 break;
             };
             let held: Vec<&str> = selection.leases().iter().map(|l| l.uuid()).collect();
-            let again = leaser.dir.claims(&snapshot, ticket, &held);
+            let look = leaser.dir.look();
+            let (again, _) = leaser.dir.claims_seen(&snapshot, ticket, &held, &look);
             if !again.iter().any(|c| held.contains(&c.uuid.as_str())) {
                 break;
             }
             claimed = again;
             // Released before leasing again: our own lease would be in the way.
             drop(std::mem::replace(&mut result, Err(SelectError::Cancelled)));
-            result =
-                self.claimed_pipeline(&snapshot, request, &visible, Some(leaser), &mut claimed);
+            result = self.claimed_pipeline(
+                &snapshot,
+                request,
+                &visible,
+                Some(leaser),
+                Some(&look),
+                &mut claimed,
+            );
         }
         // When nothing is visible the error itself explains the variable.
         let explained = matches!(result, Err(SelectError::NoMatch { visible: 0, .. }));

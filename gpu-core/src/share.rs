@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
-use crate::lease::{LeaseError, LockDir, holder_from_kernel, key, shared_lockers};
+use crate::lease::{LeaseError, LockDir, LockTable, Look, key};
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
 use crate::request::Request;
@@ -118,6 +118,9 @@ pub(crate) enum Taken {
     Lease(Lease),
     /// Someone holds it (exclusively, for a share; at all, for a lease).
     Held,
+    /// Not asked for: the look at the directory shows it held by a live
+    /// process, this holder.
+    Seen(Option<Holder>),
     /// Not admitted, for this reason.
     Refused(Reason),
 }
@@ -158,62 +161,63 @@ fn parse_name(name: &str) -> Option<(&str, u32)> {
 
 /// The memory the processes of `pid` (itself and its descendants) use among
 /// `processes`; `None` when the provider lists none.
-fn used_by(processes: Option<&[GpuProcess]>, pid: u32) -> Option<u64> {
+fn used_by(processes: Option<&[GpuProcess]>, pid: u32, parents: &mut Parents) -> Option<u64> {
     let processes = processes?;
     Some(
         processes
             .iter()
-            .filter(|p| descends_from(p.pid, pid))
+            .filter(|p| parents.descends_from(p.pid, pid))
             .filter_map(|p| p.used_memory)
             .sum(),
     )
 }
 
-/// Whether `pid` is `ancestor` or one of its descendants, from `/proc`.
-fn descends_from(pid: u32, ancestor: u32) -> bool {
-    let mut pid = pid;
-    for _ in 0..64 {
-        if pid == ancestor {
-            return true;
-        }
-        let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parent_pid(&stat))
-        else {
-            return false;
-        };
-        if parent <= 1 {
-            return false;
-        }
-        pid = parent;
-    }
-    false
-}
+/// The parent of each process asked about, read from `/proc` once per
+/// snapshot (every share asks about every process of its device).
+#[derive(Debug, Default)]
+pub(crate) struct Parents(std::collections::HashMap<u32, Option<u32>>);
 
-/// Field 4 of `/proc/<pid>/stat`, counted from the last `)`.
-fn parent_pid(stat: &str) -> Option<u32> {
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+impl Parents {
+    /// The parent of `pid`; `None` when it cannot be read.
+    fn of(&mut self, pid: u32) -> Option<u32> {
+        *self.0.entry(pid).or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| crate::procfs::parent_pid(&stat))
+        })
+    }
+
+    /// Whether `pid` is `ancestor` or one of its descendants.
+    fn descends_from(&mut self, pid: u32, ancestor: u32) -> bool {
+        let mut pid = pid;
+        for _ in 0..64 {
+            if pid == ancestor {
+                return true;
+            }
+            match self.of(pid) {
+                Some(parent) if parent > 1 => pid = parent,
+                _ => return false,
+            }
+        }
+        false
+    }
 }
 
 impl LockDir {
     /// Every share record in the directory, live or left over, of the device
     /// keys `keep` accepts.
-    fn share_records(&self, keep: impl Fn(&str) -> bool) -> Vec<Found> {
-        self.names()
-            .into_iter()
+    fn share_records(&self, names: &[String], keep: impl Fn(&str) -> bool) -> Vec<Found> {
+        names
+            .iter()
             .filter_map(|name| {
-                let (key, uid) = parse_name(&name)?;
+                let (key, uid) = parse_name(name)?;
                 if !keep(key) {
                     return None;
                 }
                 let key = key.to_string();
-                let live = self.live_record(&name, uid)?;
+                let live = self.live_record(name, uid)?;
                 Some(Found {
-                    name,
+                    name: name.clone(),
                     key,
                     uid,
                     live,
@@ -234,22 +238,22 @@ impl LockDir {
 
     /// The devices `uid` holds, by their file key, from its live holder
     /// records (`None`) and share records (the bytes reserved).
-    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>)> {
-        self.names()
-            .into_iter()
+    pub(crate) fn live_records_of(&self, uid: u32, names: &[String]) -> Vec<(String, Option<u64>)> {
+        names
+            .iter()
             .filter_map(|name| {
-                if let Some((key, owner)) = parse_name(&name) {
+                if let Some((key, owner)) = parse_name(name) {
                     if owner != uid {
                         return None;
                     }
-                    let record = self.live_record(&name, uid)??;
+                    let record = self.live_record(name, uid)??;
                     return Some((key.to_string(), Some(record.reserved)));
                 }
                 let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
                 if owner.parse() != Ok(uid) {
                     return None;
                 }
-                self.trusted_record(&name, uid)?;
+                self.trusted_record(name, uid)?;
                 Some((key.to_string(), None))
             })
             .collect()
@@ -259,7 +263,7 @@ impl LockDir {
     /// admission counts and what keeps an exclusive lease off the device.
     pub(crate) fn live_share_records(&self, uuid: &str) -> Vec<Holder> {
         let key = key(uuid);
-        self.share_records(|k| k == key)
+        self.share_records(&self.names(), |k| k == key)
             .into_iter()
             .filter_map(|f| f.live.map(|r| r.holder))
             .collect()
@@ -269,31 +273,30 @@ impl LockDir {
     /// confirms (its pid holds a shared lock on the lock file `st`, and
     /// runs as the record's uid), oldest first; `used` is left to the caller,
     /// which has the snapshot.
-    pub(crate) fn checked_shares(&self, uuid: &str, st: &FileStat) -> Vec<Share> {
+    pub(crate) fn checked_shares(
+        &self,
+        uuid: &str,
+        st: &FileStat,
+        table: &LockTable,
+    ) -> Vec<Share> {
         let key = key(uuid);
         let records: Vec<Record> = self
-            .share_records(|k| k == key)
+            .share_records(&self.names(), |k| k == key)
             .into_iter()
             .filter_map(|f| f.live)
             .collect();
         if records.is_empty() {
             return Vec::new();
         }
-        let lockers = shared_lockers(st);
+        let lockers = table.shared_lockers(st);
         let mut shares: Vec<Share> = records
             .into_iter()
             .filter(|r| lockers.contains(&r.holder.pid))
             .filter_map(|r| {
-                let kernel = holder_from_kernel(r.holder.pid)?;
-                (kernel.uid == r.holder.uid).then(|| {
-                    let mut holder = r.holder;
-                    holder.user = kernel.user;
-                    holder.since = holder.since.min(std::time::SystemTime::now());
-                    Share {
-                        holder,
-                        reserved: r.reserved,
-                        used: None,
-                    }
+                Some(Share {
+                    holder: crate::lease::confirmed(r.holder)?,
+                    reserved: r.reserved,
+                    used: None,
                 })
             })
             .collect();
@@ -305,20 +308,26 @@ impl LockDir {
     /// what admission counts), so that filters and strategies see their
     /// outstanding reservations as used memory. One read of the directory.
     pub fn add_shares(&self, snapshot: &mut Snapshot) {
+        self.add_shares_seen(snapshot, &self.look());
+    }
+
+    /// [`add_shares`](Self::add_shares) from the names in `look`.
+    pub(crate) fn add_shares_seen(&self, snapshot: &mut Snapshot, look: &Look) {
         let mut live: Vec<(String, Record)> = self
-            .share_records(|_| true)
+            .share_records(&look.names, |_| true)
             .into_iter()
             .filter_map(|f| f.live.map(|r| (f.key, r)))
             .collect();
         live.sort_by_key(|(_, r)| r.holder.since);
-        let shares_of = |uuid: &str, processes: Option<&[GpuProcess]>| -> Vec<Share> {
+        let mut parents = Parents::default();
+        let mut shares_of = |uuid: &str, processes: Option<&[GpuProcess]>| -> Vec<Share> {
             let key = key(uuid);
             live.iter()
                 .filter(|(k, _)| *k == key)
                 .map(|(_, r)| Share {
                     holder: r.holder.clone(),
                     reserved: r.reserved,
-                    used: used_by(processes, r.holder.pid),
+                    used: used_by(processes, r.holder.pid, &mut parents),
                 })
                 .collect()
         };
@@ -391,11 +400,13 @@ impl LockDir {
             let me = holder.uid;
             let mut outstanding = 0u64;
             let mut shares = 0;
-            for found in self.share_records(|k| k == my_key) {
+            let mut parents = Parents::default();
+            for found in self.share_records(&self.names(), |k| k == my_key) {
                 match found.live {
                     Some(r) => {
                         shares += 1;
-                        let used = used_by(device.processes(), r.holder.pid).unwrap_or(0);
+                        let used =
+                            used_by(device.processes(), r.holder.pid, &mut parents).unwrap_or(0);
                         outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
                     }
                     // Left by a job of ours that ended: nobody else may
@@ -496,9 +507,10 @@ fn set_shares(lease: &mut Option<crate::holder::LeaseStatus>, shares: Vec<Share>
 pub(crate) fn add_usage(
     lease: &mut Option<crate::holder::LeaseStatus>,
     processes: Option<&[GpuProcess]>,
+    parents: &mut Parents,
 ) {
     for share in lease.iter_mut().flat_map(|l| l.shares.iter_mut()) {
-        share.used = used_by(processes, share.holder.pid);
+        share.used = used_by(processes, share.holder.pid, parents);
     }
 }
 
@@ -520,11 +532,12 @@ mod tests {
 
     #[test]
     fn parent_pids_parse_past_odd_names() {
-        assert_eq!(parent_pid("12 (a) b) S 7 12 12"), Some(7));
-        assert_eq!(parent_pid("garbage"), None);
-        assert!(descends_from(std::process::id(), std::process::id()));
+        assert_eq!(crate::procfs::parent_pid("12 (a) b) S 7 12 12"), Some(7));
+        assert_eq!(crate::procfs::parent_pid("garbage"), None);
+        let mut parents = Parents::default();
+        assert!(parents.descends_from(std::process::id(), std::process::id()));
         let parent = std::os::unix::process::parent_id();
-        assert!(descends_from(std::process::id(), parent));
-        assert!(!descends_from(parent, std::process::id()));
+        assert!(parents.descends_from(std::process::id(), parent));
+        assert!(!parents.descends_from(parent, std::process::id()));
     }
 }
