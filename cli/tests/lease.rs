@@ -514,14 +514,22 @@ fn a_lock_file_another_user_blocks_shows_unusable_not_free() {
         .arg(&shared)
         .spawn()
         .expect("run setpriv");
-    // Wait until the shared lock is there (the kernel's table says so).
-    for _ in 0..500 {
-        let table = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-        if shared.exists() && table.contains("FLOCK  ADVISORY  READ") {
-            break;
+    // Wait until the attacker's shared lock is there (the kernel's table
+    // says so). Its own, by pid: the table is the whole machine's, and the
+    // tests running beside this one take shared locks too (a guardian, a
+    // `list` probing a lease), so any READ lock would not do.
+    let attacker = holder.id().to_string();
+    eventually("the attacker's shared lock", || {
+        let table = std::fs::read_to_string("/proc/locks").map_err(|e| e.to_string())?;
+        let held = table.lines().any(|l| {
+            let mut fields = l.split_whitespace().skip_while(|f| *f != "READ");
+            fields.next().is_some() && fields.next() == Some(attacker.as_str())
+        });
+        match held && shared.exists() {
+            true => Ok(()),
+            false => Err(format!("/proc/locks:\n{table}")),
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert!(
         blocked.exists() && shared.exists(),
         "{:?}",
