@@ -625,12 +625,19 @@ fn one_gpu() -> (tempfile::TempDir, PathBuf, PathBuf, JobFiles) {
     (tmp, snapshot, fresh_lock_dir(), files)
 }
 
-/// The one guardian holding files of `locks`.
+/// The one guardian holding files of `locks`, once it has settled: gpusel
+/// does not wait for it (the job may run before the guardian has named
+/// itself, moved to `/` and closed what it does not keep), and it sleeps
+/// (state `S`) only in its wait for the job's end, after all that.
 #[track_caller]
 fn the_guardian(locks: &Path) -> Proc {
-    let mut guardians = guardians_of(locks);
-    assert_eq!(guardians.len(), 1, "one guardian: {guardians:?}");
-    guardians.remove(0)
+    eventually("the guardian to settle", || {
+        let mut guardians = guardians_of(locks);
+        match guardians.as_slice() {
+            [one] if one.state == 'S' => Ok(guardians.remove(0)),
+            _ => Err(format!("guardians: {guardians:?}")),
+        }
+    })
 }
 
 /// A job that closes every descriptor it inherited (the leases' too), as
