@@ -857,30 +857,72 @@ impl Drop for Continued {
     }
 }
 
-#[test]
-fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
-    // The guardian stopped: the lease outlives its job until it runs again.
-    let (_tmp, snapshot, locks, files) = one_gpu();
-    let (mut child, _) = start_closing_job(&snapshot, &locks, &files);
-    let guardian = the_guardian(&locks);
-    let guardian = nix::unistd::Pid::from_raw(guardian.pid as i32);
+/// Runs a [`CLOSING_JOB`] on GPU 0 to its end with its guardian stopped
+/// first: its lease outlives it until the returned guard (dropped, or its
+/// pid sent SIGCONT) lets the guardian run again.
+fn exited_with_its_guardian_stopped(snapshot: &Path, locks: &Path, files: &JobFiles) -> Continued {
+    let (mut child, _) = start_closing_job(snapshot, locks, files);
+    let guardian = nix::unistd::Pid::from_raw(the_guardian(locks).pid as i32);
     nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let _continued = Continued(guardian);
+    let continued = Continued(guardian);
     std::fs::write(&files.stop, "").unwrap();
     assert!(child.wait().unwrap().success());
-    let mut next = on(&snapshot, &locks)
+    continued
+}
+
+/// Runs `gpusel -vv -d 0 -- true` (`cmd`) after a job whose guardian is
+/// stopped (`guardian`), waits until it says `waiting` (it waits for the
+/// guardian), lets the guardian go, and asserts that it runs; returns what
+/// it said.
+#[track_caller]
+fn runs_once_let_go(mut cmd: std::process::Command, guardian: Continued, waiting: &str) -> String {
+    let mut next = cmd
         .args(["-vv", "-d", "0", "--", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = Collected::new(next.stderr.take().unwrap());
-    stderr.wait_for("the next job to wait for the lease", |text| {
-        text.contains("the lease's holder has exited; waiting for it to be let go")
+    stderr.wait_for("the next job to wait for the exited job's lease", |text| {
+        text.contains(waiting)
     });
-    nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGCONT).unwrap();
+    drop(guardian);
     let status = next.wait().unwrap();
-    assert!(status.success(), "{status}: {}", stderr.so_far());
+    let said = stderr.so_far();
+    assert!(status.success(), "{status}: {said}");
+    said
+}
+
+#[test]
+fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
+    // The guardian stopped: the lease outlives its job until it runs again.
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files);
+    runs_once_let_go(
+        on(&snapshot, &locks),
+        guardian,
+        "the lease's holder has exited; waiting for it to be let go",
+    );
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn a_per_user_limit_waits_out_the_guardian_of_a_job_that_just_exited() {
+    // `gpusel -- A; gpusel -- B` under `limits.gpus_per_user = 1`: A's lease
+    // outlives A by as long as its guardian takes to let it go, and B once
+    // counted it against the limit (refused at once, "you hold 1 GPU"). The
+    // guardian is stopped here to make that instant last.
+    let (tmp, snapshot, locks, files) = one_gpu();
+    let site = write_file(&tmp, "site.toml", "[limits]\ngpus_per_user = 1\n");
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files);
+    let mut cmd = on(&snapshot, &locks);
+    cmd.env("GPUSEL_SYSTEM_CONFIG", &site);
+    let said = runs_once_let_go(
+        cmd,
+        guardian,
+        "still holds a lease; waiting for it to be let go",
+    );
+    assert!(!said.contains("the site allows"), "{said}");
     freed(&snapshot, &locks);
 }
 

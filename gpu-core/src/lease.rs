@@ -63,7 +63,7 @@ fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
 /// but one in which `gpusel -- A; gpusel -- B` would otherwise refuse B the
 /// GPU that A just left. A lock whose holder exited and left it with a
 /// child of its own is waited on this long before the GPU counts as taken.
-const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// [`lock_exclusive`], waiting (up to [`EXITED_HOLDER_WAIT`]) while the
 /// process that the kernel names as the lock's holder has exited.
@@ -113,7 +113,7 @@ fn exclusive_holder(file: &File) -> Option<u32> {
 
 /// Whether process `pid` has exited (gone, or a zombie). 0 (a process in a
 /// pid namespace this one cannot see) and this process have not.
-fn exited(pid: u32) -> bool {
+pub(crate) fn exited(pid: u32) -> bool {
     if pid == 0 || pid == std::process::id() {
         return false;
     }

@@ -233,8 +233,9 @@ impl LockDir {
     }
 
     /// The devices `uid` holds, by their file key, from its live holder
-    /// records (`None`) and share records (the bytes reserved).
-    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>)> {
+    /// records (`None`) and share records (the bytes reserved), each with
+    /// the pid of the job that wrote it.
+    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>, u32)> {
         self.names()
             .into_iter()
             .filter_map(|name| {
@@ -243,14 +244,14 @@ impl LockDir {
                         return None;
                     }
                     let record = self.live_record(&name, uid)??;
-                    return Some((key.to_string(), Some(record.reserved)));
+                    return Some((key.to_string(), Some(record.reserved), record.holder.pid));
                 }
                 let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
                 if owner.parse() != Ok(uid) {
                     return None;
                 }
-                self.trusted_record(&name, uid)?;
-                Some((key.to_string(), None))
+                let holder = self.trusted_record(&name, uid)?;
+                Some((key.to_string(), None, holder.pid))
             })
             .collect()
     }
