@@ -678,8 +678,19 @@ impl JobFiles {
 /// own (as a shell's job is) and waits until the job has closed its
 /// descriptors and said its pid, which it returns.
 fn start_closing_job(snapshot: &Path, locks: &Path, files: &JobFiles) -> (Child, u32) {
+    start_closing_job_with(snapshot, locks, files, &[])
+}
+
+/// [`start_closing_job`] with `args` before `-d 0` (`--share --mem SIZE`).
+fn start_closing_job_with(
+    snapshot: &Path,
+    locks: &Path,
+    files: &JobFiles,
+    args: &[&str],
+) -> (Child, u32) {
     use std::os::unix::process::CommandExt;
     let mut child = on(snapshot, locks)
+        .args(args)
         .args(["-d", "0", "--", "python3", "-c", CLOSING_JOB])
         .args([&files.ready, &files.interrupted, &files.stop])
         .process_group(0)
@@ -857,11 +868,16 @@ impl Drop for Continued {
     }
 }
 
-/// Runs a [`CLOSING_JOB`] on GPU 0 to its end with its guardian stopped
+/// Runs a [`CLOSING_JOB`] (`gpusel ARGS -d 0`) to its end with its guardian stopped
 /// first: its lease outlives it until the returned guard (dropped, or its
 /// pid sent SIGCONT) lets the guardian run again.
-fn exited_with_its_guardian_stopped(snapshot: &Path, locks: &Path, files: &JobFiles) -> Continued {
-    let (mut child, _) = start_closing_job(snapshot, locks, files);
+fn exited_with_its_guardian_stopped(
+    snapshot: &Path,
+    locks: &Path,
+    files: &JobFiles,
+    args: &[&str],
+) -> Continued {
+    let (mut child, _) = start_closing_job_with(snapshot, locks, files, args);
     let guardian = nix::unistd::Pid::from_raw(the_guardian(locks).pid as i32);
     nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let continued = Continued(guardian);
@@ -897,7 +913,7 @@ fn runs_once_let_go(mut cmd: std::process::Command, guardian: Continued, waiting
 fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
     // The guardian stopped: the lease outlives its job until it runs again.
     let (_tmp, snapshot, locks, files) = one_gpu();
-    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files);
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &[]);
     runs_once_let_go(
         on(&snapshot, &locks),
         guardian,
@@ -914,7 +930,7 @@ fn a_per_user_limit_waits_out_the_guardian_of_a_job_that_just_exited() {
     // guardian is stopped here to make that instant last.
     let (tmp, snapshot, locks, files) = one_gpu();
     let site = write_file(&tmp, "site.toml", "[limits]\ngpus_per_user = 1\n");
-    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files);
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &[]);
     let mut cmd = on(&snapshot, &locks);
     cmd.env("GPUSEL_SYSTEM_CONFIG", &site);
     let said = runs_once_let_go(
@@ -923,6 +939,25 @@ fn a_per_user_limit_waits_out_the_guardian_of_a_job_that_just_exited() {
         "still holds a lease; waiting for it to be let go",
     );
     assert!(!said.contains("the site allows"), "{said}");
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn a_share_waits_out_the_guardian_of_a_sharer_that_just_exited() {
+    // `gpusel --share --mem 60GiB -- A; gpusel --share --mem 60GiB -- B` on
+    // one 80 GiB GPU: A's share outlives A by as long as its guardian takes
+    // to let it go, and B once counted A's 60 GiB (refused at once, "80 GiB
+    // free, 60 GiB of it reserved by 1 share < 60 GiB needed").
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let share = ["--share", "--mem", "60GiB"];
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &share);
+    let mut cmd = on(&snapshot, &locks);
+    cmd.args(share);
+    runs_once_let_go(
+        cmd,
+        guardian,
+        "its reservation is in the way; waiting for it to be let go",
+    );
     freed(&snapshot, &locks);
 }
 

@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
-use crate::lease::{LeaseError, LockDir, holder_from_kernel, key, shared_lockers};
+use crate::lease::{
+    EXITED_HOLDER_WAIT, LeaseError, LockDir, exited, holder_from_kernel, key, shared_lockers,
+};
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
 use crate::request::Request;
@@ -306,10 +308,14 @@ impl LockDir {
     /// what admission counts), so that filters and strategies see their
     /// outstanding reservations as used memory. One read of the directory.
     pub fn add_shares(&self, snapshot: &mut Snapshot) {
+        // A record whose writer has exited is being let go by its guardian
+        // (an instant): counted, it could keep the next job off the memory
+        // its job just left. Admission waits it out (`try_share`).
         let mut live: Vec<(String, Record)> = self
             .share_records(|_| true)
             .into_iter()
             .filter_map(|f| f.live.map(|r| (f.key, r)))
+            .filter(|(_, r)| !exited(r.holder.pid))
             .collect();
         live.sort_by_key(|(_, r)| r.holder.since);
         let shares_of = |uuid: &str, processes: Option<&[GpuProcess]>| -> Vec<Share> {
@@ -387,27 +393,31 @@ impl LockDir {
             if self.read_holder(uuid).is_some() {
                 return Ok(Taken::Held);
             }
-            let admission = self.admission(uuid)?;
-            let my_key = key(uuid);
-            let me = holder.uid;
-            let mut outstanding = 0u64;
-            let mut shares = 0;
-            for found in self.share_records(|k| k == my_key) {
-                match found.live {
-                    Some(r) => {
-                        shares += 1;
-                        let used = used_by(device.processes(), r.holder.pid).unwrap_or(0);
-                        outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
-                    }
-                    // Left by a job of ours that ended: nobody else may
-                    // delete it, and under the admission lock nobody can be
-                    // reusing its name for this device.
-                    None if found.uid == me && found.key == my_key => {
-                        self.unlink(&found.name);
-                    }
-                    None => {}
+            // A share whose job has exited is let go by its guardian an
+            // instant later: what it reserved is waited out (up to
+            // EXITED_HOLDER_WAIT, as an exclusive lease is) before the
+            // device counts as full, so that `gpusel --share -- A; gpusel
+            // --share -- B` does not refuse B the memory A just left.
+            let deadline = Instant::now() + EXITED_HOLDER_WAIT;
+            let mut said = false;
+            let (admission, outstanding, shares) = loop {
+                let admission = self.admission(uuid)?;
+                let (outstanding, shares, letting_go) = self.outstanding(device, holder.uid);
+                let full = device
+                    .memory_free_reported()
+                    .is_some_and(|free| free.saturating_sub(outstanding) < reserved);
+                if !(full && letting_go && Instant::now() < deadline) {
+                    break (admission, outstanding, shares);
                 }
-            }
+                drop(admission);
+                if !std::mem::replace(&mut said, true) {
+                    tracing::debug!(
+                        uuid,
+                        "a share's job has exited and its reservation is in the way; waiting for it to be let go"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
             let Some(free) = device.memory_free_reported() else {
                 return Ok(Taken::Refused(Reason::Unknown {
                     what: "free memory".into(),
@@ -426,6 +436,33 @@ impl LockDir {
             return Ok(Taken::Lease(Lease::share(uuid, reserved, lock, record)));
         }
         Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))
+    }
+
+    /// What the live shares of `device` reserve and do not use yet, how
+    /// many they are, and whether the job of one of them has exited (its
+    /// guardian letting it go). Records left by jobs of `me` that ended are
+    /// deleted. Only under the device's admission lock.
+    fn outstanding(&self, device: &Device<'_>, me: u32) -> (u64, usize, bool) {
+        let my_key = key(device.uuid());
+        let (mut outstanding, mut shares, mut letting_go) = (0u64, 0, false);
+        for found in self.share_records(|k| k == my_key) {
+            match found.live {
+                Some(r) => {
+                    shares += 1;
+                    letting_go |= exited(r.holder.pid);
+                    let used = used_by(device.processes(), r.holder.pid).unwrap_or(0);
+                    outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
+                }
+                // Left by a job of ours that ended: nobody else may delete
+                // it, and under the admission lock nobody can be reusing its
+                // name for this device.
+                None if found.uid == me && found.key == my_key => {
+                    self.unlink(&found.name);
+                }
+                None => {}
+            }
+        }
+        (outstanding, shares, letting_go)
     }
 
     /// Writes and locks this process's share record of `uuid`. Unlike a
