@@ -111,9 +111,32 @@ fn exclusive_holder(file: &File) -> Option<u32> {
     })
 }
 
+/// Whether the job that kept the record file `st` locked (when it was read)
+/// has exited and its guardian is letting the record go: the kernel's lock
+/// table names the process that took the lock, and it is gone, or the table
+/// no longer holds the lock at all (let go since). A locker in a PID
+/// namespace this one cannot see shows as 0, which has not exited (the
+/// record's own pid would be another namespace's, and look gone). Without a
+/// lock table, nobody is known to have exited.
+pub(crate) fn writer_exited(st: &FileStat) -> bool {
+    for _ in 0..3 {
+        let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+            return false;
+        };
+        // A read of the table can skip a line while other locks change.
+        if let Some(lock) = parse_flocks(&table, st.st_dev, st.st_ino)
+            .into_iter()
+            .find(|l| l.exclusive)
+        {
+            return exited(lock.pid);
+        }
+    }
+    true
+}
+
 /// Whether process `pid` has exited (gone, or a zombie). 0 (a process in a
 /// pid namespace this one cannot see) and this process have not.
-pub(crate) fn exited(pid: u32) -> bool {
+fn exited(pid: u32) -> bool {
     if pid == 0 || pid == std::process::id() {
         return false;
     }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::config::Limits;
-use crate::lease::{EXITED_HOLDER_WAIT, LockDir, exited};
+use crate::lease::{EXITED_HOLDER_WAIT, LockDir};
 use crate::request::Request;
 
 /// A request that would take its user past a site limit.
@@ -59,10 +59,10 @@ impl LockDir {
     pub(crate) fn held_by(&self, uid: u32) -> Held {
         let mut devices = HashSet::new();
         let mut held = Held::default();
-        for (key, reserved, pid) in self.live_records_of(uid) {
+        for (key, reserved, letting_go) in self.live_records_of(uid) {
             devices.insert(key);
             held.share_bytes = held.share_bytes.saturating_add(reserved.unwrap_or(0));
-            held.letting_go |= exited(pid);
+            held.letting_go |= letting_go;
         }
         held.devices = devices.len() as u64;
         held

@@ -34,7 +34,7 @@ use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
 use crate::lease::{
-    EXITED_HOLDER_WAIT, LeaseError, LockDir, exited, holder_from_kernel, key, shared_lockers,
+    EXITED_HOLDER_WAIT, LeaseError, LockDir, holder_from_kernel, key, shared_lockers, writer_exited,
 };
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
@@ -146,6 +146,9 @@ struct Found {
     /// The record, when its writer still holds it; `None`: left by a job
     /// that ended.
     live: Option<Record>,
+    /// Whether the job that holds it has exited (its guardian is letting
+    /// it go: [`writer_exited`]).
+    letting_go: bool,
 }
 
 /// `gpusel-<key>.<uid>.<pid>-<n>.share` split into key and uid.
@@ -213,31 +216,25 @@ impl LockDir {
                     return None;
                 }
                 let key = key.to_string();
-                let live = self.live_record(&name, uid)?;
+                let (live, letting_go) = match self.read_live(&name, uid)? {
+                    None => (None, false),
+                    Some((text, st)) => (Some(parse_record(&text, uid)?), writer_exited(&st)),
+                };
                 Some(Found {
                     name,
                     key,
                     uid,
                     live,
+                    letting_go,
                 })
             })
             .collect()
     }
 
-    /// `Some(Some(record))` when `name` is a live record of `uid`'s,
-    /// `Some(None)` when it is one left over, `None` when it is no record of
-    /// `uid`'s at all (planted by another user, unreadable, not JSON).
-    fn live_record(&self, name: &str, uid: u32) -> Option<Option<Record>> {
-        let Some((text, _)) = self.read_live(name, uid)? else {
-            return Some(None);
-        };
-        parse_record(&text, uid).map(Some)
-    }
-
     /// The devices `uid` holds, by their file key, from its live holder
     /// records (`None`) and share records (the bytes reserved), each with
-    /// the pid of the job that wrote it.
-    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>, u32)> {
+    /// whether the job that holds it has exited ([`writer_exited`]).
+    pub(crate) fn live_records_of(&self, uid: u32) -> Vec<(String, Option<u64>, bool)> {
         self.names()
             .into_iter()
             .filter_map(|name| {
@@ -245,15 +242,17 @@ impl LockDir {
                     if owner != uid {
                         return None;
                     }
-                    let record = self.live_record(&name, uid)??;
-                    return Some((key.to_string(), Some(record.reserved), record.holder.pid));
+                    let (text, st) = self.read_live(&name, uid)??;
+                    let record = parse_record(&text, uid)?;
+                    return Some((key.to_string(), Some(record.reserved), writer_exited(&st)));
                 }
                 let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
                 if owner.parse() != Ok(uid) {
                     return None;
                 }
-                let holder = self.trusted_record(&name, uid)?;
-                Some((key.to_string(), None, holder.pid))
+                let (text, st) = self.read_live(&name, uid)??;
+                crate::holder::parse_record(&text, uid)?;
+                Some((key.to_string(), None, writer_exited(&st)))
             })
             .collect()
     }
@@ -314,8 +313,8 @@ impl LockDir {
         let mut live: Vec<(String, Record)> = self
             .share_records(|_| true)
             .into_iter()
+            .filter(|f| !f.letting_go)
             .filter_map(|f| f.live.map(|r| (f.key, r)))
-            .filter(|(_, r)| !exited(r.holder.pid))
             .collect();
         live.sort_by_key(|(_, r)| r.holder.since);
         let shares_of = |uuid: &str, processes: Option<&[GpuProcess]>| -> Vec<Share> {
@@ -449,7 +448,7 @@ impl LockDir {
             match found.live {
                 Some(r) => {
                     shares += 1;
-                    letting_go |= exited(r.holder.pid);
+                    letting_go |= found.letting_go;
                     let used = used_by(device.processes(), r.holder.pid).unwrap_or(0);
                     outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
                 }
