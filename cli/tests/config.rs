@@ -352,7 +352,8 @@ fn a_fifo_config_file_is_refused_not_read() {
 fn every_variable_gpusel_reads_is_one_the_tests_clear() {
     // A variable that gpusel (or a fake it runs) reads and the tests do not
     // clear lets a developer's shell change what a test sees. The names are
-    // those the sources quote ("GPUSEL_X") or expand ($GPUSEL_X, ${X-}).
+    // those the sources quote ("GPUSEL_X") or expand ($GPUSEL_X, ${X-}), and
+    // the output conventions' (COLUMNS, NO_COLOR, CLICOLOR_FORCE).
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
@@ -400,6 +401,14 @@ fn every_variable_gpusel_reads_is_one_the_tests_clear() {
                 if name.len() > prefix.len() {
                     read.insert(name);
                 }
+            }
+        }
+        // The output conventions gpusel follows (cli/src/term.rs): a
+        // developer's exported COLUMNS narrowed every table a test reads
+        // from a pipe, and CLICOLOR_FORCE colored it.
+        for name in ["COLUMNS", "NO_COLOR", "CLICOLOR_FORCE"] {
+            if text.contains(&format!("\"{name}\"")) {
+                read.insert(name.to_string());
             }
         }
     }

@@ -514,14 +514,22 @@ fn a_lock_file_another_user_blocks_shows_unusable_not_free() {
         .arg(&shared)
         .spawn()
         .expect("run setpriv");
-    // Wait until the shared lock is there (the kernel's table says so).
-    for _ in 0..500 {
-        let table = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-        if shared.exists() && table.contains("FLOCK  ADVISORY  READ") {
-            break;
+    // Wait until the attacker's shared lock is there (the kernel's table
+    // says so). Its own, by pid: the table is the whole machine's, and the
+    // tests running beside this one take shared locks too (a guardian, a
+    // `list` probing a lease), so any READ lock would not do.
+    let attacker = holder.id().to_string();
+    eventually("the attacker's shared lock", || {
+        let table = std::fs::read_to_string("/proc/locks").map_err(|e| e.to_string())?;
+        let held = table.lines().any(|l| {
+            let mut fields = l.split_whitespace().skip_while(|f| *f != "READ");
+            fields.next().is_some() && fields.next() == Some(attacker.as_str())
+        });
+        match held && shared.exists() {
+            true => Ok(()),
+            false => Err(format!("/proc/locks:\n{table}")),
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert!(
         blocked.exists() && shared.exists(),
         "{:?}",
@@ -617,12 +625,19 @@ fn one_gpu() -> (tempfile::TempDir, PathBuf, PathBuf, JobFiles) {
     (tmp, snapshot, fresh_lock_dir(), files)
 }
 
-/// The one guardian holding files of `locks`.
+/// The one guardian holding files of `locks`, once it has settled: gpusel
+/// does not wait for it (the job may run before the guardian has named
+/// itself, moved to `/` and closed what it does not keep), and it sleeps
+/// (state `S`) only in its wait for the job's end, after all that.
 #[track_caller]
 fn the_guardian(locks: &Path) -> Proc {
-    let mut guardians = guardians_of(locks);
-    assert_eq!(guardians.len(), 1, "one guardian: {guardians:?}");
-    guardians.remove(0)
+    eventually("the guardian to settle", || {
+        let mut guardians = guardians_of(locks);
+        match guardians.as_slice() {
+            [one] if one.state == 'S' => Ok(guardians.remove(0)),
+            _ => Err(format!("guardians: {guardians:?}")),
+        }
+    })
 }
 
 /// A job that closes every descriptor it inherited (the leases' too), as
@@ -663,8 +678,19 @@ impl JobFiles {
 /// own (as a shell's job is) and waits until the job has closed its
 /// descriptors and said its pid, which it returns.
 fn start_closing_job(snapshot: &Path, locks: &Path, files: &JobFiles) -> (Child, u32) {
+    start_closing_job_with(snapshot, locks, files, &[])
+}
+
+/// [`start_closing_job`] with `args` before `-d 0` (`--share --mem SIZE`).
+fn start_closing_job_with(
+    snapshot: &Path,
+    locks: &Path,
+    files: &JobFiles,
+    args: &[&str],
+) -> (Child, u32) {
     use std::os::unix::process::CommandExt;
     let mut child = on(snapshot, locks)
+        .args(args)
         .args(["-d", "0", "--", "python3", "-c", CLOSING_JOB])
         .args([&files.ready, &files.interrupted, &files.stop])
         .process_group(0)
@@ -842,30 +868,96 @@ impl Drop for Continued {
     }
 }
 
-#[test]
-fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
-    // The guardian stopped: the lease outlives its job until it runs again.
-    let (_tmp, snapshot, locks, files) = one_gpu();
-    let (mut child, _) = start_closing_job(&snapshot, &locks, &files);
-    let guardian = the_guardian(&locks);
-    let guardian = nix::unistd::Pid::from_raw(guardian.pid as i32);
+/// Runs a [`CLOSING_JOB`] (`gpusel ARGS -d 0`) to its end with its guardian stopped
+/// first: its lease outlives it until the returned guard (dropped, or its
+/// pid sent SIGCONT) lets the guardian run again.
+fn exited_with_its_guardian_stopped(
+    snapshot: &Path,
+    locks: &Path,
+    files: &JobFiles,
+    args: &[&str],
+) -> Continued {
+    let (mut child, _) = start_closing_job_with(snapshot, locks, files, args);
+    let guardian = nix::unistd::Pid::from_raw(the_guardian(locks).pid as i32);
     nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let _continued = Continued(guardian);
+    let continued = Continued(guardian);
     std::fs::write(&files.stop, "").unwrap();
     assert!(child.wait().unwrap().success());
-    let mut next = on(&snapshot, &locks)
+    continued
+}
+
+/// Runs `gpusel -vv -d 0 -- true` (`cmd`) after a job whose guardian is
+/// stopped (`guardian`), waits until it says `waiting` (it waits for the
+/// guardian), lets the guardian go, and asserts that it runs; returns what
+/// it said.
+#[track_caller]
+fn runs_once_let_go(mut cmd: std::process::Command, guardian: Continued, waiting: &str) -> String {
+    let mut next = cmd
         .args(["-vv", "-d", "0", "--", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = Collected::new(next.stderr.take().unwrap());
-    stderr.wait_for("the next job to wait for the lease", |text| {
-        text.contains("the lease's holder has exited; waiting for it to be let go")
+    stderr.wait_for("the next job to wait for the exited job's lease", |text| {
+        text.contains(waiting)
     });
-    nix::sys::signal::kill(guardian, nix::sys::signal::Signal::SIGCONT).unwrap();
+    drop(guardian);
     let status = next.wait().unwrap();
-    assert!(status.success(), "{status}: {}", stderr.so_far());
+    let said = stderr.so_far();
+    assert!(status.success(), "{status}: {said}");
+    said
+}
+
+#[test]
+fn a_job_waits_out_the_guardian_of_a_job_that_just_exited() {
+    // The guardian stopped: the lease outlives its job until it runs again.
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &[]);
+    runs_once_let_go(
+        on(&snapshot, &locks),
+        guardian,
+        "the lease's holder has exited; waiting for it to be let go",
+    );
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn a_per_user_limit_waits_out_the_guardian_of_a_job_that_just_exited() {
+    // `gpusel -- A; gpusel -- B` under `limits.gpus_per_user = 1`: A's lease
+    // outlives A by as long as its guardian takes to let it go, and B once
+    // counted it against the limit (refused at once, "you hold 1 GPU"). The
+    // guardian is stopped here to make that instant last.
+    let (tmp, snapshot, locks, files) = one_gpu();
+    let site = write_file(&tmp, "site.toml", "[limits]\ngpus_per_user = 1\n");
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &[]);
+    let mut cmd = on(&snapshot, &locks);
+    cmd.env("GPUSEL_SYSTEM_CONFIG", &site);
+    let said = runs_once_let_go(
+        cmd,
+        guardian,
+        "still holds a lease; waiting for it to be let go",
+    );
+    assert!(!said.contains("the site allows"), "{said}");
+    freed(&snapshot, &locks);
+}
+
+#[test]
+fn a_share_waits_out_the_guardian_of_a_sharer_that_just_exited() {
+    // `gpusel --share --mem 60GiB -- A; gpusel --share --mem 60GiB -- B` on
+    // one 80 GiB GPU: A's share outlives A by as long as its guardian takes
+    // to let it go, and B once counted A's 60 GiB (refused at once, "80 GiB
+    // free, 60 GiB of it reserved by 1 share < 60 GiB needed").
+    let (_tmp, snapshot, locks, files) = one_gpu();
+    let share = ["--share", "--mem", "60GiB"];
+    let guardian = exited_with_its_guardian_stopped(&snapshot, &locks, &files, &share);
+    let mut cmd = on(&snapshot, &locks);
+    cmd.args(share);
+    runs_once_let_go(
+        cmd,
+        guardian,
+        "its reservation is in the way; waiting for it to be let go",
+    );
     freed(&snapshot, &locks);
 }
 

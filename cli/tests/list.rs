@@ -95,13 +95,10 @@ fn list_json_round_trips_as_a_provider() {
 
 #[test]
 fn list_into_head_does_not_panic() {
-    let out = std::process::Command::new("sh")
+    let out = isolated(std::process::Command::new("sh"))
         .args(["-c", r#""$0" -p "$1" list | head -1"#])
         .arg(bin())
         .arg(provider(LAB))
-        .env_remove("CUDA_VISIBLE_DEVICES")
-        .env_remove("GPUSEL_PROVIDER")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

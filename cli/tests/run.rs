@@ -293,16 +293,7 @@ fn env_output_evaluates_in_sh() {
 
 #[test]
 fn env_eval_of_command_substitution() {
-    let sh = std::process::Command::new("sh")
-        .env_remove("CUDA_VISIBLE_DEVICES")
-        .env_remove("CUDA_DEVICE_ORDER")
-        .env_remove("GPUSEL_PROVIDER")
-        .env_remove("GPUSEL_STRATEGY")
-        .env_remove("GPUSEL_SEED")
-        .env_remove("RUST_LOG")
-        .env("GPUSEL_LOCK_DIR", fresh_lock_dir())
-        .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
-        .env("XDG_CONFIG_HOME", NO_CONFIG)
+    let sh = isolated(std::process::Command::new("sh"))
         .args([
             "-c",
             r#"eval "$("$0" -p "$1" env --devices 3)"; echo $CUDA_VISIBLE_DEVICES"#,

@@ -63,7 +63,7 @@ fn lock_exclusive(file: File) -> Result<Result<Flock<File>, File>, Errno> {
 /// but one in which `gpusel -- A; gpusel -- B` would otherwise refuse B the
 /// GPU that A just left. A lock whose holder exited and left it with a
 /// child of its own is waited on this long before the GPU counts as taken.
-const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const EXITED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// [`lock_exclusive`], waiting (up to [`EXITED_HOLDER_WAIT`]) while the
 /// process that the kernel names as the lock's holder has exited.
@@ -664,6 +664,24 @@ impl Look {
             .get_or_init(LockTable::read)
             .as_ref()?
             .exclusive_holder(st)
+    }
+
+    /// Whether the job that kept the record file `st` locked (when it was
+    /// read) has exited and its guardian is letting the record go: the lock
+    /// table names the process that took the lock, and it is gone, or the
+    /// table no longer holds the lock at all (let go since: asked of the
+    /// kernel again, as a read can skip a line). A locker in a PID
+    /// namespace this one cannot see shows as 0, which has not exited (the
+    /// record's own pid would be another namespace's, and look gone).
+    /// Without a lock table, nobody is known to have exited.
+    pub(crate) fn writer_exited(&self, st: &FileStat) -> bool {
+        let Some(table) = self.table.get_or_init(LockTable::read) else {
+            return false;
+        };
+        match table.exclusive_holder(st).or_else(|| kernel_holder(st, 2)) {
+            Some(pid) => exited(pid),
+            None => true,
+        }
     }
 
     /// [`exclusive_holder`](Self::exclusive_holder), when the table has

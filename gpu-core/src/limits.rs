@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::config::Limits;
-use crate::lease::{LockDir, Look};
+use crate::lease::{EXITED_HOLDER_WAIT, LockDir, Look};
 use crate::request::Request;
 
 /// A request that would take its user past a site limit.
@@ -49,6 +49,9 @@ pub(crate) struct Held {
     pub devices: u64,
     /// Bytes reserved in shares.
     pub share_bytes: u64,
+    /// Whether some of it is a job's that has exited: its guardian is
+    /// letting it go (see [`EXITED_HOLDER_WAIT`]).
+    pub letting_go: bool,
 }
 
 impl LockDir {
@@ -56,16 +59,21 @@ impl LockDir {
     pub(crate) fn held_by(&self, uid: u32, look: &Look) -> Held {
         let mut devices = HashSet::new();
         let mut held = Held::default();
-        for (key, reserved) in self.live_records_of(uid, &look.names) {
+        for (key, reserved, letting_go) in self.live_records_of(uid, look) {
             devices.insert(key);
             held.share_bytes = held.share_bytes.saturating_add(reserved.unwrap_or(0));
+            held.letting_go |= letting_go;
         }
         held.devices = devices.len() as u64;
         held
     }
 }
 
-/// Refuses `request` when it would take `uid` past `limits`.
+/// Refuses `request` when it would take `uid` past `limits`, as `look`
+/// shows what `uid` holds. What a job that has exited still holds is waited
+/// out first (up to [`EXITED_HOLDER_WAIT`], as a lease is, with a fresh look
+/// each time), so that `gpusel -- A; gpusel -- B` does not count A's lease,
+/// which its guardian lets go an instant after A ends, against B.
 pub(crate) fn check(
     limits: &Limits,
     dir: &LockDir,
@@ -76,7 +84,28 @@ pub(crate) fn check(
     if limits.gpus_per_user.is_none() && limits.share_memory_per_user.is_none() {
         return Ok(());
     }
-    let held = dir.held_by(uid, look);
+    let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
+    let mut said = false;
+    let mut fresh: Option<Look> = None;
+    loop {
+        let held = dir.held_by(uid, fresh.as_ref().unwrap_or(look));
+        match over(limits, held, request) {
+            Err(_) if held.letting_go && std::time::Instant::now() < deadline => {
+                if !std::mem::replace(&mut said, true) {
+                    tracing::debug!(
+                        "a job of this user's that has exited still holds a lease; waiting for it to be let go"
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                fresh = Some(dir.look());
+            }
+            verdict => return verdict,
+        }
+    }
+}
+
+/// Whether `request` on top of `held` is past `limits`.
+fn over(limits: &Limits, held: Held, request: &Request) -> Result<(), OverLimit> {
     let count = request.count.min().get() as u64;
     if let Some(cap) = &limits.gpus_per_user {
         let allowed = cap.value as u64;

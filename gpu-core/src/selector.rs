@@ -742,6 +742,7 @@ impl Selector {
             (VisibleFrom::Env, false) => Visible::from_env(&snapshot.gpus),
             (VisibleFrom::Value(v), false) => Visible::parse(v.as_deref(), &snapshot.gpus),
         };
+        let claimed_before = claimed.clone();
         let mut result = self.claimed_pipeline(
             &snapshot,
             request,
@@ -752,18 +753,30 @@ impl Selector {
         );
         // A device that freed between reading the queue and leasing it may
         // be an older waiter's: asked again with the leases held (counted
-        // as free), and handed back, to lease around it, when it is.
-        for _ in 0..3 {
-            let (Ok(selection), Some(leaser)) = (&result, leaser) else {
-                break;
-            };
+        // as free), and handed back, to lease around it, when it is. Until
+        // no lease held is claimed: the claims only add up, and each round
+        // passes over one more device, so this ends. (Three rounds once
+        // returned the third one's leases unasked: under load a 1-GPU
+        // waiter could take the GPU a 4-GPU waiter ahead of it had claimed.)
+        let mut passed_over = claimed_before;
+        while let (Ok(selection), Some(leaser)) = (&result, leaser) {
             let held: Vec<&str> = selection.leases().iter().map(|l| l.uuid()).collect();
             let look = leaser.dir.look();
             let (again, _) = leaser.dir.claims_seen(&snapshot, ticket, &held, &look);
             if !again.iter().any(|c| held.contains(&c.uuid.as_str())) {
                 break;
             }
-            claimed = again;
+            let before = passed_over.len();
+            for claim in again {
+                if !passed_over.iter().any(|c| c.uuid == claim.uuid) {
+                    passed_over.push(claim);
+                }
+            }
+            if passed_over.len() == before {
+                // Cannot be (a device passed over is never leased): no loop.
+                break;
+            }
+            claimed = passed_over.clone();
             // Released before leasing again: our own lease would be in the way.
             drop(std::mem::replace(&mut result, Err(SelectError::Cancelled)));
             result = self.claimed_pipeline(

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
-use crate::lease::{LeaseError, LockDir, LockTable, Look, key};
+use crate::lease::{EXITED_HOLDER_WAIT, LeaseError, LockDir, LockTable, Look, key};
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
 use crate::request::Request;
@@ -147,6 +147,18 @@ struct Found {
     /// The record, when its writer still holds it; `None`: left by a job
     /// that ended.
     live: Option<Record>,
+    /// The record file's status, for a live one: whether its job has
+    /// exited is [`Look::writer_exited`] of it.
+    stat: Option<FileStat>,
+}
+
+impl Found {
+    /// Whether the job of this live record has exited, its guardian letting
+    /// the record go (an instant): as `look` (or the kernel, asked again)
+    /// shows it.
+    fn letting_go(&self, look: &Look) -> bool {
+        self.stat.as_ref().is_some_and(|st| look.writer_exited(st))
+    }
 }
 
 /// `gpusel-<key>.<uid>.<pid>-<n>.share` split into key and uid.
@@ -215,46 +227,59 @@ impl LockDir {
                     return None;
                 }
                 let key = key.to_string();
-                let live = self.live_record(name, uid)?;
+                let (live, stat) = match self.live_record(name, uid)? {
+                    Some((record, st)) => (Some(record), Some(st)),
+                    None => (None, None),
+                };
                 Some(Found {
                     name: name.clone(),
                     key,
                     uid,
                     live,
+                    stat,
                 })
             })
             .collect()
     }
 
-    /// `Some(Some(record))` when `name` is a live record of `uid`'s,
-    /// `Some(None)` when it is one left over, `None` when it is no record of
-    /// `uid`'s at all (planted by another user, unreadable, not JSON).
-    fn live_record(&self, name: &str, uid: u32) -> Option<Option<Record>> {
-        let Some((text, _)) = self.read_live(name, uid)? else {
+    /// `Some(Some((record, its file's status)))` when `name` is a live
+    /// record of `uid`'s, `Some(None)` when it is one left over, `None` when
+    /// it is no record of `uid`'s at all (planted by another user,
+    /// unreadable, not JSON).
+    fn live_record(&self, name: &str, uid: u32) -> Option<Option<(Record, FileStat)>> {
+        let Some((text, st)) = self.read_live(name, uid)? else {
             return Some(None);
         };
-        parse_record(&text, uid).map(Some)
+        parse_record(&text, uid).map(|record| Some((record, st)))
     }
 
     /// The devices `uid` holds, by their file key, from its live holder
-    /// records (`None`) and share records (the bytes reserved).
-    pub(crate) fn live_records_of(&self, uid: u32, names: &[String]) -> Vec<(String, Option<u64>)> {
-        names
+    /// records (`None`) and share records (the bytes reserved), among the
+    /// names in `look`, each with whether the job that holds it has exited
+    /// ([`Look::writer_exited`]).
+    pub(crate) fn live_records_of(
+        &self,
+        uid: u32,
+        look: &Look,
+    ) -> Vec<(String, Option<u64>, bool)> {
+        look.names
             .iter()
             .filter_map(|name| {
                 if let Some((key, owner)) = parse_name(name) {
                     if owner != uid {
                         return None;
                     }
-                    let record = self.live_record(name, uid)??;
-                    return Some((key.to_string(), Some(record.reserved)));
+                    let (record, st) = self.live_record(name, uid)??;
+                    let exited = look.writer_exited(&st);
+                    return Some((key.to_string(), Some(record.reserved), exited));
                 }
                 let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
                 if owner.parse() != Ok(uid) {
                     return None;
                 }
-                self.trusted_record(name, uid)?;
-                Some((key.to_string(), None))
+                let (text, st) = self.read_live(name, uid)??;
+                crate::holder::parse_record(&text, uid)?;
+                Some((key.to_string(), None, look.writer_exited(&st)))
             })
             .collect()
     }
@@ -313,9 +338,13 @@ impl LockDir {
 
     /// [`add_shares`](Self::add_shares) from the names in `look`.
     pub(crate) fn add_shares_seen(&self, snapshot: &mut Snapshot, look: &Look) {
+        // A record whose job has exited is being let go by its guardian (an
+        // instant): counted, it could keep the next job off the memory its
+        // job just left. Admission waits it out (`try_share`).
         let mut live: Vec<(String, Record)> = self
             .share_records(&look.names, |_| true)
             .into_iter()
+            .filter(|f| !f.letting_go(look))
             .filter_map(|f| f.live.map(|r| (f.key, r)))
             .collect();
         live.sort_by_key(|(_, r)| r.holder.since);
@@ -395,29 +424,31 @@ impl LockDir {
             if self.read_holder(uuid).is_some() {
                 return Ok(Taken::Held);
             }
-            let admission = self.admission(uuid)?;
-            let my_key = key(uuid);
-            let me = holder.uid;
-            let mut outstanding = 0u64;
-            let mut shares = 0;
-            let mut parents = Parents::default();
-            for found in self.share_records(&self.names(), |k| k == my_key) {
-                match found.live {
-                    Some(r) => {
-                        shares += 1;
-                        let used =
-                            used_by(device.processes(), r.holder.pid, &mut parents).unwrap_or(0);
-                        outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
-                    }
-                    // Left by a job of ours that ended: nobody else may
-                    // delete it, and under the admission lock nobody can be
-                    // reusing its name for this device.
-                    None if found.uid == me && found.key == my_key => {
-                        self.unlink(&found.name);
-                    }
-                    None => {}
+            // A share whose job has exited is let go by its guardian an
+            // instant later: what it reserved is waited out (up to
+            // EXITED_HOLDER_WAIT, as an exclusive lease is) before the
+            // device counts as full, so that `gpusel --share -- A; gpusel
+            // --share -- B` does not refuse B the memory A just left.
+            let deadline = Instant::now() + EXITED_HOLDER_WAIT;
+            let mut said = false;
+            let (admission, outstanding, shares) = loop {
+                let admission = self.admission(uuid)?;
+                let (outstanding, shares, letting_go) = self.outstanding(device, holder.uid);
+                let full = device
+                    .memory_free_reported()
+                    .is_some_and(|free| free.saturating_sub(outstanding) < reserved);
+                if !(full && letting_go && Instant::now() < deadline) {
+                    break (admission, outstanding, shares);
                 }
-            }
+                drop(admission);
+                if !std::mem::replace(&mut said, true) {
+                    tracing::debug!(
+                        uuid,
+                        "a share's job has exited and its reservation is in the way; waiting for it to be let go"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
             let Some(free) = device.memory_free_reported() else {
                 return Ok(Taken::Refused(Reason::Unknown {
                     what: "free memory".into(),
@@ -436,6 +467,36 @@ impl LockDir {
             return Ok(Taken::Lease(Lease::share(uuid, reserved, lock, record)));
         }
         Err(self.lock_error(&name, "it keeps being replaced while gpusel locks it"))
+    }
+
+    /// What the live shares of `device` reserve and do not use yet, how
+    /// many they are, and whether the job of one of them has exited (its
+    /// guardian letting it go). Records left by jobs of `me` that ended are
+    /// deleted. Only under the device's admission lock; one look at the
+    /// directory.
+    fn outstanding(&self, device: &Device<'_>, me: u32) -> (u64, usize, bool) {
+        let my_key = key(device.uuid());
+        let look = self.look();
+        let (mut outstanding, mut shares, mut letting_go) = (0u64, 0, false);
+        let mut parents = Parents::default();
+        for found in self.share_records(&look.names, |k| k == my_key) {
+            match &found.live {
+                Some(r) => {
+                    shares += 1;
+                    letting_go |= found.letting_go(&look);
+                    let used = used_by(device.processes(), r.holder.pid, &mut parents).unwrap_or(0);
+                    outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
+                }
+                // Left by a job of ours that ended: nobody else may delete
+                // it, and under the admission lock nobody can be reusing its
+                // name for this device.
+                None if found.uid == me && found.key == my_key => {
+                    self.unlink(&found.name);
+                }
+                None => {}
+            }
+        }
+        (outstanding, shares, letting_go)
     }
 
     /// Writes and locks this process's share record of `uuid`. Unlike a

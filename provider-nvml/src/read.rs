@@ -190,9 +190,7 @@ fn utilization_window(device: &Device<'_>, i: u32, window: Duration) -> Option<U
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     };
-    let now = SystemTime::now();
-    let since_us = micros(now.checked_sub(window).unwrap_or(UNIX_EPOCH));
-    let now_us = micros(now);
+    let since_us = micros(SystemTime::now().checked_sub(window).unwrap_or(UNIX_EPOCH));
     let peak = |kind: Sampling, what: &str| -> Result<Option<Peak>, NvmlError> {
         let samples = match device.samples(kind, since_us) {
             Ok(s) => s,
@@ -200,6 +198,11 @@ fn utilization_window(device: &Device<'_>, i: u32, window: Duration) -> Option<U
             Err(NvmlError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
+        // Ages as of the driver's answer, not of the start of this read: a
+        // thread preempted in between (a loaded machine) would otherwise
+        // make every sample look younger than it is (a 2 s old peak shown
+        // as 1.9 s ago).
+        let now_us = micros(SystemTime::now());
         let values = samples.iter().filter_map(|s| {
             let value = match &s.value {
                 SampleValue::U32(v) => *v,

@@ -54,32 +54,33 @@ pub fn other_user() -> u32 {
         .unwrap()
 }
 
-/// Runs `program args` as [`OTHER`], with gpusel's variables cleared.
+/// Runs `program args` as [`OTHER`], with every variable of
+/// `tests/clean-env.txt` cleared and no config.
 pub fn as_other(program: &Path, args: &[&str]) -> Out {
     let mut cmd = std::process::Command::new("setpriv");
     cmd.args(["--reuid", OTHER, "--regid", OTHER, "--clear-groups", "--"])
         .arg(program)
         .args(args)
-        .env_remove("CUDA_VISIBLE_DEVICES")
-        .env_remove("GPUSEL_PROVIDER")
-        .env_remove("GPUSEL_LOCK_DIR")
         .env("GPUSEL_SYSTEM_CONFIG", format!("{NO_CONFIG}/system.toml"))
         .env("XDG_CONFIG_HOME", NO_CONFIG)
         .current_dir("/");
+    // None of the variables gpusel reads: the args say what to use.
+    for name in super::clean_env() {
+        cmd.env_remove(name);
+    }
     // A program the test just copied (a gpusel the second user can reach)
     // is busy while a child another test thread forked in the meantime
     // still has the copy's descriptor, until that child execs: ETXTBSY,
     // gone a moment later. Anything else is the answer.
-    for _ in 0..100 {
+    super::eventually(&format!("{} to be free to run", program.display()), || {
         let out = cmd.output().expect("run setpriv");
         let busy = out.status.code() == Some(126)
             && String::from_utf8_lossy(&out.stderr).contains("Text file busy");
-        if !busy {
-            return out.into();
+        match busy {
+            false => Ok(out.into()),
+            true => Err("it stays busy (ETXTBSY)".to_string()),
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("{} stayed busy (ETXTBSY) for 2 s", program.display());
+    })
 }
 
 /// Whether a second-user test can run: as root, yes; otherwise it says on
