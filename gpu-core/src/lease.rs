@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
+use nix::unistd::Pid;
 
 use crate::guardian::GuardError;
 use crate::holder::{Holder, LeaseStatus, Share};
@@ -155,10 +156,18 @@ pub(crate) fn exited(pid: u32) -> bool {
     if pid == 0 || pid == std::process::id() {
         return false;
     }
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(stat) => crate::procfs::stat_state(&stat).is_some_and(|s| matches!(s, b'Z' | b'X')),
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // Asked of the kernel first: with /proc mounted `hidepid=2`, another
+    // user's live process has no /proc entry to read, yet it runs (EPERM).
+    if nix::sys::signal::kill(Pid::from_raw(raw), None) == Err(Errno::ESRCH) {
+        return true;
     }
+    // It exists; a zombie (or one dying) has exited all the same.
+    std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        crate::procfs::stat_state(&stat).is_some_and(|s| matches!(s, b'Z' | b'X'))
+    })
 }
 
 /// How old a file left under a temporary name (`….new`) must be before its
@@ -535,7 +544,7 @@ impl LeaseState {
 }
 
 /// One `flock` from the kernel's lock table (`/proc/locks`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct KernelFlock {
     pid: u32,
     exclusive: bool,
@@ -566,8 +575,9 @@ impl LockTable {
     /// This table with `other`'s locks too: a read can skip a line while
     /// other locks change, so what must not be missed is read twice.
     fn with(mut self, other: Option<LockTable>) -> Self {
+        let mut seen: std::collections::HashSet<_> = self.flocks.iter().copied().collect();
         for lock in other.into_iter().flat_map(|t| t.flocks) {
-            if !self.flocks.contains(&lock) {
+            if seen.insert(lock) {
                 self.flocks.push(lock);
             }
         }
@@ -669,18 +679,21 @@ impl Look {
     /// Whether the job that kept the record file `st` locked (when it was
     /// read) has exited and its guardian is letting the record go: the lock
     /// table names the process that took the lock, and it is gone, or the
-    /// table no longer holds the lock at all (let go since: asked of the
-    /// kernel again, as a read can skip a line). A locker in a PID
+    /// record is no longer locked at all (let go since). A locker in a PID
     /// namespace this one cannot see shows as 0, which has not exited (the
-    /// record's own pid would be another namespace's, and look gone).
-    /// Without a lock table, nobody is known to have exited.
-    pub(crate) fn writer_exited(&self, st: &FileStat) -> bool {
+    /// record's own pid would be another namespace's, and look gone). A
+    /// record the table does not show, read again (let go since, a read
+    /// that skipped its line, or a filesystem whose device numbers the
+    /// table writes otherwise, as btrfs), is asked itself: it counts as let
+    /// go only if nobody holds it any more. Without a lock table, nobody is
+    /// known to have exited.
+    pub(crate) fn writer_exited(&self, dir: &LockDir, name: &str, st: &FileStat) -> bool {
         let Some(table) = self.table.get_or_init(LockTable::read) else {
             return false;
         };
-        match table.exclusive_holder(st).or_else(|| kernel_holder(st, 2)) {
+        match table.exclusive_holder(st).or_else(|| kernel_holder(st, 1)) {
             Some(pid) => exited(pid),
-            None => true,
+            None => dir.let_go(name, st),
         }
     }
 
@@ -932,6 +945,23 @@ impl LockDir {
         Look {
             names: self.names(),
             table: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether the record `name` (the file `st` describes) is locked by
+    /// nobody now: a shared lock on it is granted. A record replaced or
+    /// gone since counts as let go.
+    pub(crate) fn let_go(&self, name: &str, st: &FileStat) -> bool {
+        let Ok(file) = self.open_file(name, OFlag::O_RDONLY, 0) else {
+            return true;
+        };
+        match fstat(file.as_fd()) {
+            Ok(now) if now.st_ino == st.st_ino && now.st_dev == st.st_dev => {}
+            _ => return true,
+        }
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_) => true,
+            Err((_, e)) => e != Errno::EWOULDBLOCK,
         }
     }
 
@@ -1317,6 +1347,31 @@ impl LockDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_process_has_exited_once_gone_or_a_zombie_and_not_before() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(!exited(pid), "running");
+        // Another user's live process (init) has not exited either.
+        assert!(!exited(1));
+        child.kill().unwrap();
+        // Killed, not yet reaped: a zombie.
+        let mut zombie = false;
+        for _ in 0..6000 {
+            if exited(pid) {
+                zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(zombie, "a zombie counts as exited");
+        child.wait().unwrap();
+        assert!(exited(pid), "reaped: gone");
+    }
 
     #[test]
     fn the_kernels_lock_table_is_read_for_one_file() {

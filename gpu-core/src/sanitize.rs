@@ -96,6 +96,15 @@ pub fn clean_snapshot(snapshot: &mut Snapshot) {
     }
     for waiter in &mut snapshot.waiters {
         clean_holder(&mut waiter.holder);
+        // What it asks for is its own text too (its ticket's, written by
+        // whoever it runs as): names, devices, the count as written.
+        let wanted = &mut waiter.wanted;
+        clean_in_place(&mut wanted.count);
+        clean_opt(&mut wanted.name);
+        clean_opt(&mut wanted.visible);
+        for device in wanted.devices.iter_mut().chain(&mut wanted.exclude) {
+            clean_in_place(device);
+        }
     }
 }
 
@@ -192,7 +201,10 @@ mod tests {
         waiter.user = evil.into();
         s.waiters.push(crate::Waiter {
             holder: waiter,
-            wanted: serde_json::from_value(serde_json::json!({"count": "1"})).unwrap(),
+            wanted: serde_json::from_value(serde_json::json!({
+                "count": evil, "name": evil, "devices": [evil], "exclude": [evil], "visible": evil,
+            }))
+            .unwrap(),
         });
         clean_snapshot(&mut s);
         let json = serde_json::to_string(&s).unwrap();
@@ -214,6 +226,12 @@ mod tests {
         assert_eq!(blocked, Some(clean(evil)));
         assert_eq!(s.waiters[0].holder.command, [clean(evil)]);
         assert_eq!(s.waiters[0].holder.user, clean(evil));
+        let wanted = &s.waiters[0].wanted;
+        assert_eq!(wanted.name.as_deref(), Some(clean(evil).as_str()));
+        assert_eq!(
+            (&wanted.devices[..], &wanted.exclude[..]),
+            (&[clean(evil)][..], &[clean(evil)][..])
+        );
     }
 
     proptest! {

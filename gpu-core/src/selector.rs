@@ -593,6 +593,7 @@ impl Selector {
                                                     r,
                                                     Reason::Leased { .. }
                                                         | Reason::Shared { .. }
+                                                        | Reason::SharesFull { .. }
                                                         | Reason::Claimed { .. }
                                                 )
                                             })

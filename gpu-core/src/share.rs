@@ -156,8 +156,10 @@ impl Found {
     /// Whether the job of this live record has exited, its guardian letting
     /// the record go (an instant): as `look` (or the kernel, asked again)
     /// shows it.
-    fn letting_go(&self, look: &Look) -> bool {
-        self.stat.as_ref().is_some_and(|st| look.writer_exited(st))
+    fn letting_go(&self, dir: &LockDir, look: &Look) -> bool {
+        self.stat
+            .as_ref()
+            .is_some_and(|st| look.writer_exited(dir, &self.name, st))
     }
 }
 
@@ -270,7 +272,7 @@ impl LockDir {
                         return None;
                     }
                     let (record, st) = self.live_record(name, uid)??;
-                    let exited = look.writer_exited(&st);
+                    let exited = look.writer_exited(self, name, &st);
                     return Some((key.to_string(), Some(record.reserved), exited));
                 }
                 let (key, owner) = name.strip_suffix(".holder")?.rsplit_once('.')?;
@@ -279,7 +281,7 @@ impl LockDir {
                 }
                 let (text, st) = self.read_live(name, uid)??;
                 crate::holder::parse_record(&text, uid)?;
-                Some((key.to_string(), None, look.writer_exited(&st)))
+                Some((key.to_string(), None, look.writer_exited(self, name, &st)))
             })
             .collect()
     }
@@ -344,7 +346,7 @@ impl LockDir {
         let mut live: Vec<(String, Record)> = self
             .share_records(&look.names, |_| true)
             .into_iter()
-            .filter(|f| !f.letting_go(look))
+            .filter(|f| !f.letting_go(self, look))
             .filter_map(|f| f.live.map(|r| (f.key, r)))
             .collect();
         live.sort_by_key(|(_, r)| r.holder.since);
@@ -483,7 +485,7 @@ impl LockDir {
             match &found.live {
                 Some(r) => {
                     shares += 1;
-                    letting_go |= found.letting_go(&look);
+                    letting_go |= found.letting_go(self, &look);
                     let used = used_by(device.processes(), r.holder.pid, &mut parents).unwrap_or(0);
                     outstanding = outstanding.saturating_add(r.reserved.saturating_sub(used));
                 }
