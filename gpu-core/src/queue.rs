@@ -503,6 +503,11 @@ pub(crate) struct Wake {
     path: std::path::PathBuf,
     /// Whether closes are watched.
     closes: bool,
+    /// Whether closes are worth watching: a try tells a live holder from a
+    /// lock file to ask only by the kernel's lock table. Where it cannot be
+    /// read, every try opens and closes the lock files it wants, and would
+    /// set off its own alarm (and its fellow waiters') on every try.
+    closes_useful: bool,
     /// The lock files whose closing sets it off.
     locks: Vec<String>,
     /// The tickets whose removal sets it off.
@@ -519,6 +524,7 @@ impl Wake {
             inotify,
             path: dir.path().to_path_buf(),
             closes: true,
+            closes_useful: crate::lease::LockTable::read().is_some(),
             locks: Vec::new(),
             ahead: Vec::new(),
         };
@@ -551,7 +557,7 @@ impl Wake {
             .map(|uuid| format!("{}.lock", key(uuid)))
             .collect();
         self.ahead = ahead;
-        let closes = !self.locks.is_empty();
+        let closes = self.closes_useful && !self.locks.is_empty();
         self.watch(closes);
     }
 
