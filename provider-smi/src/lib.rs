@@ -151,13 +151,25 @@ struct TopoRead {
     uuids: Vec<String>,
     /// Their places, in the same order; the error when the run failed.
     places: Result<Vec<topo::Place>, String>,
+    /// When it was read: a failure is tried again after the provider's
+    /// retry time ([`TOPO_RETRY`] by default).
+    at: Instant,
 }
+
+/// How long a failed `topo -m` (a timeout, a driver error) is kept, by
+/// default, before a snapshot runs it again: a long-running agent is not
+/// left without topology for its whole life by one bad moment, nor made to
+/// wait on a failing run every round (see
+/// [`SmiProvider::with_topology_retry`]).
+pub const TOPO_RETRY: Duration = Duration::from_secs(600);
 
 /// Reads GPU state by running nvidia-smi.
 #[derive(Debug, Clone)]
 pub struct SmiProvider {
     binary: PathBuf,
     timeout: Duration,
+    /// How long a failed `topo -m` is kept.
+    topology_retry: Duration,
     /// What `topo -m` gave, failure included, for the GPUs it was read for:
     /// topology does not change while the machine runs, and the run is slow
     /// (a driver that fails or hangs on it would cost that on every round).
@@ -171,6 +183,7 @@ impl SmiProvider {
         SmiProvider {
             binary: binary.into(),
             timeout: DEFAULT_TIMEOUT,
+            topology_retry: TOPO_RETRY,
             topology: Default::default(),
         }
     }
@@ -178,6 +191,15 @@ impl SmiProvider {
     /// The same provider with another timeout per snapshot.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same provider keeping a failed `nvidia-smi topo -m` for `retry`
+    /// (instead of [`TOPO_RETRY`]) before a snapshot runs it again. A
+    /// matrix read is kept for as long as the same GPUs answer, whatever
+    /// this says.
+    pub fn with_topology_retry(mut self, retry: Duration) -> Self {
+        self.topology_retry = retry;
         self
     }
 
@@ -299,7 +321,12 @@ impl SmiProvider {
         if topology {
             let uuids: Vec<String> = snapshot.gpus.iter().map(|g| g.uuid.clone()).collect();
             let read = match cached {
-                Some(read) if read.uuids == uuids => read,
+                Some(read)
+                    if read.uuids == uuids
+                        && (read.places.is_ok() || read.at.elapsed() < self.topology_retry) =>
+                {
+                    read
+                }
                 // Never read, or read for other GPUs: read it now.
                 _ => {
                     let run = match topo_run.take() {
@@ -315,7 +342,11 @@ impl SmiProvider {
                             places
                         })
                         .map_err(|e| e.to_string());
-                    let read = Arc::new(TopoRead { uuids, places });
+                    let read = Arc::new(TopoRead {
+                        uuids,
+                        places,
+                        at: Instant::now(),
+                    });
                     *self.topology.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(Arc::clone(&read));
                     read

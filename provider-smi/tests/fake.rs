@@ -223,6 +223,12 @@ fn a_failed_topo_m_is_not_run_again() {
         );
     }
     assert_eq!(topo_runs(), 1, "the failure is kept for the same GPUs");
+    // Once its retry time is up, a snapshot runs it again.
+    let provider = SmiProvider::new(&path).with_topology_retry(Duration::ZERO);
+    for _ in 0..3 {
+        assert_eq!(provider.read().unwrap().gpus.len(), 8);
+    }
+    assert_eq!(topo_runs(), 1 + 3, "tried again on every snapshot");
 }
 
 #[test]
