@@ -86,12 +86,43 @@ fn lock_exclusive_past_exits(file: File) -> Result<Result<Flock<File>, File>, Er
 /// not waited for again, so that a waiter's every try is not 2 s longer.
 static WAITED_IN_VAIN: std::sync::Mutex<Vec<(FileId, u32)>> = std::sync::Mutex::new(Vec::new());
 
+/// Waiting out a job that has exited while its guardian lets go of what it
+/// held (a lease, a share, what counts against a limit): up to
+/// [`EXITED_HOLDER_WAIT`], a short pause at a time, told once.
+pub(crate) struct ExitedWait {
+    deadline: std::time::Instant,
+    said: bool,
+}
+
+impl ExitedWait {
+    /// A wait starting now.
+    pub(crate) fn new() -> Self {
+        ExitedWait {
+            deadline: std::time::Instant::now() + EXITED_HOLDER_WAIT,
+            said: false,
+        }
+    }
+
+    /// Whether [`EXITED_HOLDER_WAIT`] has passed: waited long enough.
+    pub(crate) fn over(&self) -> bool {
+        std::time::Instant::now() >= self.deadline
+    }
+
+    /// Pauses a moment before the caller looks again; `say` (a debug line
+    /// saying what is waited for) runs the first time only.
+    pub(crate) fn pause(&mut self, say: impl FnOnce()) {
+        if !std::mem::replace(&mut self.said, true) {
+            say();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Waiting out a holder that has exited while its guardian lets go: one
 /// wait per lock taken, and none for a holder already waited for in vain.
 struct ExitWait {
     file: FileId,
-    deadline: std::time::Instant,
-    said: bool,
+    wait: ExitedWait,
     unseen: u32,
 }
 
@@ -99,8 +130,7 @@ impl ExitWait {
     fn new(file: FileId) -> Self {
         ExitWait {
             file,
-            deadline: std::time::Instant::now() + EXITED_HOLDER_WAIT,
-            said: false,
+            wait: ExitedWait::new(),
             unseen: 0,
         }
     }
@@ -124,7 +154,7 @@ impl ExitWait {
         if in_vain.contains(&(self.file, pid)) {
             return false;
         }
-        if std::time::Instant::now() >= self.deadline {
+        if self.wait.over() {
             if in_vain.len() >= 64 {
                 in_vain.remove(0);
             }
@@ -132,13 +162,12 @@ impl ExitWait {
             return false;
         }
         drop(in_vain);
-        if !std::mem::replace(&mut self.said, true) {
+        self.wait.pause(|| {
             tracing::debug!(
                 pid,
                 "the lease's holder has exited; waiting for it to be let go"
             );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        });
         true
     }
 }
@@ -952,17 +981,10 @@ impl LockDir {
     /// nobody now: a shared lock on it is granted. A record replaced or
     /// gone since counts as let go.
     pub(crate) fn let_go(&self, name: &str, st: &FileStat) -> bool {
-        let Ok(file) = self.open_file(name, OFlag::O_RDONLY, 0) else {
-            return true;
-        };
-        match fstat(file.as_fd()) {
-            Ok(now) if now.st_ino == st.st_ino && now.st_dev == st.st_dev => {}
-            _ => return true,
-        }
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => true,
-            Err((_, e)) => e != Errno::EWOULDBLOCK,
-        }
+        !matches!(
+            self.read_live(name, st.st_uid),
+            Some(Some((_, now))) if now.st_ino == st.st_ino && now.st_dev == st.st_dev
+        )
     }
 
     /// The status of the file `name` in the directory (not following a

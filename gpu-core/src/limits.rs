@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::config::Limits;
-use crate::lease::{EXITED_HOLDER_WAIT, LockDir, Look};
+use crate::lease::{ExitedWait, LockDir, Look};
 use crate::request::Request;
 
 /// A request that would take its user past a site limit.
@@ -50,7 +50,7 @@ pub(crate) struct Held {
     /// Bytes reserved in shares.
     pub share_bytes: u64,
     /// Whether some of it is a job's that has exited: its guardian is
-    /// letting it go (see [`EXITED_HOLDER_WAIT`]).
+    /// letting it go (see [`EXITED_HOLDER_WAIT`](crate::lease::EXITED_HOLDER_WAIT)).
     pub letting_go: bool,
 }
 
@@ -71,7 +71,7 @@ impl LockDir {
 
 /// Refuses `request` when it would take `uid` past `limits`, as `look`
 /// shows what `uid` holds. What a job that has exited still holds is waited
-/// out first (up to [`EXITED_HOLDER_WAIT`], as a lease is, with a fresh look
+/// out first (up to [`EXITED_HOLDER_WAIT`](crate::lease::EXITED_HOLDER_WAIT), as a lease is, with a fresh look
 /// each time), so that `gpusel -- A; gpusel -- B` does not count A's lease,
 /// which its guardian lets go an instant after A ends, against B.
 pub(crate) fn check(
@@ -84,23 +84,20 @@ pub(crate) fn check(
     if limits.gpus_per_user.is_none() && limits.share_memory_per_user.is_none() {
         return Ok(());
     }
-    let deadline = std::time::Instant::now() + EXITED_HOLDER_WAIT;
-    let mut said = false;
+    let mut wait = ExitedWait::new();
     let mut fresh: Option<Look> = None;
     loop {
         let held = dir.held_by(uid, fresh.as_ref().unwrap_or(look));
-        match over(limits, held, request) {
-            Err(_) if held.letting_go && std::time::Instant::now() < deadline => {
-                if !std::mem::replace(&mut said, true) {
-                    tracing::debug!(
-                        "a job of this user's that has exited still holds a lease; waiting for it to be let go"
-                    );
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                fresh = Some(dir.look());
-            }
-            verdict => return verdict,
+        let verdict = over(limits, held, request);
+        if verdict.is_ok() || !held.letting_go || wait.over() {
+            return verdict;
         }
+        wait.pause(|| {
+            tracing::debug!(
+                "a job of this user's that has exited still holds a lease; waiting for it to be let go"
+            );
+        });
+        fresh = Some(dir.look());
     }
 }
 

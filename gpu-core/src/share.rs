@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::Device;
 use crate::holder::{Holder, Share};
 use crate::lease::Lease;
-use crate::lease::{EXITED_HOLDER_WAIT, LeaseError, LockDir, LockTable, Look, key};
+use crate::lease::{ExitedWait, LeaseError, LockDir, LockTable, Look, key};
 use crate::model::{GpuProcess, Snapshot};
 use crate::reason::Reason;
 use crate::request::Request;
@@ -431,25 +431,23 @@ impl LockDir {
             // EXITED_HOLDER_WAIT, as an exclusive lease is) before the
             // device counts as full, so that `gpusel --share -- A; gpusel
             // --share -- B` does not refuse B the memory A just left.
-            let deadline = Instant::now() + EXITED_HOLDER_WAIT;
-            let mut said = false;
+            let mut wait = ExitedWait::new();
             let (admission, outstanding, shares) = loop {
                 let admission = self.admission(uuid)?;
                 let (outstanding, shares, letting_go) = self.outstanding(device, holder.uid);
                 let full = device
                     .memory_free_reported()
                     .is_some_and(|free| free.saturating_sub(outstanding) < reserved);
-                if !(full && letting_go && Instant::now() < deadline) {
+                if !(full && letting_go) || wait.over() {
                     break (admission, outstanding, shares);
                 }
                 drop(admission);
-                if !std::mem::replace(&mut said, true) {
+                wait.pause(|| {
                     tracing::debug!(
                         uuid,
                         "a share's job has exited and its reservation is in the way; waiting for it to be let go"
                     );
-                }
-                std::thread::sleep(Duration::from_millis(5));
+                });
             };
             let Some(free) = device.memory_free_reported() else {
                 return Ok(Taken::Refused(Reason::Unknown {
