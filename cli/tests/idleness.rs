@@ -171,16 +171,7 @@ fn the_v1_memory_call_does_not_make_idle_gpus_look_taken() {
 
 #[test]
 fn filters_relaxed_never_give_out_a_gpu_the_driver_refuses() {
-    let relaxed = [
-        "--strategy",
-        "random",
-        "--max-util",
-        "100",
-        "--max-mem-util",
-        "100",
-        "--max-processes",
-        "9",
-    ];
+    let relaxed = common::ANY_LOAD;
     // Every GPU but 3 (prohibited) and 4 (exclusive, taken).
     let mut args: Vec<&str> = relaxed.to_vec();
     args.extend(["-n", "all"]);

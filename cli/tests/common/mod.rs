@@ -36,6 +36,19 @@ pub const MIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mig-2xh1
 
 /// The GPUs of [`LAB`] that idle-random may choose.
 pub const LAB_IDLE: [&str; 4] = ["1", "3", "5", "7"];
+
+/// Flags that let any load through (random order, any utilization, any
+/// number of processes): what a request that relaxes every filter passes.
+pub const ANY_LOAD: [&str; 8] = [
+    "--strategy",
+    "random",
+    "--max-util",
+    "100",
+    "--max-mem-util",
+    "100",
+    "--max-processes",
+    "9",
+];
 /// UUID of GPU 7 in [`LAB`].
 pub const LAB_GPU7_UUID: &str = "GPU-d6a0f4b8-7c2e-4a1d-9f3b-7c9d1f3b5c87";
 /// UUIDs of the idle MIG devices 0:1 and 0:2 in [`MIG`].
